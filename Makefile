@@ -1,0 +1,32 @@
+# xrais developer entry points. `make demo` and `make test` are the README's two commands.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of PyTorch (a local wheel on the project machines); GPU users install their own
+# CUDA build first and run `make setup TORCH_SPEC=`.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"; fi
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+# The main job on the shipped example images.
+demo: setup
+	$(BIN)/xrais.demo
+
+test: setup
+	$(BIN)/python -m pytest -q -ra
+
+bench: setup
+	$(BIN)/python benchmarks/bench_conditioning.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

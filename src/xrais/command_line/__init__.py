@@ -1,0 +1,1 @@
+"""Command-line programs (thin: all logic lives in the library)."""

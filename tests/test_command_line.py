@@ -1,0 +1,85 @@
+"""The DIALS-style program framework: parameters, -h, -c, errors, exit codes, log file."""
+import pytest
+
+from xrais.command_line.params import Param, ParameterError, Parameters
+from xrais.command_line.program import Program
+
+PARAMS = Parameters([
+    Param("quadrants", 4, "how many", "int", choices=("1", "4")),
+    Param("output.json", "out.json", "results", "path"),
+    Param("output.csv", None, "table", "path", optional=True),
+    Param("geometry.beam_centre", None, "fast,slow", "floats", length=2, optional=True),
+    Param("nproc", 1, "processes", "int", minimum=1),
+    Param("mpi", False, "use MPI", "bool"),
+])
+
+
+def test_parse_values_scopes_and_inputs(tmp_path):
+    image = tmp_path / "a.cbf"
+    image.write_bytes(b"x")
+    params, inputs = PARAMS.parse([str(image), "json=r.json", "geometry.beam_centre=10.5,20", "mpi=True", "nproc=2"])
+    assert inputs == [str(image)]
+    assert params.output.json == "r.json" and params.geometry.beam_centre == (10.5, 20.0)
+    assert params.mpi is True and params.nproc == 2 and params.quadrants == 4 and params.output.csv is None
+
+
+@pytest.mark.parametrize("word, problem", [
+    ("nope=1", "unknown parameter"),
+    ("quadrants=3", "expected one of"),
+    ("nproc=0", "out of range"),
+    ("nproc=two", "invalid literal"),
+    ("beam_centre=1", "expected 2 values"),
+    ("mpi=maybe", "expected True or False"),
+    ("--frobnicate", "unknown option"),
+])
+def test_bad_words_are_reported(word, problem):
+    with pytest.raises(ParameterError, match=problem):
+        PARAMS.parse([word])
+
+
+def test_parameter_file_and_show_round_trip(tmp_path):
+    phil = tmp_path / "my.phil"
+    phil.write_text(PARAMS.show() .replace("nproc = 1", "nproc = 3") + "\n# comment\n")
+    params, _ = PARAMS.parse([str(phil)])
+    assert params.nproc == 3 and params.output.json == "out.json"
+
+
+def _program(run):
+    return Program("xrais.test", "A test program.", "xrais.test <inputs>", list(PARAMS.params), run)
+
+
+def test_program_help_config_and_exit_codes(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+
+    def run(params, inputs):
+        seen["inputs"] = inputs
+        return 0
+
+    program = _program(run)
+    assert program(["-h"]) == 0 and "Usage: xrais.test" in capsys.readouterr().out
+    assert program(["-c", "nproc=5"]) == 0 and "nproc = 5" in capsys.readouterr().out
+    assert program(["nproc=0"]) == 2
+    assert "xrais.test: error: nproc=0" in capsys.readouterr().err
+    assert program(["a", "b"]) == 0 and seen["inputs"] == ["a", "b"]
+    assert (tmp_path / "xrais.test.log").exists()
+
+
+def test_program_turns_failures_into_one_line(tmp_path, capsys, monkeypatch):
+    from xrais.io import ImageError
+
+    monkeypatch.chdir(tmp_path)
+
+    def bad_input(params, inputs):
+        raise ImageError("x.cbf", "CBF data truncated")
+
+    def bug(params, inputs):
+        raise RuntimeError("boom")
+
+    assert _program(bad_input)([]) == 1
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1] == "xrais.test: error: x.cbf: CBF data truncated"
+    assert _program(bug)(["output.log=bug.log"]) == 1
+    out = capsys.readouterr().out
+    assert "internal error: RuntimeError: boom (details in bug.log)" in out and "Traceback" not in out
+    assert "Traceback" in (tmp_path / "bug.log").read_text()
