@@ -6,7 +6,8 @@ import bz2
 import gzip
 import lzma
 import os
-from typing import Dict, Iterator, List, Optional, Union
+import zlib
+from typing import Iterator, List, Optional, Union
 
 from .errors import GeometryError, ImageError
 from .frame import Frame, FrameError
@@ -32,6 +33,9 @@ class Reader:
 
     name = "reader"
     suffixes: tuple = ()
+    #: True for containers of many frames (NeXus, .expt): consumers then read them frame by frame
+    #: in order, rather than handing the whole file to one worker.
+    multi_frame = False
 
     def identify(self, path: str, head: bytes) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
@@ -40,21 +44,12 @@ class Reader:
         raise NotImplementedError
 
 
-_READERS: Dict[str, Reader] = {}
-
-
-def register_reader(reader: Reader, first: bool = False) -> None:
-    """Add an image reader (plugins use this through the ``xrais_readers`` hook)."""
-    global _READERS
-    if first:
-        _READERS = {reader.name: reader, **{k: v for k, v in _READERS.items() if k != reader.name}}
-    else:
-        _READERS[reader.name] = reader
-
-
 def readers() -> List[Reader]:
-    """Registered readers, in the order they are tried."""
-    return list(_READERS.values())
+    """Image readers in the order they are tried: those of third-party plugins, then xrais's own
+    (registered as the ``builtin_readers`` plugin), the dxtbx fallback last."""
+    from ..plugins import reader_list
+
+    return list(reader_list())
 
 
 def strip_compression(path: str) -> str:
@@ -75,7 +70,7 @@ def load_bytes(path: str) -> bytes:
             data = handle.read(MAX_DECOMPRESSED_BYTES + 1)
     except OSError as exc:
         raise ImageError(path, f"cannot read file ({_os_problem(exc)})") from None
-    except (EOFError, ValueError, lzma.LZMAError) as exc:
+    except (EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
         raise ImageError(path, f"corrupt or truncated {ext[1:]} compression ({exc})") from None
     if len(data) > MAX_DECOMPRESSED_BYTES:
         raise ImageError(path, f"decompresses to more than {MAX_DECOMPRESSED_BYTES >> 20} MiB: not an image")
@@ -93,7 +88,7 @@ def read_head(path: str, size: int = 4096) -> bytes:
             return handle.read(size)
     except OSError as exc:
         raise ImageError(path, f"cannot read file ({_os_problem(exc)})") from None
-    except (EOFError, ValueError, lzma.LZMAError) as exc:
+    except (EOFError, ValueError, lzma.LZMAError, zlib.error) as exc:
         raise ImageError(path, f"corrupt or truncated {ext[1:]} compression ({exc})") from None
 
 

@@ -114,7 +114,7 @@ _CATALOGUE: Tuple[DetectorModel, ...] = (
     DetectorModel("ADSC Q4", (2304, 2304), 0.0816, 2, "ADSC", (r"Q\s*4\b", r"Q4r?"), counting=False, read_noise=3.0),
     DetectorModel("ADSC Q210", (2048, 2048), 0.1024, 2, "ADSC", (r"Q\s*210",), counting=False, read_noise=3.0),
     # SLAC CS-PAD (assembled from 64 ASICs of 185 x 194 pixels).
-    DetectorModel("CS-PAD", (1765, 1765), 0.10992, 2, "CSPAD", (r"CS-?PAD",), counting=False, read_noise=1.0),
+    DetectorModel("CS-PAD", (1765, 1765), 0.10992, 2, "CSPAD", (r"CS[- ]?PAD",), counting=False, read_noise=1.0),
 )
 # fmt: on
 
@@ -122,8 +122,10 @@ _EXTRA: Dict[str, DetectorModel] = {}
 
 
 def catalogue() -> Tuple[DetectorModel, ...]:
-    """Every known detector model (built-ins, then registered ones)."""
-    return _CATALOGUE + tuple(_EXTRA.values())
+    """Every known detector model: built-ins, then those registered at run time, then plugins'."""
+    from ..plugins import detector_models
+
+    return _CATALOGUE + tuple(_EXTRA.values()) + tuple(detector_models())
 
 
 def register(model: DetectorModel) -> None:

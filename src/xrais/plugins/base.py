@@ -1,0 +1,43 @@
+"""What a predictor plugin is: a name, the fields it adds to each result, the input it needs, and
+a batched ``predict``."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..io.frame import Frame
+from ..io.geometry import Geometry
+
+NEEDS = ("quadrants", "frame")
+
+
+@dataclasses.dataclass
+class PredictionInput:
+    """One image handed to predictors: its geometry, its conditioned quadrants (float32
+    (Q, 512, 512), quadrant numbers in ``quadrant_indices``) and — for predictors that need it —
+    the raw frame."""
+
+    geometry: Geometry
+    quadrants: Optional[np.ndarray]
+    quadrant_indices: Tuple[int, ...]
+    frame: Optional[Frame] = None
+
+
+class PredictorPlugin:
+    """Base class of predictors. Subclasses set ``name``, ``description``, ``fields`` and ``needs``
+    and implement :meth:`predict`; heavy set-up (loading a network) belongs in :meth:`setup`,
+    which is called once, before the first batch, with the device chosen by the user."""
+
+    name: str = ""
+    description: str = ""
+    fields: Tuple[str, ...] = ()
+    needs: str = "quadrants"
+
+    def setup(self, device: str) -> None:
+        """Prepare for predictions on ``device`` ("cpu" or "cuda"); default: nothing to do."""
+
+    def predict(self, batch: Sequence[PredictionInput]) -> List[Dict[str, object]]:  # pragma: no cover
+        """One dict per input, with (at least) this predictor's ``fields``."""
+        raise NotImplementedError
