@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 from typing import Iterable, Iterator, List, Union
 
 from .base import read_head, readers, strip_compression
@@ -39,19 +40,31 @@ def expand_inputs(inputs) -> List[str]:
 def _image_files_in(folder: str) -> List[str]:
     """Image files in a folder (by suffix), sorted; NeXus data files are reached via their master."""
     suffixes = {suffix for reader in readers() for suffix in reader.suffixes}
+    names = sorted(os.listdir(folder))
+    lowered = {name.lower() for name in names}
     found = []
-    for name in sorted(os.listdir(folder)):
+    for name in names:
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             continue
         lower = strip_compression(name.lower())
-        if any(lower.endswith(s) for s in suffixes) and not _is_nexus_data_file(lower):
+        if any(lower.endswith(s) for s in suffixes) and not _is_nexus_data_file(lower, lowered):
             found.append(path)
     return found
 
 
-def _is_nexus_data_file(name: str) -> bool:
-    return "_data_" in name and name.endswith((".h5", ".hdf5", ".nxs"))
+_DATA_FILE = re.compile(r"^(?P<stem>.+?)(_data)?_\d{6}\.(h5|hdf5|nxs)$")
+
+
+def _is_nexus_data_file(name: str, names_in_folder) -> bool:
+    """True for the data files of a NeXus master in the same folder: EIGER ``x_data_000001.h5``
+    (beside ``x_master.h5``) and Diamond ``x_000001.h5`` (beside ``x.nxs``)."""
+    match = _DATA_FILE.match(name)
+    if not match:
+        return False
+    stem = match.group("stem")
+    return "_data_" in name or any(f"{stem}{suffix}" in names_in_folder
+                                   for suffix in ("_master.h5", ".nxs", "_master.hdf5", ".h5"))
 
 
 def identify(path: str):
