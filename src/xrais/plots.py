@@ -41,3 +41,46 @@ def save_quadrants_png(quadrants: np.ndarray, path: str, title: str = "", indice
         fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def save_montage(images: np.ndarray, labels: dict, path: str, columns: int = 5, title: str = "") -> None:
+    """PNG montage of conditioned training quadrants like the paper's Figures 2–3: each panel in
+    √photons with the beam at the top-left corner, the resolution label as a red dashed circle,
+    and a caption (resolution, lattices, distance, detector).
+
+    images: (n, 512, 512); labels: columns (arrays of length n) as stored in the dataset shards.
+    """
+    from matplotlib.patches import Circle
+
+    from .io.geometry import Geometry
+
+    plt = _pyplot()
+    n = len(images)
+    rows = (n + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= n:
+            continue
+        image = np.asarray(images[k], dtype=float)
+        top = max(1.0, float(np.percentile(image, 99.5)))
+        ax.imshow(image, cmap="gray_r", vmin=0, vmax=top, interpolation="nearest")
+        resolution = float(labels["resolution"][k])
+        caption = f"{resolution:.2f} Å" if np.isfinite(resolution) and not labels["blank"][k] else "blank"
+        if "n_lattices" in labels and labels["n_lattices"][k] > 1:
+            caption += f", {int(labels['n_lattices'][k])} lattices"
+        caption += f"\n{float(labels['distance'][k]):.0f} mm, {labels['detector'][k]}"
+        if caption.split(",")[0] != "blank" and np.isfinite(resolution):
+            geometry = Geometry(distance=float(labels["distance"][k]), wavelength=float(labels["wavelength"][k]),
+                                pixel_size=float(labels["pixel_size"][k]), beam_centre=(0, 0), shape=(1, 1))
+            radius = geometry.radius_at(resolution) / float(labels["downsample"][k])
+            if np.isfinite(radius):
+                ax.add_patch(Circle((0, 0), radius, fill=False, color="red", linestyle="--", linewidth=1.0))
+        ax.set_xlim(0, image.shape[1])
+        ax.set_ylim(image.shape[0], 0)
+        ax.set_title(caption, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,201 @@
+"""Training-image recipes: how the parameters of every simulated image are drawn (paper Appendix A1),
+as plain numbers, reproducibly from (seed, image index).
+
+Two recipes, as in the paper, each widened where real data are wider than the paper's simulations
+(so the models do not learn the simulator's quirks):
+
+* ``resolution`` (A1, section 2.1.1): PILATUS 6M and EIGER 16M / EIGER2 XE 16M geometries,
+  resolution labels spread evenly in 1/d; B from the label relation; mosaic spread 0.05–1°;
+  one lattice; a few % blank images.
+* ``multilattice`` (section 2.1.2): 50 % one lattice, 25 % two, 25 % three; extra lattices rotated
+  about random axes by angles ~ N(0, σ), σ ∈ {0.1°, 1°, 10°} (redrawn below 0.05°, where they
+  would coincide with the first); mosaic spread 0.001–0.01°; d 1.2–4 Å; the Rayonix MX340-HS
+  format of the paper, plus PILATUS/EIGER (the paper found the model transfers).
+
+Paper values kept: mosaic domains 0.05/0.1/0.15 µm, beam 30 µm with 0.02 mrad divergence,
+background of 5 mm air + 25 µm water + 25 µm of one parasitic material, scaled by 0.0125–1.25
+(log-uniform here), beamstop < 15 mm, 0–5 hot pixels at 2^16, up to 124 dead pixels.
+Widened: distance 150–400 mm (paper 200–300), wavelength 0.75–1.35 Å (paper fixed 0.9795 Å), beam
+centre off the detector centre by up to 12 mm, spectral bandwidth, photons 2e11–8e11 (paper 4e11),
+crystal 20–30 µm (paper 25 µm). The overall scale is kept near the paper's on purpose: the label is
+the B factor's decay *rate*, and a much wider scale range makes weak high-resolution and strong
+low-resolution crystals look alike.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from ..io import detectors
+from .crystal import axis_angle_rotation, random_rotation
+from .labels import b_factor_from_resolution
+
+RECIPES = ("resolution", "multilattice")
+
+#: Fraction of blank images (no crystal: background, noise and masks only) in every recipe.
+BLANK_FRACTION = 0.04
+#: Resolution labels: 1/d uniform on this range (Å⁻¹): d from 20 Å down to 1.2 Å.
+INVERSE_D_RANGE = (0.05, 1.0 / 1.2)
+#: Multi-lattice recipe: crystals that diffract visibly (d from 4 Å to 1.2 Å), since lattices can only
+#: be counted from spots.
+MULTILATTICE_INVERSE_D_RANGE = (0.25, 1.0 / 1.2)
+#: Smallest misorientation (degrees) of an extra lattice: below it the lattices coincide within the
+#: mosaic spread and the image is, physically, single-lattice.
+MIN_SPLIT_DEG = 0.05
+PARASITIC_MATERIALS = ("glycerol", "sucrose", "peg", "mpd", "ice", "paper", "kapton")
+RESOLUTION_DETECTORS = (("PILATUS 6M", 0.5), ("EIGER 16M", 0.25), ("EIGER2 XE 16M", 0.25))
+MULTILATTICE_DETECTORS = (("Rayonix MX340-HS", 0.5), ("PILATUS 6M", 0.25), ("EIGER 16M", 0.25))
+MULTILATTICE_SIGMAS_DEG = (0.1, 1.0, 10.0)
+DOMAIN_SIZES_UM = (0.05, 0.1, 0.15)
+
+
+@dataclasses.dataclass
+class ImageSpec:
+    """Every parameter of one simulated training image (units in the names).
+
+    The crystal orientation is a rotation (3×3, row-major) applied to the crystal's default
+    setting; lattice_rotations holds the extra rotations of lattices 2 and 3 relative to lattice 1.
+    """
+
+    recipe: str
+    index: int
+    seed: int
+    detector: str
+    distance_mm: float
+    wavelength_A: float
+    bandwidth_fraction: float
+    beam_centre_px: Tuple[float, float]
+    blank: bool
+    resolution_A: float
+    b_factor: float
+    structure_index: int
+    orientation: Tuple[float, ...]
+    n_lattices: int
+    lattice_sigma_deg: float
+    lattice_rotations: Tuple[Tuple[float, ...], ...]
+    mosaic_spread_deg: float
+    mosaic_domains: int
+    domain_size_um: float
+    crystal_size_um: float
+    photons: float
+    beam_size_um: float
+    divergence_mrad: float
+    air_path_mm: float
+    water_um: float
+    parasitic: str
+    parasitic_um: float
+    background_scale: float
+    beamstop_radius_mm: float
+    n_hot_pixels: int
+    n_dead_pixels: int
+    psf_fwhm_px: float
+    quadrant: int
+
+    @property
+    def inverse_d(self) -> float:
+        """Label 1/d (Å⁻¹); 0 for a blank image (no diffraction)."""
+        return 0.0 if self.blank else 1.0 / self.resolution_A
+
+    @property
+    def is_multi(self) -> int:
+        return int(self.n_lattices > 1)
+
+    def label_columns(self) -> Dict[str, object]:
+        """Flat, named label columns for the dataset table (every sampled parameter included)."""
+        model = detectors.get(self.detector)
+        columns = {
+            "inverse_d": self.inverse_d,
+            "resolution": math.inf if self.blank else self.resolution_A,
+            "b_factor": self.b_factor,
+            "n_lattices": self.n_lattices,
+            "is_multi": self.is_multi,
+            "blank": int(self.blank),
+            "distance": self.distance_mm,
+            "wavelength": self.wavelength_A,
+            "pixel_size": model.pixel_size,
+            "downsample": model.downsample,
+            "detector": self.detector,
+            "quadrant": self.quadrant,
+            "beam_centre_fast": self.beam_centre_px[0],
+            "beam_centre_slow": self.beam_centre_px[1],
+        }
+        for field in dataclasses.fields(self):
+            if field.name in ("orientation", "lattice_rotations", "beam_centre_px", "detector", "blank"):
+                continue
+            columns.setdefault(field.name, getattr(self, field.name))
+        return columns
+
+
+def _choose(rng, weighted):
+    names, weights = zip(*weighted)
+    return names[rng.choice(len(names), p=np.asarray(weights) / sum(weights))]
+
+
+def _log_uniform(rng, low, high):
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
+                detector: Optional[str] = None) -> ImageSpec:
+    """Parameters of training image ``index`` of a recipe (same (seed, index) → same parameters).
+
+    detector: force one catalogue detector (e.g. a geometry never seen in training, for tests).
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    rng = np.random.default_rng([seed, index, RECIPES.index(recipe)])
+    detector = detector or _choose(rng, RESOLUTION_DETECTORS if recipe == "resolution" else MULTILATTICE_DETECTORS)
+    model = detectors.get(detector)
+    offset_mm = rng.uniform(-12.0, 12.0, 2)
+    beam_centre = (model.shape[1] / 2 + offset_mm[0] / model.pixel_size, model.shape[0] / 2 + offset_mm[1] / model.pixel_size)
+    blank = bool(rng.random() < BLANK_FRACTION)
+    resolution = 1.0 / rng.uniform(*(INVERSE_D_RANGE if recipe == "resolution" else MULTILATTICE_INVERSE_D_RANGE))
+    if recipe == "resolution":
+        n_lattices, sigma, mosaic = 1, 0.0, rng.uniform(0.05, 1.0)
+    else:
+        n_lattices = int(rng.choice([1, 2, 3], p=[0.5, 0.25, 0.25]))
+        sigma = float(rng.choice(MULTILATTICE_SIGMAS_DEG))
+        mosaic = rng.uniform(0.001, 0.01)
+    rotations = []
+    for _ in range(n_lattices - 1):
+        axis = rng.normal(size=3)
+        angle_deg = rng.normal(0.0, sigma)
+        while abs(angle_deg) < MIN_SPLIT_DEG:
+            angle_deg = rng.normal(0.0, sigma)
+        angle = math.radians(angle_deg)
+        rotations.append(tuple(axis_angle_rotation(axis, angle).ravel()))
+    return ImageSpec(
+        recipe=recipe, index=index, seed=seed, detector=detector,
+        distance_mm=float(rng.uniform(150.0, 400.0)),
+        wavelength_A=float(rng.uniform(0.75, 1.35)),
+        bandwidth_fraction=float(rng.choice([0.0, 1e-4, 1e-3, 5e-3], p=[0.4, 0.3, 0.2, 0.1])),
+        beam_centre_px=(float(beam_centre[0]), float(beam_centre[1])),
+        blank=blank,
+        resolution_A=float(resolution),
+        b_factor=float(b_factor_from_resolution(resolution)),
+        structure_index=int(rng.integers(n_structures)),
+        orientation=tuple(random_rotation(rng).ravel()),
+        n_lattices=0 if blank else n_lattices,
+        lattice_sigma_deg=float(sigma),
+        lattice_rotations=tuple(rotations),
+        mosaic_spread_deg=float(mosaic),
+        mosaic_domains=int(rng.integers(10, 26)),
+        domain_size_um=float(rng.choice(DOMAIN_SIZES_UM)),
+        crystal_size_um=float(rng.uniform(20.0, 30.0)),
+        photons=_log_uniform(rng, 2e11, 8e11),
+        beam_size_um=30.0,
+        divergence_mrad=0.02,
+        air_path_mm=5.0,
+        water_um=25.0,
+        parasitic=str(rng.choice(PARASITIC_MATERIALS)),
+        parasitic_um=25.0,
+        background_scale=_log_uniform(rng, 0.0125, 1.25),
+        beamstop_radius_mm=float(rng.uniform(1.0, 15.0)),
+        n_hot_pixels=int(rng.integers(0, 6)),
+        n_dead_pixels=int(rng.integers(0, 125)),
+        psf_fwhm_px=float(rng.choice([0.0, 0.0, 0.5, 1.0])),
+        quadrant=int(rng.integers(4)),
+    )

@@ -1,0 +1,56 @@
+"""One simulated image: Bragg scattering of zero or more lattices + amorphous background + detector."""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from ..io.geometry import Geometry
+from .background import Layer, render_background
+from .beam import Beam
+from .bragg import FAST_PATH_THRESHOLD, render_bragg
+from .effects import DetectorEffects, apply_detector_effects
+from .frame import Window, resolve_window
+from .structure_factors import StructureFactors
+
+
+class SimulatedImage(NamedTuple):
+    """pixels: recorded image, float32 (slow, fast); mask: True where invalid; expected: noise-free
+    photons (Bragg + scaled background), float32; window: the rendered pixels (zero elsewhere)."""
+
+    pixels: np.ndarray
+    mask: np.ndarray
+    expected: np.ndarray
+    window: Window
+
+
+def simulate_image(geometry: Geometry, beam: Beam, rng: np.random.Generator, *, lattices=None,
+                   structure: Optional[StructureFactors] = None, b_factor: float = 0.0,
+                   background: Sequence[Layer] = (), photons: Optional[float] = None,
+                   background_scale: float = 1.0, effects: DetectorEffects = DetectorEffects(), window=None,
+                   oversample: int = 1, path: str = "fast", device: str = "auto",
+                   threshold: float = FAST_PATH_THRESHOLD) -> SimulatedImage:
+    """Render and record one image on the detector of ``geometry``.
+
+    lattices: a :class:`~xrais.sim.crystal.Lattice`, several (multi-lattice), or None for a blank
+    image (background, noise and masks only); structure: their |F|² table; b_factor: Å²;
+    background: (material, thickness mm) layers, scaled by ``background_scale``; photons: incident
+    photons through the background layers (required with layers); effects: noise and detector
+    defects; window: pixels to render (e.g. :func:`~xrais.sim.frame.quadrant_window`), None for the
+    whole detector; oversample, path, device, threshold: see :func:`~xrais.sim.bragg.render_bragg`.
+    """
+    window = resolve_window(window, geometry.shape)
+    if lattices is not None:
+        if structure is None:
+            raise ValueError("lattices need a structure-factor table")
+        expected = render_bragg(lattices, structure, beam, geometry, b_factor=b_factor, window=window,
+                                oversample=oversample, path=path, device=device, threshold=threshold)
+    else:
+        expected = np.zeros(geometry.shape, dtype=np.float32)
+    if background:
+        if photons is None:
+            raise ValueError("background layers need the number of incident photons")
+        expected += np.float32(background_scale) * render_background(background, beam, geometry, photons=photons,
+                                                                     window=window)
+    recorded = apply_detector_effects(expected, geometry, effects, rng, window=window)
+    return SimulatedImage(recorded.pixels, recorded.mask, expected, window)

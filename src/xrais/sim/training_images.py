@@ -1,0 +1,96 @@
+"""One training image from its recipe parameters: render the quadrant the method trains on, record
+it on the detector, condition it (uint16, 512×512) and label it."""
+from __future__ import annotations
+
+from typing import Dict, NamedTuple, Optional
+
+import numpy as np
+
+from .. import conditioning
+from ..io import detectors
+from ..io.geometry import Geometry
+from .beam import Beam, fluence_from_photons
+from .crystal import Lattice, blocks_in_crystal, cells_per_domain, mosaic_rotations
+from .effects import DetectorEffects
+from .frame import quadrant_window
+from .pool import StructurePool
+from .recipes import ImageSpec
+from .simulate import SimulatedImage, simulate_image
+
+#: Largest conditioned value stored (uint16 holds √(2³²)); real values stay far below.
+CONDITIONED_MAX = 65535
+
+
+class TrainingImage(NamedTuple):
+    """conditioned: uint16 (512, 512) quadrant; labels: named label columns; geometry: of the
+    full detector; raw: the recorded detector image (pixels, mask) when asked for, else None."""
+
+    conditioned: np.ndarray
+    labels: Dict[str, object]
+    geometry: Geometry
+    raw: Optional[SimulatedImage]
+
+
+def spec_geometry(spec: ImageSpec) -> Geometry:
+    """Detector geometry of a training image (flat, ⊥ beam; catalogue shape and pixel size)."""
+    model = detectors.get(spec.detector)
+    return Geometry(distance=spec.distance_mm, wavelength=spec.wavelength_A, pixel_size=model.pixel_size,
+                    beam_centre=spec.beam_centre_px, shape=model.shape, detector=model.name)
+
+
+def spec_lattices(spec: ImageSpec, pool: StructurePool, rng: np.random.Generator):
+    """(lattices, structure) of a training image, or (None, None) for a blank one.
+
+    The crystal volume is shared among the lattices (Dirichlet weights), so several lattices do not
+    simply mean more scattering.
+    """
+    if spec.blank:
+        return None, None
+    structure = pool.get(spec.structure_index)
+    cells = cells_per_domain(structure.cell, spec.domain_size_um * 1e4)
+    volume = spec.crystal_size_um ** 3
+    weights = rng.dirichlet([4.0] * spec.n_lattices) if spec.n_lattices > 1 else np.ones(1)
+    first = Lattice.from_cell(structure.cell, orientation=np.reshape(spec.orientation, (3, 3)), cells=cells,
+                              mosaic=mosaic_rotations(spec.mosaic_spread_deg, spec.mosaic_domains, rng),
+                              blocks=blocks_in_crystal(volume * weights[0], structure.cell, cells))
+    lattices = [first]
+    for rotation, weight in zip(spec.lattice_rotations, weights[1:]):
+        lattices.append(first.rotated(np.reshape(rotation, (3, 3))).replace(
+            mosaic=mosaic_rotations(spec.mosaic_spread_deg, spec.mosaic_domains, rng),
+            blocks=blocks_in_crystal(volume * weight, structure.cell, cells)))
+    return lattices, structure
+
+
+def render_training_image(spec: ImageSpec, pool: StructurePool, device: str = "cpu", keep_raw: bool = False,
+                          whole_detector: bool = False) -> TrainingImage:
+    """Simulate, record and condition one training image (quadrant ``spec.quadrant``).
+
+    whole_detector: render every pixel (slower; for inspection images), not only the quadrant.
+    """
+    rng = np.random.default_rng([spec.seed, spec.index, 1_000_003])
+    geometry = spec_geometry(spec)
+    beam = Beam(wavelength=spec.wavelength_A, fluence=fluence_from_photons(spec.photons, spec.beam_size_um * 1e-3),
+                divergence=spec.divergence_mrad, dispersion=spec.bandwidth_fraction,
+                dispersion_steps=3 if spec.bandwidth_fraction > 0 else 1)
+    lattices, structure = spec_lattices(spec, pool, rng)
+    background = [("air", spec.air_path_mm), ("water", spec.water_um * 1e-3), (spec.parasitic, spec.parasitic_um * 1e-3)]
+    effects = DetectorEffects(beamstop_radius=spec.beamstop_radius_mm, beamstop_arm_width=spec.beamstop_radius_mm * 0.5,
+                              beamstop_arm_angle=float(rng.uniform(0.0, 360.0)), hot_pixels=spec.n_hot_pixels,
+                              dead_pixels=spec.n_dead_pixels, psf_fwhm=spec.psf_fwhm_px)
+    window = None if whole_detector else quadrant_window(geometry, spec.quadrant)
+    image = simulate_image(geometry, beam, rng, lattices=lattices, structure=structure, b_factor=spec.b_factor,
+                           background=background, photons=spec.photons, background_scale=spec.background_scale,
+                           effects=effects, window=window, device=device)
+    counts = recorded_counts(image.pixels, image.mask)
+    quadrant = conditioning.condition(counts, image.mask, geometry, quadrants=spec.quadrant)[0]
+    conditioned = np.minimum(quadrant, CONDITIONED_MAX).astype(np.uint16)
+    raw = image._replace(pixels=counts) if keep_raw else None
+    return TrainingImage(conditioned, spec.label_columns(), geometry, raw)
+
+
+def recorded_counts(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Integer counts as a detector writes them (int32): rounded, ≥ 0 where valid, −1 in masked gaps."""
+    counts = np.rint(pixels).astype(np.int32)
+    np.maximum(counts, 0, out=counts, where=~mask)
+    return counts
+
