@@ -1,0 +1,22 @@
+"""xrais models: the ResNet family, the geometry-aware resolution head, the multi-lattice head, and
+the registry of trained models. Example::
+
+    import xrais.models
+    model = xrais.models.load("resolution", device="auto")   # checks the weights' sha256
+    inverse_d = model.predict(quadrants, frame.geometry)       # (B,) 1/d in Å⁻¹
+    xrais.models.resolution_from_inverse_d(inverse_d)          # d in Å (inf: no diffraction)
+"""
+from .geometry import (NO_DIFFRACTION_INVERSE_D, b_factor_from_inverse_d, inverse_d_from_b_factor,
+                       inverse_d_from_radius, radius_from_inverse_d, resolution_from_inverse_d)
+from .network import GEOMETRY_COLUMNS, KINDS, Architecture, XraisNet
+from .predictor import XraisModel, geometry_tensor, resolve_device
+from .registry import (WEIGHTS_DIR, ModelError, available, export, load, load_network, locate, read_card,
+                       register, unwrap)
+from .resnet import ResNet, parameter_count
+
+__all__ = [
+    "Architecture", "GEOMETRY_COLUMNS", "KINDS", "ModelError", "NO_DIFFRACTION_INVERSE_D", "ResNet", "WEIGHTS_DIR",
+    "XraisModel", "XraisNet", "available", "b_factor_from_inverse_d", "export", "geometry_tensor",
+    "inverse_d_from_b_factor", "inverse_d_from_radius", "load", "load_network", "locate", "parameter_count",
+    "radius_from_inverse_d", "read_card", "register", "resolution_from_inverse_d", "resolve_device", "unwrap",
+]

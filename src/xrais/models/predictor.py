@@ -1,0 +1,134 @@
+"""A loaded model serving inference: batches, CPU/GPU, ``channels_last``, optional fp16/bf16 on GPUs.
+
+A prediction changes no state (eval mode, frozen parameters, ``torch.inference_mode``), so one
+:class:`XraisModel` may be called from several threads at once.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..io.geometry import Geometry
+from .network import GEOMETRY_COLUMNS, XraisNet
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+    """"auto" (or None): the first GPU if there is one, else the CPU; otherwise ``torch.device(device)``."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def geometry_tensor(geometry, count: int) -> torch.Tensor:
+    """(count, 4) float32 tensor of λ (Å), D (mm), p (mm), N for each quadrant.
+
+    geometry: one :class:`~xrais.io.Geometry` (for every quadrant), a sequence of ``count``
+    Geometry objects, a mapping with keys wavelength, distance, pixel_size, downsample (scalars or
+    length-``count`` arrays/tensors), or an array/tensor (count, 4) in that column order.
+    """
+    if isinstance(geometry, Geometry):
+        geometry = [geometry]
+    if isinstance(geometry, Mapping):
+        missing = [c for c in GEOMETRY_COLUMNS if c not in geometry]
+        if missing:
+            raise ValueError(f"geometry mapping lacks {', '.join(missing)}")
+        columns = [torch.as_tensor(geometry[c], dtype=torch.float32).cpu().reshape(-1) for c in GEOMETRY_COLUMNS]
+        table = torch.stack([c.expand(count) if c.numel() == 1 else c for c in columns], dim=1)
+    elif isinstance(geometry, (list, tuple)) and geometry and isinstance(geometry[0], Geometry):
+        table = torch.tensor([[g.wavelength, g.distance, g.pixel_size, g.downsample] for g in geometry], dtype=torch.float32)
+        if len(geometry) == 1:
+            table = table.expand(count, 4)
+    else:
+        table = torch.as_tensor(geometry, dtype=torch.float32).cpu()
+    if table.shape != (count, 4):
+        raise ValueError(f"geometry must give {count} rows of {', '.join(GEOMETRY_COLUMNS)}, got shape {tuple(table.shape)}")
+    return table
+
+
+class XraisModel:
+    """A trained network ready for inference.
+
+    network: the :class:`~xrais.models.network.XraisNet` (moved to ``device``, put in eval mode and
+    frozen, in place);
+    card: its registry metadata (name, kind, architecture, training summary…);
+    precision: "fp32", or "fp16"/"bf16" autocast (GPU only; ignored on the CPU);
+    channels_last: NHWC memory layout (faster on CPUs with oneDNN and on tensor-core GPUs);
+    batch_size: quadrants per forward pass.
+    """
+
+    def __init__(self, network: XraisNet, card: Optional[dict] = None, device="auto", precision: str = "fp32",
+                 channels_last: bool = True, batch_size: int = 32):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.device = resolve_device(device)
+        self.precision = precision if self.device.type == "cuda" else "fp32"
+        self.channels_last = bool(channels_last)
+        self.batch_size = int(batch_size)
+        self.card = dict(card or {})
+        network = network.to(self.device).eval()
+        if self.channels_last:
+            network = network.to(memory_format=torch.channels_last)
+        for parameter in network.parameters():
+            parameter.requires_grad_(False)
+        self.network = network
+
+    @property
+    def kind(self) -> str:
+        return self.network.architecture.kind
+
+    @property
+    def name(self) -> str:
+        return self.card.get("name", self.kind)
+
+    def __repr__(self) -> str:
+        return f"XraisModel({self.name!r}, {self.kind}, {self.network.architecture.label}, {self.device}, {self.precision})"
+
+    def predict(self, quadrants, geometry=None):
+        """1/d (Å⁻¹, ≥ 0; resolution models) or multi-lattice probability, one per quadrant.
+
+        quadrants: (B, 512, 512) or (B, 1, 512, 512) conditioned values (NumPy array or tensor,
+        any device); geometry: per-quadrant geometry for resolution models (see
+        :func:`geometry_tensor`). Returns a float32 NumPy array (B,), or a tensor on the model's
+        device when ``quadrants`` is a tensor.
+        """
+        as_tensor = isinstance(quadrants, torch.Tensor)
+        images = quadrants if as_tensor else torch.from_numpy(np.ascontiguousarray(quadrants))
+        if images.dim() == 4:
+            images = images[:, 0]
+        if images.dim() != 3:
+            raise ValueError(f"quadrants must be (B, 512, 512) or (B, 1, 512, 512), got shape {tuple(images.shape)}")
+        count = images.shape[0]
+        table = geometry_tensor(geometry, count) if self.kind == "resolution" else None
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, count, self.batch_size):
+                outputs.append(self._forward(images[start:start + self.batch_size],
+                                             None if table is None else table[start:start + self.batch_size]))
+        result = torch.cat(outputs) if outputs else torch.zeros(0, device=self.device)
+        return result if as_tensor else result.cpu().numpy()
+
+    def _forward(self, images: torch.Tensor, table: Optional[torch.Tensor]) -> torch.Tensor:
+        if not images.is_floating_point():
+            images = images.float()  # integer quadrants (uint16 shards) become float32 before any transfer
+        images = images.to(self.device, non_blocking=True).unsqueeze(1)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if table is not None:
+            table = table.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES.get(self.precision, torch.float32),
+                            enabled=self.precision != "fp32"):
+            value = self.network(images, table)
+        return torch.sigmoid(value) if self.kind == "multilattice" else value
+
+    def predict_frame(self, frame, quadrants: Union[int, Sequence[int], None] = None) -> np.ndarray:
+        """Predictions for the quadrants (default: all four) of an :class:`xrais.io.Frame`."""
+        from ..conditioning import condition_frame
+
+        conditioned = condition_frame(frame, quadrants=quadrants)
+        return self.predict(conditioned, frame.geometry)
+

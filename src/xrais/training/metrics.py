@@ -1,0 +1,97 @@
+"""Metrics of resolution and multi-lattice predictions (NumPy only).
+
+Resolution (paper Figure 6A): accuracy = fraction of images whose predicted 1/d is within
+0.07 Å⁻¹ of the label; MAE (Å⁻¹); Spearman rank correlation. Multi-lattice (Figure 6B): accuracy
+of the rounded probability; ROC AUC. Both include the mean training loss when given.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import numpy as np
+
+#: Paper's tolerance for a "correct" resolution prediction (Å⁻¹).
+RESOLUTION_TOLERANCE = 0.07
+
+#: Metric names of each kind of model, in display order; which way is better; the default
+#: metric that selects the best epoch.
+METRIC_NAMES = {
+    "resolution": ("loss", "accuracy", "mae", "spearman"),
+    "multilattice": ("loss", "accuracy", "auc"),
+}
+HIGHER_IS_BETTER = {"loss": False, "accuracy": True, "mae": False, "spearman": True, "auc": True}
+DEFAULT_SELECTION = {"resolution": "mae", "multilattice": "auc"}
+
+
+def average_ranks(values) -> np.ndarray:
+    """Ranks 1..n of ``values``, ties sharing the mean of their ranks."""
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    boundaries = np.flatnonzero(np.diff(sorted_values)) + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [len(values)]))
+    group_rank = (starts + ends + 1) / 2.0  # mean of 1-based ranks start+1 .. end
+    ranks = np.empty(len(values), dtype=float)
+    ranks[order] = np.repeat(group_rank, ends - starts)
+    return ranks
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation (ties: average ranks); NaN if either side is constant or n < 2."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2:
+        return math.nan
+    rx, ry = average_ranks(x), average_ranks(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    norm = math.sqrt(float(np.dot(rx, rx)) * float(np.dot(ry, ry)))
+    return float(np.dot(rx, ry) / norm) if norm > 0 else math.nan
+
+
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve (Mann–Whitney U with average ranks); NaN without both classes."""
+    scores = np.asarray(scores, dtype=float)
+    positive = np.asarray(labels) > 0.5
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = average_ranks(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def resolution_metrics(predicted, labels) -> Dict[str, float]:
+    """accuracy (fraction within 0.07 Å⁻¹), mae (Å⁻¹), spearman, n."""
+    predicted, labels = np.asarray(predicted, dtype=float), np.asarray(labels, dtype=float)
+    error = np.abs(predicted - labels)
+    n = len(labels)
+    return {"accuracy": float(np.mean(error <= RESOLUTION_TOLERANCE)) if n else math.nan,
+            "mae": float(error.mean()) if n else math.nan,
+            "spearman": spearman(predicted, labels), "n": n}
+
+
+def multilattice_metrics(probability, labels) -> Dict[str, float]:
+    """accuracy (probability rounded at 0.5), auc, n."""
+    probability, labels = np.asarray(probability, dtype=float), np.asarray(labels, dtype=float)
+    n = len(labels)
+    return {"accuracy": float(np.mean((probability >= 0.5) == (labels > 0.5))) if n else math.nan,
+            "auc": roc_auc(probability, labels), "n": n}
+
+
+def compute(kind: str, predicted, labels, loss_sum: Optional[float] = None) -> Dict[str, float]:
+    """Metrics of one kind of model; ``loss`` = loss_sum / n when a summed loss is given."""
+    metrics = resolution_metrics(predicted, labels) if kind == "resolution" else multilattice_metrics(predicted, labels)
+    if loss_sum is not None:
+        metrics["loss"] = float(loss_sum) / metrics["n"] if metrics["n"] else math.nan
+    return metrics
+
+
+def is_better(name: str, value: float, best: Optional[float]) -> bool:
+    """True when ``value`` of metric ``name`` beats ``best`` (None: nothing yet; NaN never wins)."""
+    if value is None or math.isnan(value):
+        return False
+    if best is None or math.isnan(best):
+        return True
+    return value > best if HIGHER_IS_BETTER[name] else value < best

@@ -1,0 +1,106 @@
+"""xrais.evaluate on shards and on image files listed in a labels JSON; xrais.train's command line."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import xrais.models as models
+from xrais.command_line.evaluate import program as evaluate_program
+from xrais.command_line.train import config_from_params, program as train_program
+from xrais.conditioning import condition
+from xrais.io import Geometry, open_image
+from xrais.io.cbf import write_cbf
+from xrais.training import evaluate_shards, open_shards, validation_mask
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    """An untrained resolution network and a multi-lattice one, in the registry format."""
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    models.export(models.XraisNet(models.Architecture("resolution", width=0.125)), folder / "reso")
+    models.export(models.XraisNet(models.Architecture("multilattice", width=0.125)), folder / "multi")
+    return folder
+
+
+def test_evaluate_program_on_shards(resolution_shards, model_files, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert evaluate_program([str(resolution_shards), f"model={model_files / 'reso.json'}", "subset=validation",
+                             "json=eval.json", "nproc=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "spearman" in printed
+    result = json.loads((tmp_path / "eval.json").read_text())
+    shards = open_shards([str(resolution_shards)])
+    held_out = shards.identity[validation_mask(shards.identity, 0.1, 0)]
+    assert result["metrics"]["n"] == len(held_out) and [i["image"] for i in result["items"]] == list(held_out)
+    # Predictions are those of the loaded model on the shard images with their geometry.
+    model = models.load(model_files / "reso.json")
+    direct = evaluate_shards(model, [str(resolution_shards)], subset="validation")
+    assert direct.metrics == pytest.approx(result["metrics"], nan_ok=True)
+    # Any labelled shards serve any model: resolution shards carry is_multi too.
+    assert evaluate_program([str(resolution_shards), f"model={model_files / 'multi.json'}", "json=multi.json"]) == 0
+    assert json.loads((tmp_path / "multi.json").read_text())["metrics"]["n"] == 96
+
+
+def _write_images(folder):
+    """Three 2048×2048 CBFs (2×2 max-pool → four full quadrants) and their labels JSON."""
+    folder.mkdir()
+    geometry = Geometry(distance=250.0, wavelength=0.9795, pixel_size=0.172, beam_centre=(1024.0, 1024.0),
+                        shape=(2048, 2048), detector="generic")
+    rng = np.random.default_rng(1)
+    entries = []
+    for name, label in (("a.cbf", {"d": 2.0, "is_multi": 1}), ("b.cbf", {"inverse_d": 0.3, "is_multi": 0}),
+                        ("blank.cbf", {"d": None, "n_lattices": 0})):
+        write_cbf(str(folder / name), rng.poisson(3.0, (2048, 2048)).astype(np.int32), geometry)
+        entries.append({"image": name, **label})
+    (folder / "labels.json").write_text(json.dumps({"images": entries}))
+    return geometry
+
+
+@pytest.mark.parametrize("quadrants", [1, 4])
+def test_evaluate_program_on_labelled_images(model_files, tmp_path, monkeypatch, quadrants):
+    monkeypatch.chdir(tmp_path)
+    geometry = _write_images(tmp_path / "images")
+    assert geometry.downsample == 2
+    assert evaluate_program([str(tmp_path / "images"), f"model={model_files / 'reso.json'}", f"quadrants={quadrants}",
+                             "json=eval.json"]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert [item["label"] for item in result["items"]] == pytest.approx([0.5, 0.3, 0.0])
+    assert result["metrics"]["n"] == 3
+    model = models.load(model_files / "reso.json")
+    frame = open_image(str(tmp_path / "images" / "a.cbf"))
+    chosen = (0,) if quadrants == 1 else (0, 1, 2, 3)
+    expected = model.predict(condition(frame.pixels, frame.mask, frame.geometry, quadrants=chosen), frame.geometry)
+    assert result["items"][0]["prediction"] == pytest.approx(float(np.mean(expected)), rel=1e-5)
+    assert len(result["items"][0]["quadrants"]) == len(chosen)
+
+    assert evaluate_program([str(tmp_path / "images" / "labels.json"), f"model={model_files / 'multi.json'}",
+                             "json=multi.json"]) == 0
+    assert [i["label"] for i in json.loads((tmp_path / "multi.json").read_text())["items"]] == [1.0, 0.0, 0.0]
+
+
+def test_evaluate_program_reports_bad_labels_in_one_line(model_files, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_images(tmp_path / "images")
+    (tmp_path / "images" / "labels.json").write_text(json.dumps({"images": [{"image": "a.cbf", "is_multi": 1}]}))
+    assert evaluate_program([str(tmp_path / "images"), f"model={model_files / 'reso.json'}"]) == 1
+    assert "entry 0 (a.cbf): no resolution label (inverse_d, d or b_factor)" in capsys.readouterr().out
+    assert evaluate_program([str(tmp_path / "images"), "model=not-a-model"]) == 1
+    assert "model 'not-a-model' is not available" in capsys.readouterr().out
+
+
+def test_train_program_parameters(tmp_path, capsys):
+    assert train_program(["-h"]) == 0
+    help_text = capsys.readouterr().out
+    for word in ("preset = cpu", "output.export", "model.norm", "schedule.name", "data.cache", "precision", "resume"):
+        assert word in help_text
+    params, inputs = train_program.parameters.parse(["data", "model.width=0.5", "lr=0.01", "kind=multilattice",
+                                                     "export=resolution", "nproc=2"])
+    config = config_from_params(params, inputs)
+    assert config.data == ["data"] and config.width == 0.5 and config.lr == 0.01 and config.kind == "multilattice"
+    assert config.export == "resolution" and config.threads == 2 and config.depth is None
+    resolved = config.resolved("multilattice")
+    assert resolved.depth == 18 and resolved.width == 0.5 and resolved.loss == "bce"
+    paper = config_from_params(*train_program.parameters.parse(["data", "preset=paper"])).resolved("resolution")
+    assert (paper.depth, paper.optimizer, paper.lr, paper.momentum, paper.loss) == (50, "sgd", 6e-3, 0.9, "l1")
