@@ -44,3 +44,5 @@ program = Program("xrais.plugins", "List the installed xrais plugins: predictors
                   "input they need), image readers and detector models.", "xrais.plugins [output.json=plugins.json]",
                   PARAMS, run_plugins, takes_inputs=False)
 run = program.main
+if __name__ == "__main__":
+    run()

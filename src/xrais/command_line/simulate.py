@@ -39,6 +39,8 @@ PARAMS = (
           choices=("gzip", "lz4")),
     Param("output.raw_cbf", 0, "per shard, write this many raw detector images as CBF into <directory>/raw", "int",
           minimum=0),
+    Param("output.raw_whole_detector", False, "render those raw images on the whole detector, not only the quadrant "
+          "the models train on (slower; for example images)", "bool"),
     Param("show", None, "instead of simulating: a dataset folder or shard to draw a montage of (Figures 2–3)", "path",
           optional=True),
     Param("output.montage", "montage.png", "PNG file for show=", "path"),
@@ -59,7 +61,7 @@ def run_simulate(params, inputs) -> int:
         recipe=params.recipe, n_images=params.n_images, directory=params.output.directory, seed=params.seed,
         shard_size=params.shard_size, detector=params.detector, pool_size=params.structures.pool_size,
         pool_seed=params.structures.seed, cache=params.structures.cache, compression=params.output.compression,
-        raw_cbf=params.output.raw_cbf, device=params.device)
+        raw_cbf=params.output.raw_cbf, raw_whole_detector=params.output.raw_whole_detector, device=params.device)
     if params.detector:
         from ..io import detectors
 

@@ -23,7 +23,8 @@ class GenerationSettings:
     recipe, seed, n_images, shard_size: what to make; detector: force one catalogue detector;
     pool_size, pool_seed, cache: the structure pool; directory, compression: where and how;
     raw_cbf: per shard, how many raw detector images to also write as CBF (for inspection);
-    device: simulation kernel device.
+    raw_whole_detector: render those raw images on the whole detector (slower), not only the
+    trained quadrant; device: simulation kernel device.
     """
 
     recipe: str
@@ -37,6 +38,7 @@ class GenerationSettings:
     cache: Optional[str] = None
     compression: str = "gzip"
     raw_cbf: int = 0
+    raw_whole_detector: bool = False
     device: str = "cpu"
 
     def pool(self) -> StructurePool:
@@ -68,7 +70,8 @@ def make_shard(settings: GenerationSettings, plan: ShardPlan) -> None:
         for index in range(plan.first, plan.stop):
             spec = sample_spec(settings.recipe, index, settings.seed, settings.pool_size, detector=settings.detector)
             keep_raw = index - plan.first < settings.raw_cbf
-            image = render_training_image(spec, pool, device=settings.device, keep_raw=keep_raw)
+            image = render_training_image(spec, pool, device=settings.device, keep_raw=keep_raw,
+                                          whole_detector=keep_raw and settings.raw_whole_detector)
             if keep_raw:
                 os.makedirs(raw_folder, exist_ok=True)
                 write_cbf(os.path.join(raw_folder, f"{settings.recipe}_{index:07d}.cbf"), image.raw.pixels, image.geometry)

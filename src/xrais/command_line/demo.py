@@ -1,0 +1,67 @@
+"""xrais.demo: the main job on the example images shipped inside the package, with the shipped
+models — predictions beside the true labels, results files, plots and conditioned quadrants."""
+from __future__ import annotations
+
+import logging
+import os
+
+from .. import conditioning, examples
+from ..io import open_image
+from ..plots import save_quadrants_png
+from ..predict import Predictor, summarise
+from ..results import plot_results, write_csv, write_json
+from .params import Param
+from .program import EXIT_FAILED, EXIT_OK, Program
+
+log = logging.getLogger(__name__)
+
+PARAMS = (
+    Param("output.directory", "xrais_demo", "folder for the results (JSON, CSV, plots, conditioned quadrants)", "path"),
+    Param("device", "auto", "where the networks run: auto, cpu, cuda", "choice", choices=("auto", "cpu", "cuda")),
+)
+
+
+def run_demo(params, inputs) -> int:
+    paths = examples.paths()
+    truth = examples.truth()
+    folder = params.output.directory
+    os.makedirs(folder, exist_ok=True)
+    log.info("%d example images (simulated PILATUS 2M, shipped in %s)", len(paths), examples.FOLDER)
+    predictor = Predictor(predictors=("resolution", "multilattice", "spots"), device=params.device, quadrants=4)
+    results = predictor.predict(paths)
+    header = f"{'image':<30} {'true d/Å':>8} {'d_min/Å':>8} {'d_mean/Å':>8} {'B/Å²':>7} {'true lat.':>9} " \
+             f"{'p_multi':>7} {'spots':>6} {'d_spots/Å':>9}"
+    log.info("%s\n%s", header, "-" * len(header))
+    for result in results:
+        name = os.path.basename(result["image"])
+        known = truth.get(name, {})
+        if result["error"]:
+            log.info("%-30s error: %s", name, result["error"])
+            continue
+        log.info("%-30s %8s %8s %8s %7s %9s %7.3f %6d %9s", name, _fmt(known.get("resolution"), "blank"),
+                 _fmt(result["d_min"], "no diff."), _fmt(result["d_mean"], "-"), _fmt(result["b_factor"], "-", "{:.0f}"),
+                 known.get("n_lattices", "?"), result["p_multilattice"], result["n_spots"],
+                 _fmt(result["d_min_spots"], "-"))
+    summary = summarise(results)
+    write_json(os.path.join(folder, "results.json"), results, summary, {"device": params.device})
+    write_csv(os.path.join(folder, "results.csv"), results, predictor.fields)
+    plot_results(os.path.join(folder, "resolution_and_multilattice.png"), results, title="xrais demo (example images)")
+    for path in paths:
+        frame = open_image(path)
+        quadrants = conditioning.condition_frame(frame)
+        stem = os.path.basename(path).split(".")[0]
+        save_quadrants_png(quadrants, os.path.join(folder, f"{stem}_quadrants.png"), title=stem)
+    log.info("results, plots and conditioned quadrants written to %s/", folder)
+    return EXIT_OK if not summary["n_failed"] else EXIT_FAILED
+
+
+def _fmt(value, missing: str, pattern: str = "{:.2f}") -> str:
+    return missing if value is None else pattern.format(value)
+
+
+program = Program(
+    "xrais.demo",
+    "Run xrais on the example images shipped inside the package with the shipped resolution and multi-lattice "
+    "models (and the spot-finding baseline), and compare with the images' true labels.",
+    "xrais.demo [output.directory=xrais_demo] [device=auto]", PARAMS, run_demo, takes_inputs=False)
+run = program.main

@@ -1,0 +1,139 @@
+"""dials.xrais_resolution and dials.xrais_multilattice: predictions for every image, DIALS-style.
+
+    dials.xrais_resolution imported.expt
+    dials.xrais_resolution /data/run1/*.cbf.gz nproc=2 output.csv=run1.csv
+    mpiexec -n 8 dials.xrais_resolution master.h5 mpi=True
+    dials.xrais_multilattice images/ predictors=multilattice,spots quadrants=4
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Tuple
+
+from ..predict import Predictor, summarise
+from ..results import plot_results, summary_lines, table_lines, write_csv, write_json
+from .common import GEOMETRY_PARAMS, geometry_override
+from .params import Param
+from .program import EXIT_FAILED, EXIT_OK, Program, Progress
+
+log = logging.getLogger(__name__)
+
+
+def _params(stem: str, predictors: str, quadrants: int) -> Tuple[Param, ...]:
+    return (
+        Param("predictors", tuple(predictors.split(",")), "predictors to run, comma-separated (see xrais.plugins): "
+              "resolution, multilattice, spots, or any installed plugin", "strs"),
+        Param("quadrants", quadrants, "quadrants per image: 4 (all; the spread between them is an uncertainty) or 1 "
+              "(quadrant 0, 4x faster)", "int", choices=("1", "4")),
+        Param("reduce", "min", "image resolution for the summary and plot: min (best quadrant, d_min) or mean (d_mean)",
+              "choice", choices=("min", "mean")),
+        Param("nproc", 1, "threads reading and conditioning images (also torch threads on the CPU)", "int", minimum=1),
+        Param("device", "auto", "where the networks run: auto (GPU if present), cpu, cuda", "choice",
+              choices=("auto", "cpu", "cuda")),
+        Param("batch_size", 16, "images per network batch", "int", minimum=1),
+        Param("mpi", False, "split the images over MPI ranks (run under mpiexec); rank 0 writes the outputs", "bool"),
+        Param("output.json", f"{stem}.json", "results for every image + summary (JSON); None to skip", "path",
+              optional=True),
+        Param("output.csv", None, "results as a CSV table (one row per image)", "path", optional=True),
+        Param("output.plot", f"{stem}.png", "PNG of resolution / multi-lattice probability vs image number; None to skip",
+              "path", optional=True),
+    ) + GEOMETRY_PARAMS
+
+
+def run_predictions(params, inputs) -> int:
+    """The whole program: predict, gather (MPI), write outputs; exit 1 if any image failed."""
+    if not inputs:
+        log.error("error: no input images given (image files, globs, folders, NeXus master files or .expt files)")
+        return EXIT_FAILED
+    comm = _mpi_comm() if params.mpi else None
+    rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    if params.device == "cpu" or params.device == "auto":
+        import torch
+
+        torch.set_num_threads(params.nproc)
+    predictor = Predictor(predictors=params.predictors, device=params.device, quadrants=params.quadrants,
+                          batch_size=params.batch_size, nproc=params.nproc, geometry=geometry_override(params),
+                          shard=(rank, size))
+    if rank == 0:
+        log.info("predictors: %s on %s, %d quadrant(s) per image%s", ", ".join(p.name for p in predictor.plugins),
+                 predictor.device, params.quadrants, f", {size} MPI ranks" if size > 1 else "")
+    mine: List[Tuple[int, Dict]] = []
+    progress = Progress(_count_hint(inputs), "predicting", enabled=None if rank == 0 else False)
+    with progress:
+        for ordinal, result in predictor.predict_iter(inputs, with_ordinal=True):
+            mine.append((ordinal, result))
+            progress.update(size)
+            if result["error"]:
+                log.warning("%s: %s", _label(result), result["error"])
+    if comm is not None:
+        gathered = comm.gather(mine, root=0)
+        if rank != 0:
+            return EXIT_OK if all(not r["error"] for _, r in mine) else EXIT_FAILED
+        mine = [pair for part in gathered for pair in part]
+    results = [result for _, result in sorted(mine, key=lambda pair: (pair[0], pair[1]["frame"]))]
+    summary = summarise(results, reduce=params.reduce)
+    for line in table_lines(results):
+        log.info("%s", line)
+    log.info("Summary:")
+    for line in summary_lines(summary):
+        log.info("%s", line)
+    if params.output.json:
+        write_json(params.output.json, results, summary, _parameters(params))
+        log.info("results written to %s", params.output.json)
+    if params.output.csv:
+        write_csv(params.output.csv, results, predictor.fields)
+        log.info("table written to %s", params.output.csv)
+    if params.output.plot and results:
+        plot_results(params.output.plot, results, title=f"{len(results)} images", reduce=params.reduce)
+        log.info("plot written to %s", params.output.plot)
+    failed = summary["n_failed"]
+    if failed:
+        log.warning("%d of %d images could not be processed (see the error column)", failed, len(results))
+    return EXIT_FAILED if failed or not results else EXIT_OK
+
+
+def _mpi_comm():
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        from ..io.errors import XraisError
+
+        raise XraisError("mpi=True needs mpi4py (pip install 'xrais[mpi]')") from None
+    return MPI.COMM_WORLD
+
+
+def _count_hint(inputs) -> int:
+    """Number of image files for the progress bar (multi-frame files count once)."""
+    from ..io import expand_inputs
+
+    return len(expand_inputs(inputs))
+
+
+def _label(result) -> str:
+    return f"{result['image']}:{result['frame']}" if result.get("frame") else str(result["image"])
+
+
+def _parameters(params) -> Dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.as_dict().items()}
+
+
+def _program(name: str, stem: str, predictors: str, quadrants: int, description: str) -> Program:
+    return Program(name, description, f"{name} <images|folders|globs|master.h5|imported.expt> [key=value ...]",
+                   _params(stem, predictors, quadrants), run_predictions)
+
+
+resolution_program = _program(
+    "dials.xrais_resolution", "xrais_resolution", "resolution", 4,
+    "Predict the resolution of every diffraction image (1/d, d and B factor per quadrant; d_min is the best "
+    "quadrant, d_mean from the mean 1/d) with the shipped geometry-aware ResNet. Images without diffraction "
+    "(1/d < 1/20 Å⁻¹) are reported as such. Add predictors=resolution,multilattice,spots for more.")
+multilattice_program = _program(
+    "dials.xrais_multilattice", "xrais_multilattice", "multilattice", 1,
+    "Predict for every diffraction image the probability that it holds more than one lattice (split or cracked "
+    "crystal, several crystals in the beam) with the shipped ResNet classifier.")
+run_resolution = resolution_program.main
+run_multilattice = multilattice_program.main
+
+
+if __name__ == "__main__":  # python -m xrais.command_line.predict … (dials.xrais_resolution)
+    run_resolution()

@@ -1,0 +1,328 @@
+"""The Python API: ``xrais.Predictor`` turns images into results, one per image, in input order.
+
+    import xrais
+    predictor = xrais.Predictor(predictors=("resolution", "multilattice"), device="auto", quadrants=4)
+    for result in predictor.predict_iter(["run1/*.cbf"]):
+        print(result["image"], result["frame"], result["d_min"], result["p_multilattice"], result["error"])
+
+Inputs: paths, globs, folders, NeXus masters, .expt files (read with :func:`xrais.open_images`),
+:class:`xrais.io.Frame` objects, ``(pixels, Geometry)`` pairs, or dxtbx imagesets (in a DIALS
+environment). Reading, conditioning and the raw-frame predictors run in a pool of ``nproc``
+threads (the kernels release the GIL); the networks run on batches of ``batch_size`` images on
+the device. A frame that cannot be read gives a result with its ``error`` and the run goes on.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import os
+import queue
+import threading
+import time
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import conditioning
+from .io import Frame, FrameError, Geometry, GeometryOverride, ImageError
+from .io.frame import invalid_mask
+from .io.open import expand_inputs, identify
+from .plugins import PredictionInput, PredictorPlugin
+from .plugins import predictors as installed_predictors
+
+DEFAULT_PREDICTORS = ("resolution", "multilattice")
+#: Keys every result has, in this order, before the predictors' own fields.
+BASE_FIELDS = ("image", "frame")
+TIMING_FIELDS = ("read_ms", "condition_ms", "predict_ms")
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """One image after reading, conditioning and the raw-frame predictors (or its error)."""
+
+    source: str
+    index: int
+    ordinal: int = 0
+    geometry: Optional[Geometry] = None
+    quadrants: Optional[np.ndarray] = None
+    fields: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    error: Optional[str] = None
+    read_ms: float = 0.0
+    condition_ms: float = 0.0
+    frame_predict_ms: float = 0.0
+
+
+def resolve_predictors(names: Union[str, Sequence[str]]) -> List[PredictorPlugin]:
+    """Installed predictor objects for names (a comma-separated string or a sequence)."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    available = installed_predictors()
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ImageError("predictors", f"unknown predictor {', '.join(unknown)}; installed: {', '.join(sorted(available))}")
+    if not names:
+        raise ValueError("no predictor chosen")
+    return [available[n] for n in names]
+
+
+class Predictor:
+    """Runs predictors (built-in and plugins) on images.
+
+    predictors: names (see ``xrais.plugins``), default resolution and multi-lattice;
+    device: "auto" (GPU if present), "cpu" or "cuda"; quadrants: 4 (all) or 1 (quadrant 0);
+    batch_size: images per network batch; nproc: threads reading and conditioning;
+    geometry: a :class:`~xrais.io.GeometryOverride` (or dict) for files with wrong headers;
+    shard: (rank, size) to process only every size-th image starting at rank (MPI).
+    """
+
+    def __init__(self, predictors=DEFAULT_PREDICTORS, device: str = "auto", quadrants: int = 4, batch_size: int = 16,
+                 nproc: int = 1, geometry=None, shard: Tuple[int, int] = (0, 1)):
+        if quadrants not in (1, 4):
+            raise ValueError(f"quadrants must be 1 or 4, got {quadrants}")
+        self.plugins = resolve_predictors(predictors)
+        self.device = _resolve_device(device)
+        self.quadrant_indices = conditioning.ALL_QUADRANTS if quadrants == 4 else (0,)
+        self.batch_size = max(1, int(batch_size))
+        self.nproc = max(1, int(nproc))
+        self.override = GeometryOverride.coerce(geometry)
+        self.shard = shard
+        self._needs_quadrants = any(p.needs == "quadrants" for p in self.plugins)
+        self._setup_lock = threading.Lock()
+        self._ready = False
+
+    @property
+    def fields(self) -> Tuple[str, ...]:
+        """Every key of a result, in order."""
+        own = [f for p in self.plugins for f in p.fields]
+        return BASE_FIELDS + tuple(dict.fromkeys(own)) + ("error",) + TIMING_FIELDS
+
+    def setup(self) -> None:
+        """Load the predictors' models (done once, on first use; thread-safe)."""
+        with self._setup_lock:
+            if not self._ready:
+                for plugin in self.plugins:
+                    plugin.setup(self.device)
+                self._ready = True
+
+    def predict(self, inputs) -> List[Dict[str, Any]]:
+        """One result dict per image (see :attr:`fields`), in input order."""
+        return list(self.predict_iter(inputs))
+
+    def predict_iter(self, inputs, with_ordinal: bool = False) -> Iterator[Dict[str, Any]]:
+        """Results as they are ready, in input order (a generator: suits long runs and live data).
+
+        with_ordinal: yield (n, result) pairs, n counting the input items (before ``shard``
+        selection), so that the results of several MPI ranks can be merged in input order.
+        """
+        self.setup()
+        pending: collections.deque = collections.deque()
+        in_flight = 2 * self.nproc + self.batch_size
+        with concurrent.futures.ThreadPoolExecutor(max_workers=self.nproc) as pool:
+            futures: queue.Queue = queue.Queue()
+            window = threading.BoundedSemaphore(in_flight)
+            stop = threading.Event()
+            feeder = threading.Thread(target=self._feed, args=(inputs, pool, window, futures, stop), daemon=True)
+            feeder.start()
+            batch: List[_Prepared] = []
+            try:
+                while True:
+                    future = futures.get()
+                    if future is None:
+                        break
+                    if isinstance(future, BaseException):
+                        raise future
+                    prepared_list = future.result()
+                    window.release()
+                    for prepared in prepared_list:
+                        pending.append(prepared)
+                        if prepared.error is None:
+                            batch.append(prepared)
+                        if len(batch) >= self.batch_size:
+                            yield from self._flush(pending, batch, with_ordinal)
+                            batch = []
+                yield from self._flush(pending, batch, with_ordinal)
+            finally:
+                stop.set()
+                while feeder.is_alive():  # unblock a feeder waiting for room, then let it finish
+                    try:
+                        window.release()
+                    except ValueError:
+                        pass
+                    feeder.join(0.05)
+
+    # -- stages --------------------------------------------------------------------------------
+    def _feed(self, inputs, pool, window, futures: "queue.Queue", stop: threading.Event) -> None:
+        """Submit every image of the inputs to the pool, in order, at most ``window`` ahead."""
+        count = 0
+        rank, size = self.shard
+        try:
+            for kind, item in _input_items(inputs):
+                if stop.is_set():
+                    return
+                mine = count % size == rank
+                count += 1
+                if not mine:
+                    continue
+                window.acquire()
+                if stop.is_set():
+                    return
+                ordinal = count - 1
+                if kind == "path":
+                    futures.put(pool.submit(self._prepare_path, item, ordinal))
+                else:
+                    futures.put(pool.submit(lambda frame=item, n=ordinal: [self._prepare_frame(frame, n)]))
+        except BaseException as exc:  # bad input type, a failing glob…: re-raised in the caller
+            futures.put(exc)
+        finally:
+            futures.put(None)
+
+    def _prepare_path(self, path: str, ordinal: int) -> List[_Prepared]:
+        from .io import open_images
+
+        started = time.perf_counter()
+        out = []
+        for frame in open_images([path], geometry=self.override, on_error="yield"):
+            read_ms = 1000.0 * (time.perf_counter() - started)
+            prepared = self._prepare_frame(frame, ordinal)
+            prepared.read_ms = round(read_ms, 2)
+            out.append(prepared)
+            started = time.perf_counter()
+        return out
+
+    def _prepare_frame(self, frame, ordinal: int) -> _Prepared:
+        if isinstance(frame, FrameError):
+            return _Prepared(frame.source, frame.index if frame.index is not None else 0, ordinal, error=frame.message)
+        if self.override:
+            frame = dataclasses.replace(frame, geometry=self.override.apply(frame.geometry))
+        prepared = _Prepared(frame.source, frame.index, ordinal, geometry=frame.geometry)
+        try:
+            started = time.perf_counter()
+            if self._needs_quadrants:
+                prepared.quadrants = conditioning.condition(frame.pixels, frame.mask, frame.geometry,
+                                                            quadrants=self.quadrant_indices)
+            prepared.condition_ms = round(1000.0 * (time.perf_counter() - started), 2)
+            started = time.perf_counter()
+            item = PredictionInput(frame.geometry, prepared.quadrants, self.quadrant_indices, frame)
+            for plugin in self.plugins:
+                if plugin.needs == "frame":
+                    prepared.fields.update(plugin.predict([item])[0])
+            prepared.frame_predict_ms = 1000.0 * (time.perf_counter() - started)
+        except Exception as exc:  # one image must not stop the run; the error goes in its row
+            prepared.error = f"{type(exc).__name__}: {exc}"
+        return prepared
+
+    def _flush(self, pending, batch: List[_Prepared], with_ordinal: bool = False) -> Iterator:
+        if batch:
+            started = time.perf_counter()
+            items = [PredictionInput(p.geometry, p.quadrants, self.quadrant_indices) for p in batch]
+            for plugin in self.plugins:
+                if plugin.needs != "quadrants":
+                    continue
+                try:
+                    for prepared, fields in zip(batch, plugin.predict(items)):
+                        prepared.fields.update(fields)
+                except Exception as exc:
+                    for prepared in batch:
+                        prepared.error = f"{plugin.name}: {type(exc).__name__}: {exc}"
+            per_image = 1000.0 * (time.perf_counter() - started) / len(batch)
+        while pending:
+            prepared = pending.popleft()
+            result = self._result(prepared, per_image if batch and prepared.error is None else 0.0)
+            yield (prepared.ordinal, result) if with_ordinal else result
+
+    def _result(self, prepared: _Prepared, predict_ms: float) -> Dict[str, Any]:
+        result: Dict[str, Any] = {"image": prepared.source, "frame": prepared.index}
+        for name in self.fields[len(BASE_FIELDS):]:
+            result[name] = prepared.fields.get(name)
+        result["error"] = prepared.error
+        result["read_ms"] = prepared.read_ms
+        result["condition_ms"] = prepared.condition_ms
+        result["predict_ms"] = round(predict_ms + prepared.frame_predict_ms, 2)
+        return result
+
+
+def _resolve_device(device: str) -> str:
+    if device in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    return device
+
+
+def _input_items(inputs) -> Iterator[Tuple[str, Any]]:
+    """(kind, item) for every image of the inputs: "path" (a single-image file, read in the pool)
+    or "frame" (already read, or read here in order from a multi-frame container)."""
+    if isinstance(inputs, (str, os.PathLike, Frame, FrameError)) or _is_imageset(inputs) or _is_array_pair(inputs):
+        inputs = [inputs]
+    array_count = 0
+    for item in inputs:
+        if isinstance(item, (str, os.PathLike)):
+            for path in expand_inputs([item]):
+                yield from _path_items(path)
+        elif isinstance(item, (Frame, FrameError)):
+            yield "frame", item
+        elif _is_array_pair(item):
+            pixels, geometry = item
+            pixels = np.asarray(pixels)
+            yield "frame", Frame(pixels, invalid_mask(pixels), geometry, source="<array>", index=array_count)
+            array_count += 1
+        elif _is_imageset(item):
+            from .io.dxtbx_adapter import frames_from_imageset
+
+            for frame in frames_from_imageset(item):
+                yield "frame", frame
+        else:
+            raise TypeError(f"cannot predict on {type(item).__name__}: give paths, Frames, (pixels, Geometry) pairs "
+                            "or dxtbx imagesets")
+
+
+def _path_items(path: str) -> Iterator[Tuple[str, Any]]:
+    """Single-image files are read in the pool; multi-frame containers frame by frame, in order."""
+    try:
+        reader = identify(path)
+    except ImageError as exc:
+        yield "frame", FrameError(exc.path, exc.frame, exc.problem)
+        return
+    if getattr(reader, "multi_frame", False):
+        from .io import open_images
+
+        for frame in open_images([path], on_error="yield"):
+            yield "frame", frame
+    else:
+        yield "path", path
+
+
+def _is_array_pair(item) -> bool:
+    return isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Geometry)
+
+
+def _is_imageset(item) -> bool:
+    return hasattr(item, "get_raw_data") and hasattr(item, "get_detector")
+
+
+def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min") -> Dict[str, Any]:
+    """Dataset summary: counts, median resolution (d_min or d_mean), the dataset "XRAIS B" (mean
+    over images of each image's lowest-quadrant B, paper section 3.2), fraction of multi-lattice
+    images, fraction with diffraction."""
+    results = list(results)
+    good = [r for r in results if not r.get("error")]
+    key = "d_min" if reduce == "min" else "d_mean"
+    summary: Dict[str, Any] = {"n_images": len(results), "n_failed": len(results) - len(good)}
+    if any("diffraction" in r and r["diffraction"] is not None for r in good):
+        resolutions = [r[key] for r in good if r.get(key) is not None]
+        b_factors = [r["b_factor"] for r in good if r.get("b_factor") is not None]
+        summary.update({
+            "n_diffraction": sum(bool(r.get("diffraction")) for r in good),
+            f"median_{key}": round(float(np.median(resolutions)), 3) if resolutions else None,
+            "best_d_min": round(float(min(r["d_min"] for r in good if r.get("d_min") is not None)), 3) if resolutions else None,
+            "xrais_b": round(float(np.mean(b_factors)), 2) if b_factors else None,
+        })
+    if any(r.get("p_multilattice") is not None for r in good):
+        flags = [bool(r["multilattice"]) for r in good if r.get("multilattice") is not None]
+        summary["fraction_multilattice"] = round(sum(flags) / len(flags), 4) if flags else None
+    if any(r.get("n_spots") is not None for r in good):
+        summary["median_n_spots"] = float(np.median([r["n_spots"] for r in good if r.get("n_spots") is not None]))
+    return summary

@@ -1,0 +1,156 @@
+"""Writing prediction results: JSON, CSV, the terminal table, and plots vs image number (paper
+Figures 8 and 14)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+from . import __version__
+
+#: Columns of the terminal table: (result key, header, format).
+TABLE_COLUMNS = (
+    ("d_min", "d_min/Å", "{:.2f}"),
+    ("d_mean", "d_mean/Å", "{:.2f}"),
+    ("b_factor", "B/Å²", "{:.1f}"),
+    ("inverse_d_spread", "σ(1/d)", "{:.3f}"),
+    ("p_multilattice", "p_multi", "{:.3f}"),
+    ("n_spots", "spots", "{:d}"),
+    ("d_min_spots", "d_spots/Å", "{:.2f}"),
+)
+
+
+def _plain(value):
+    """JSON/CSV-safe value: no NaN/inf (→ None)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_json(path: str, results: Sequence[Dict[str, Any]], summary: Dict[str, Any],
+               parameters: Optional[Dict[str, Any]] = None) -> None:
+    """``{"images": [...], "summary": {...}, "parameters": {...}, "xrais_version": ...}``."""
+    document = {"images": [{k: _plain(v) for k, v in r.items()} for r in results], "summary": _plain_dict(summary),
+                "parameters": parameters or {}, "xrais_version": __version__}
+    _atomic_write(path, json.dumps(document, indent=1, allow_nan=False))
+
+
+def _plain_dict(values: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: _plain(v) for k, v in values.items()}
+
+
+def write_csv(path: str, results: Sequence[Dict[str, Any]], fields: Sequence[str]) -> None:
+    """One row per image; the columns are the result keys (lists joined with ';', None empty)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(fields)
+        for result in results:
+            writer.writerow([_csv_cell(_plain(result.get(f))) for f in fields])
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join("" if v is None else str(v) for v in value)
+    return str(value)
+
+
+def _atomic_write(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    partial = path + ".partial"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(partial, path)
+
+
+def table_lines(results: Sequence[Dict[str, Any]]) -> List[str]:
+    """Per-image table (only the columns some result has), errors on their own rows."""
+    columns = [c for c in TABLE_COLUMNS if any(r.get(c[0]) is not None for r in results)]
+    name_width = min(48, max([len("image")] + [len(_short_name(r)) for r in results]))
+    header = f"{'image':<{name_width}} " + " ".join(f"{h:>10}" for _, h, _ in columns)
+    lines = [header, "-" * len(header)]
+    for r in results:
+        name = _short_name(r)[-name_width:]
+        if r.get("error"):
+            lines.append(f"{name:<{name_width}} error: {r['error']}")
+            continue
+        cells = []
+        for key, _, fmt in columns:
+            value = r.get(key)
+            if value is None:
+                cells.append(f"{'no diff.' if key == 'd_min' and r.get('diffraction') is False else '-':>10}")
+            else:
+                cells.append(f"{fmt.format(value):>10}")
+        lines.append(f"{name:<{name_width}} " + " ".join(cells))
+    return lines
+
+
+def _short_name(result: Dict[str, Any]) -> str:
+    name = os.path.basename(str(result.get("image", "")))
+    return f"{name}:{result['frame']}" if result.get("frame") else name
+
+
+def summary_lines(summary: Dict[str, Any]) -> List[str]:
+    labels = {
+        "n_images": "images", "n_failed": "failed", "n_diffraction": "with diffraction",
+        "median_d_min": "median d_min (Å)", "median_d_mean": "median d_mean (Å)", "best_d_min": "best d_min (Å)",
+        "xrais_b": "XRAIS B (Å²)", "fraction_multilattice": "fraction multi-lattice", "median_n_spots": "median spots",
+    }
+    return [f"  {labels.get(k, k):<24} {v}" for k, v in summary.items()]
+
+
+def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", reduce: str = "min") -> None:
+    """Resolution vs image number (d_min red, d_mean blue, spot-based grey; paper Figure 8) and/or
+    multi-lattice probability vs image number (Figure 14)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    numbers = list(range(1, len(results) + 1))
+    has_resolution = any("diffraction" in r for r in results)
+    has_multi = any(r.get("p_multilattice") is not None for r in results)
+    has_spots = any(r.get("d_min_spots") is not None for r in results)
+    panels = [p for p, wanted in (("resolution", has_resolution or has_spots), ("multilattice", has_multi)) if wanted]
+    if not panels:
+        return
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), sharex=True, squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels):
+        if panel == "resolution":
+            for key, colour, label in (("d_min", "tab:red", "XRAIS d_min (best quadrant)"),
+                                       ("d_mean", "tab:blue", "XRAIS d_mean"),
+                                       ("d_min_spots", "0.55", "spot finding")):
+                xs = [n for n, r in zip(numbers, results) if r.get(key) is not None]
+                ys = [r[key] for r in results if r.get(key) is not None]
+                if xs:
+                    ax.plot(xs, ys, ".", color=colour, label=label, markersize=5)
+            blanks = [n for n, r in zip(numbers, results) if r.get("diffraction") is False]
+            if blanks:
+                ax.plot(blanks, [ax.get_ylim()[1] if ax.lines else 20.0] * len(blanks), "x", color="k",
+                        label="no diffraction")
+            ax.invert_yaxis()
+            ax.set_ylabel("resolution (Å)")
+            ax.legend(fontsize=8, loc="best")
+        else:
+            xs = [n for n, r in zip(numbers, results) if r.get("p_multilattice") is not None]
+            ys = [r["p_multilattice"] for r in results if r.get("p_multilattice") is not None]
+            ax.plot(xs, ys, ".", color="k", markersize=5)
+            ax.axhline(0.5, color="0.6", linestyle="--", linewidth=1)
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_ylabel("p(multi-lattice)")
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("image number")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
