@@ -125,3 +125,20 @@ def test_predictor_batches_tensors_and_threads(images):
         thread.join()
     for result in results:
         np.testing.assert_allclose(result, serial, rtol=1e-5)
+
+
+def test_annotate_adds_commands_and_evaluations_without_touching_the_weights(tmp_path):
+    from xrais.models.registry import annotate, export, load, read_card
+
+    network = XraisNet(Architecture("multilattice", depth=18, width=0.125, norm="group"))
+    card_path = export(network, tmp_path / "tiny", {"epochs": 2})
+    before = (tmp_path / "tiny.pt").read_bytes()
+    annotate(card_path, training={"commands": "xrais.simulate recipe=multilattice n_images=10"},
+             evaluation=("test_set", {"source": "data/test (all)", "images": 10, "accuracy": 0.9, "auc": 0.95}))
+    card = read_card(card_path)
+    assert card["training"]["epochs"] == 2 and card["training"]["commands"].startswith("xrais.simulate")
+    assert card["evaluations"]["test_set"]["auc"] == 0.95
+    text = (tmp_path / "tiny.md").read_text()
+    assert "## Evaluation: test_set" in text and "| auc | 0.95 |" in text and "xrais.simulate recipe=" in text
+    assert (tmp_path / "tiny.pt").read_bytes() == before
+    load(card_path, device="cpu")  # hash still matches

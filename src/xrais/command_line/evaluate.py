@@ -7,6 +7,7 @@ import os
 import torch
 
 from ..models import load
+from ..models.registry import annotate
 from ..training.evaluate import SUBSETS, evaluate_images, evaluate_shards
 from ..training.history import write_json
 from .common import GEOMETRY_PARAMS, geometry_override
@@ -30,6 +31,8 @@ PARAMS = (
     Param("nproc", None, "torch threads (None: all cores)", "int", minimum=1, optional=True),
     Param("output.json", "xrais_evaluation.json", "metrics and per-image predictions (JSON)", "path"),
     Param("output.predictions", True, "include the per-image predictions in the JSON", "bool"),
+    Param("output.card", None, "also record the metrics in the model's card under this label (e.g. test_rayonix)",
+          "str", optional=True),
 ) + GEOMETRY_PARAMS
 
 
@@ -60,6 +63,11 @@ def run_evaluate(params, inputs) -> int:
     payload = dict(evaluation.as_dict(with_items=params.output.predictions), model=model.card.get("path", model.name))
     write_json(params.output.json, payload)
     log.info("written %s", params.output.json)
+    if params.output.card:
+        card = annotate(params.model, evaluation=(params.output.card, {
+            "source": f"{evaluation.source} ({params.subset}, {params.quadrants} quadrant(s) per image)",
+            "images": len(evaluation.items), **evaluation.metrics}))
+        log.info("metrics recorded in the model card %s", card.with_suffix(".md"))
     return EXIT_OK
 
 

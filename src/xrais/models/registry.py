@@ -233,6 +233,26 @@ def export(model, path_or_name: Union[str, Path], card_fields: Optional[dict] = 
     return card_path
 
 
+def annotate(name_or_path: Union[str, Path], training: Optional[dict] = None,
+             evaluation: Optional[tuple] = None) -> Path:
+    """Add facts to a model's description and card after training (the weights are untouched).
+
+    training: fields merged into the "training" section (e.g. the commands that reproduce the
+    model, CPU inference time); evaluation: (label, {"source", "images", metrics...}) stored under
+    "evaluations" (e.g. a held-out test set). Returns the ``.json`` path.
+    """
+    card_path = locate(name_or_path)
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    if training:
+        card.setdefault("training", {}).update(training)
+    if evaluation:
+        label, values = evaluation
+        card.setdefault("evaluations", {})[label] = values
+    card_path.write_text(json.dumps(card, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    card_path.with_suffix(".md").write_text(model_card_markdown(card), encoding="utf-8")
+    return card_path
+
+
 def _export_stem(path_or_name: Union[str, Path]) -> Path:
     """Path without suffix of the files :func:`export` writes (bare names: the shipped weights folder)."""
     text = os.fspath(path_or_name)
@@ -282,6 +302,11 @@ def model_card_markdown(card: dict) -> str:
     if metrics:
         lines += ["", "## Validation metrics", "", "| metric | value |", "|---|---|"]
         lines += [f"| {key} | {_format_value(value)} |" for key, value in metrics.items()]
+    for label, values in card.get("evaluations", {}).items():
+        values = dict(values)
+        source = values.pop("source", "")
+        lines += ["", f"## Evaluation: {label}", "", f"Data: {source}", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {key} | {_format_value(value)} |" for key, value in values.items()]
     lines += ["", "## Files", "", f"- weights: `{card['weights']}` (sha256 `{card['sha256']}`)",
               f"- xrais {card['xrais_version']}, written {card['created']}", ""]
     return "\n".join(lines)
