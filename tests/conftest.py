@@ -35,3 +35,15 @@ def adsc_image() -> Path:
     if path is None or not path.is_file():
         pytest.skip("cctbx-base (iotbx/detectors/adsc.img) is not installed")
     return path
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread per test: the networks in the tests are tiny, and on a shared 2-core machine
+    several OpenMP threads spin-wait against other processes and run many times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,16 +1,6 @@
-"""Session-wide synthetic shard folders for the training tests (see shardhelpers), and one torch
-thread per test (on a shared 2-core machine, OpenMP threads spin-wait against other processes)."""
+"""Session-wide synthetic shard folders for the training tests (see shardhelpers)."""
 import pytest
-import torch
 from shardhelpers import make_dataset
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

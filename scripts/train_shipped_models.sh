@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The exact commands that made the shipped models (src/xrais/models/weights/{resolution,multilattice}),
+# on a 2-core CPU machine, from the repository root with the venv of `make setup`.
+#   scripts/train_shipped_models.sh resolution|multilattice|all
+# Every step resumes: run it again after an interruption.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH" XRAIS_CACHE="$PWD/cache"
+NPROC=${NPROC:-2}
+
+resolution() {
+  xrais.simulate recipe=resolution n_images=10000 seed=0 nproc=$NPROC output.directory=data/resolution \
+    output.log=data/simulate_resolution.log
+  xrais.simulate recipe=resolution n_images=500 seed=1 nproc=$NPROC output.directory=data/resolution_test \
+    output.log=data/simulate_resolution_test.log
+  xrais.simulate recipe=resolution n_images=500 seed=2 nproc=$NPROC detector="Rayonix MX340-HS" \
+    output.directory=data/resolution_test_rayonix output.log=data/simulate_resolution_test_rayonix.log
+  xrais.train data/resolution kind=resolution epochs=${EPOCHS_RESOLUTION:-20} select=accuracy \
+    output.directory=runs/resolution output.export=resolution output.log=runs/train_resolution.log
+  xrais.evaluate data/resolution_test model=resolution output.json=runs/resolution_test.json \
+    output.card="held-out test set (PILATUS 6M, EIGER 16M, EIGER2 XE 16M; seed 1)"
+  xrais.evaluate data/resolution_test_rayonix model=resolution output.json=runs/resolution_test_rayonix.json \
+    output.card="unseen detector (Rayonix MX340-HS, never in training; seed 2)"
+}
+
+multilattice() {
+  xrais.simulate recipe=multilattice n_images=${N_MULTILATTICE:-8000} seed=0 nproc=$NPROC \
+    output.directory=data/multilattice output.log=data/simulate_multilattice.log
+  xrais.simulate recipe=multilattice n_images=500 seed=1 nproc=$NPROC output.directory=data/multilattice_test \
+    output.log=data/simulate_multilattice_test.log
+  xrais.train data/multilattice kind=multilattice epochs=${EPOCHS_MULTILATTICE:-20} \
+    output.directory=runs/multilattice output.export=multilattice output.log=runs/train_multilattice.log
+  xrais.evaluate data/multilattice_test model=multilattice output.json=runs/multilattice_test.json \
+    output.card="held-out test set (Rayonix MX340-HS, PILATUS 6M, EIGER 16M; seed 1)"
+}
+
+case "${1:-all}" in
+  resolution) resolution ;;
+  multilattice) multilattice ;;
+  all) resolution; multilattice ;;
+  *) echo "usage: $0 resolution|multilattice|all" >&2; exit 2 ;;
+esac
