@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench clean
+.PHONY: setup browser demo test bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,7 +22,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 demo: setup
 	$(BIN)/xrais.demo
 
-test: setup
+# Debian's chromium + chromium-driver for the monitor page test (installed when missing and apt-get
+# can; otherwise that one test is skipped and says why).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+		|| echo "note: could not install chromium/chromium-driver; the browser test will be skipped"; fi
+
+test: setup browser
 	$(BIN)/python -m pytest -q -ra
 
 bench: setup
