@@ -486,16 +486,7 @@ class NexusReader(Reader):
         except _H5_ERRORS as exc:
             raise ImageError(path, f"cannot open HDF5 file ({exc})") from None
         with handle:
-            try:
-                series = _Series(path, handle)
-                blocks = []
-                for name, group in series.blocks:
-                    try:
-                        blocks.append((name, series.open_block(name, group)))
-                    except ImageError as exc:
-                        blocks.append((name, exc))
-            except _H5_ERRORS as exc:
-                raise ImageError(path, f"unreadable NeXus structure ({type(exc).__name__}: {exc})") from None
+            series, blocks = _open_blocks(path, handle)
             n_frames = sum(block.shape[0] for _, block in blocks if isinstance(block, h5py.Dataset))
             index, produced, builder = 0, 0, None
             for name, block in blocks:
@@ -526,6 +517,68 @@ class NexusReader(Reader):
                     index += 1
             if builder is None and not any(isinstance(block, ImageError) for _, block in blocks):
                 raise ImageError(path, "NeXus file holds no frames")
+
+
+def _open_blocks(path: str, handle: h5py.File):
+    """(series, [(name, data block dataset, or the ImageError saying why it cannot be opened)])."""
+    try:
+        series = _Series(path, handle)
+        blocks = []
+        for name, group in series.blocks:
+            try:
+                blocks.append((name, series.open_block(name, group)))
+            except ImageError as exc:
+                blocks.append((name, exc))
+    except _H5_ERRORS as exc:
+        raise ImageError(path, f"unreadable NeXus structure ({type(exc).__name__}: {exc})") from None
+    return series, blocks
+
+
+def _present_blocks(path: str, handle: h5py.File):
+    """(series, [(name, dataset)]) of the data blocks that exist, in order, up to the first missing
+    one — what can be read of a series a detector is still writing."""
+    series, blocks = _open_blocks(path, handle)
+    present = []
+    for name, block in blocks:
+        if isinstance(block, ImageError):
+            break
+        present.append((name, block))
+    return series, present
+
+
+def count_frames(path: str) -> int:
+    """Frames of a NeXus series readable now (data files present, in order, up to the first
+    missing one); ImageError when the file is not (yet) a readable NeXus series."""
+    try:
+        with h5py.File(path, "r") as handle:
+            _, blocks = _present_blocks(path, handle)
+            return sum(int(block.shape[0]) for _, block in blocks)
+    except _H5_ERRORS as exc:
+        raise ImageError(path, f"cannot open NeXus series ({type(exc).__name__}: {exc})") from None
+
+
+def read_frame(path: str, index: int, override: Optional[GeometryOverride] = None) -> Union[Frame, FrameError]:
+    """Frame ``index`` (0-based across the data files) of a NeXus series, read alone, with exactly
+    the geometry and mask :func:`xrais.open_images` gives it; or a FrameError saying why not."""
+    n_frames = 0
+    try:
+        with h5py.File(path, "r") as handle:
+            series, blocks = _present_blocks(path, handle)
+            n_frames = sum(int(block.shape[0]) for _, block in blocks)
+            first = 0
+            for _, block in blocks:
+                if index < first + block.shape[0]:
+                    local = index - first
+                    check_chunks(path, block, local)
+                    data = np.asarray(block[local])
+                    builder = _FrameBuilder(path, series, data.shape, override or GeometryOverride())
+                    return builder.frame(data, index, n_frames)
+                first += block.shape[0]
+    except ImageError as exc:
+        return FrameError(path, index, exc.problem)
+    except _H5_ERRORS as exc:
+        return FrameError(path, index, f"cannot read frame ({type(exc).__name__}: {exc})")
+    return FrameError(path, index, f"frame {index} is not in the series ({n_frames} frames readable)")
 
 
 class _FrameBuilder:

@@ -48,7 +48,7 @@ def _image_files_in(folder: str) -> List[str]:
         if not os.path.isfile(path):
             continue
         lower = strip_compression(name.lower())
-        if any(lower.endswith(s) for s in suffixes) and not _is_nexus_data_file(lower, lowered):
+        if any(lower.endswith(s) for s in suffixes) and not is_nexus_data_file(lower, lowered):
             found.append(path)
     return found
 
@@ -56,15 +56,17 @@ def _image_files_in(folder: str) -> List[str]:
 _DATA_FILE = re.compile(r"^(?P<stem>.+?)(_data)?_\d{6}\.(h5|hdf5|nxs)$")
 
 
-def _is_nexus_data_file(name: str, names_in_folder) -> bool:
-    """True for the data files of a NeXus master in the same folder: EIGER ``x_data_000001.h5``
-    (beside ``x_master.h5``) and Diamond ``x_000001.h5`` (beside ``x.nxs``)."""
+def is_nexus_data_file(name: str, names_in_folder) -> bool:
+    """True for the data files of a NeXus master in the same folder, which are read through their
+    master: EIGER ``x_data_000001.h5`` (beside ``x_master.h5``) and Diamond ``x_000001.h5``
+    (beside ``x.nxs``). Names are compared case-insensitively."""
+    name = name.lower()
     match = _DATA_FILE.match(name)
     if not match:
         return False
     stem = match.group("stem")
-    return "_data_" in name or any(f"{stem}{suffix}" in names_in_folder
-                                   for suffix in ("_master.h5", ".nxs", "_master.hdf5", ".h5"))
+    names = {n.lower() for n in names_in_folder}
+    return "_data_" in name or any(f"{stem}{suffix}" in names for suffix in ("_master.h5", ".nxs", "_master.hdf5", ".h5"))
 
 
 def identify(path: str):

@@ -25,12 +25,14 @@ from typing import Dict, List, Optional, Set, Tuple
 
 from ..io.base import readers, strip_compression
 from ..io.errors import ImageError
+from ..io.nexus import NexusReader, count_frames
+from ..io.open import is_nexus_data_file
 from ..io.smv import parse_header
 from .protocol import MonitorError
-from .series import SERIES_SUFFIXES, count_frames
+
+SERIES_SUFFIXES = NexusReader.suffixes
 
 _TRAILING_NUMBER = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)$")
-_DATA_FILE = re.compile(r"^(?P<stem>.+?)(?P<data>_data)?_\d{6}\.(h5|hdf5|nxs)$", re.IGNORECASE)
 _CBF_END = b"--CIF-BINARY-FORMAT-SECTION----"
 
 
@@ -62,16 +64,6 @@ def image_template(path: str) -> Tuple[str, Optional[int]]:
 def image_suffixes() -> Tuple[str, ...]:
     """Suffixes of the image files the installed readers read (DIALS .expt files excluded)."""
     return tuple(sorted({s for reader in readers() for s in reader.suffixes if s != ".expt"}))
-
-
-def is_nexus_data_file(name: str, names: Set[str]) -> bool:
-    """True for the data files of a NeXus master in the same folder (EIGER ``x_data_000001.h5``,
-    Diamond ``x_000001.h5`` beside ``x.nxs``): they are read through their master."""
-    match = _DATA_FILE.match(name)
-    if not match:
-        return False
-    stem = match.group("stem")
-    return bool(match.group("data")) or any(stem + suffix in names for suffix in ("_master.h5", ".nxs", ".h5"))
 
 
 def _series_stem(name: str) -> str:

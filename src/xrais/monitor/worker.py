@@ -26,7 +26,9 @@ from ..io.frame import Frame, FrameError, invalid_mask
 from ..io.open import open_images
 from ..predict import Predictor
 from .protocol import DEFAULT_WORK, MonitorError, ProtocolError, decode, encode, finite, pixels_from_message
-from .series import SERIES_SUFFIXES, read_frame
+from ..io.nexus import NexusReader, read_frame
+
+SERIES_SUFFIXES = NexusReader.suffixes
 
 log = logging.getLogger(__name__)
 
