@@ -16,13 +16,13 @@ from .base import PredictionInput, PredictorPlugin
 from .hookspecs import hookimpl
 
 #: Below this 1/d (Å⁻¹) an image (or quadrant) is reported as "no diffraction" (d > 20 Å).
-NO_DIFFRACTION_INVERSE_D = 1.0 / 20.0
+DIFFRACTION_THRESHOLD_INVERSE_D = 1.0 / 20.0
 #: Multi-lattice decision threshold on the probability.
 MULTILATTICE_THRESHOLD = 0.5
 
 
 def _d_or_none(inverse_d: float) -> Optional[float]:
-    return None if inverse_d < NO_DIFFRACTION_INVERSE_D else round(float(1.0 / inverse_d), 4)
+    return None if inverse_d < DIFFRACTION_THRESHOLD_INVERSE_D else round(float(1.0 / inverse_d), 4)
 
 
 class _NetworkPredictor(PredictorPlugin):
@@ -71,7 +71,7 @@ class ResolutionPredictor(_NetworkPredictor):
             values = np.clip(values, 0.0, None)
             best = float(values.max())
             mean = float(values.mean())
-            diffraction = best >= NO_DIFFRACTION_INVERSE_D
+            diffraction = best >= DIFFRACTION_THRESHOLD_INVERSE_D
             results.append({
                 "d_min": _d_or_none(best),
                 "d_mean": _d_or_none(mean) if diffraction else None,
