@@ -11,7 +11,8 @@ import pytest
 
 from xrais.command_line.simulate import program as simulate
 from xrais.sim.dataset import plan_shards, read_labels, shard_paths
-from xrais.sim.recipes import MIN_SPLIT_DEG, sample_spec
+from xrais.io import detectors
+from xrais.sim.recipes import MIN_SPLIT_DEG, quadrant_reach_mm, ring_radius_mm, sample_spec
 
 POOL = 3
 
@@ -52,7 +53,12 @@ def test_recipe_draws_are_reproducible_and_follow_the_paper():
     blank = np.mean([s.blank for s in resolution])
     assert 0.02 < blank < 0.06
     inverse_d = np.array([s.inverse_d for s in resolution if not s.blank])
-    assert inverse_d.min() >= 0.05 and inverse_d.max() <= 1 / 1.2 and abs(np.median(inverse_d) - 0.44) < 0.04
+    assert inverse_d.min() >= 0.05 and inverse_d.max() <= 1 / 1.2 and 0.3 < np.median(inverse_d) < 0.5
+    for s in resolution[:300]:  # every label's resolution ring lies on the rendered quadrant
+        if not s.blank:
+            reach = quadrant_reach_mm(detectors.get(s.detector), s.beam_centre_px, s.quadrant)
+            assert ring_radius_mm(s.resolution_A, s.wavelength_A, s.distance_mm) <= reach + 1e-9
+            assert 150.0 <= s.distance_mm <= 400.0
     for s in resolution[:50]:
         assert s.b_factor == pytest.approx(4 * s.resolution_A ** 2 + 12)
         assert s.label_columns()["inverse_d"] == (0.0 if s.blank else pytest.approx(1 / s.resolution_A))
@@ -64,7 +70,7 @@ def test_shards_labels_resume_and_nproc(tmp_path, structure_cache):
     paths = shard_paths(str(serial))
     assert [os.path.basename(p) for p in paths] == ["resolution_00000.h5", "resolution_00001.h5"]
     with h5py.File(paths[0], "r") as handle:
-        assert handle.attrs["complete"] and handle.attrs["recipe"] == "resolution"
+        assert handle.attrs["complete"] and handle.attrs["recipe"] == "resolution" and handle.attrs["recipe_version"] == 2
         assert handle["images"].shape == (2, 512, 512) and handle["images"].dtype == np.uint16
         assert handle["images"].chunks == (1, 512, 512)
     labels = read_labels(paths)

@@ -5,7 +5,8 @@ Layout of one shard (``<recipe>_<shard:05d>.h5``):
 * ``images``: (n, 512, 512) uint16 conditioned quadrants (beam at [0, 0]); chunk = one image,
   gzip + shuffle (readable everywhere) or LZ4 (``hdf5plugin``);
 * ``labels/<column>``: one 1-D dataset per label column (see :meth:`ImageSpec.label_columns`);
-* attrs ``recipe``, ``seed``, ``first_index``, ``n_images``, ``xrais_version``, ``complete``.
+* attrs ``recipe``, ``recipe_version``, ``seed``, ``first_index``, ``n_images``, ``xrais_version``,
+  ``complete``.
 
 Image *i* of a run is drawn from ``(seed, i)`` alone, so shards can be made in any order, by any
 number of processes or MPI ranks, and a killed run resumes by making only the shards that are not
@@ -21,6 +22,8 @@ import os
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
+
+from .recipes import RECIPE_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ def shard_is_complete(path: str, plan: ShardPlan, recipe: str, seed: int) -> boo
         with h5py.File(path, "r") as handle:
             attrs = handle.attrs
             return (bool(attrs.get("complete", False)) and attrs.get("recipe") == recipe
+                    and int(attrs.get("recipe_version", 1)) == RECIPE_VERSION
                     and int(attrs.get("seed", -1)) == seed and int(attrs.get("first_index", -1)) == plan.first
                     and int(attrs.get("n_images", -1)) == plan.n_images and handle["images"].shape[0] == plan.n_images)
     except (OSError, KeyError):
@@ -100,8 +104,9 @@ def write_shard(path: str, plan: ShardPlan, recipe: str, seed: int,
     partial = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".partial")
     columns: Dict[str, list] = {}
     with h5py.File(partial, "w") as handle:
-        handle.attrs.update({"recipe": recipe, "seed": seed, "first_index": plan.first, "n_images": plan.n_images,
-                             "xrais_version": __version__, "complete": False})
+        handle.attrs.update({"recipe": recipe, "recipe_version": RECIPE_VERSION, "seed": seed,
+                             "first_index": plan.first, "n_images": plan.n_images, "xrais_version": __version__,
+                             "complete": False})
         dataset = handle.create_dataset("images", shape=(plan.n_images,) + IMAGE_SHAPE, dtype=np.uint16,
                                         chunks=(1,) + IMAGE_SHAPE, **compression_options(compression))
         written = 0

@@ -17,7 +17,10 @@ background of 5 mm air + 25 µm water + 25 µm of one parasitic material, scaled
 (log-uniform here), beamstop < 15 mm, 0–5 hot pixels at 2^16, up to 124 dead pixels.
 Widened: distance 150–400 mm (paper 200–300), wavelength 0.75–1.35 Å (paper fixed 0.9795 Å), beam
 centre off the detector centre by up to 12 mm, spectral bandwidth, photons 2e11–8e11 (paper 4e11),
-crystal 20–30 µm (paper 25 µm). The overall scale is kept near the paper's on purpose: the label is
+crystal 20–30 µm (paper 25 µm). As at a beamline, where the distance is chosen so that the expected
+resolution lands on the detector, a resolution image's distance is drawn (within 150–400 mm) so that
+its label's resolution ring lies inside the rendered quadrant (it reaches at least one of the
+quadrant's edges): a label far beyond the detector could only be guessed. The overall scale is kept near the paper's on purpose: the label is
 the B factor's decay *rate*, and a much wider scale range makes weak high-resolution and strong
 low-resolution crystals look alike.
 """
@@ -34,6 +37,8 @@ from .crystal import axis_angle_rotation, random_rotation
 from .labels import b_factor_from_resolution
 
 RECIPES = ("resolution", "multilattice")
+#: Bumped whenever the draws change, so that shards of an older recipe are never mixed with new ones.
+RECIPE_VERSION = 2
 
 #: Fraction of blank images (no crystal: background, noise and masks only) in every recipe.
 BLANK_FRACTION = 0.04
@@ -49,6 +54,7 @@ PARASITIC_MATERIALS = ("glycerol", "sucrose", "peg", "mpd", "ice", "paper", "kap
 RESOLUTION_DETECTORS = (("PILATUS 6M", 0.5), ("EIGER 16M", 0.25), ("EIGER2 XE 16M", 0.25))
 MULTILATTICE_DETECTORS = (("Rayonix MX340-HS", 0.5), ("PILATUS 6M", 0.25), ("EIGER 16M", 0.25))
 MULTILATTICE_SIGMAS_DEG = (0.1, 1.0, 10.0)
+DISTANCE_RANGE_MM = (150.0, 400.0)
 DOMAIN_SIZES_UM = (0.05, 0.1, 0.15)
 
 
@@ -152,7 +158,20 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
     offset_mm = rng.uniform(-12.0, 12.0, 2)
     beam_centre = (model.shape[1] / 2 + offset_mm[0] / model.pixel_size, model.shape[0] / 2 + offset_mm[1] / model.pixel_size)
     blank = bool(rng.random() < BLANK_FRACTION)
-    resolution = 1.0 / rng.uniform(*(INVERSE_D_RANGE if recipe == "resolution" else MULTILATTICE_INVERSE_D_RANGE))
+    wavelength = float(rng.uniform(0.75, 1.35))
+    quadrant = int(rng.integers(4))
+    if recipe == "resolution":
+        # Labels the rendered quadrant can show: up to the ring reaching its longer edge at the
+        # shortest distance; then a distance at which that ring lies on the quadrant.
+        reach = quadrant_reach_mm(model, beam_centre, quadrant)
+        best = 2.0 * math.sin(0.5 * math.atan(reach / DISTANCE_RANGE_MM[0])) / wavelength
+        resolution = 1.0 / rng.uniform(INVERSE_D_RANGE[0], min(INVERSE_D_RANGE[1], best))
+        distance = float(rng.uniform(*DISTANCE_RANGE_MM))
+        while ring_radius_mm(resolution, wavelength, distance) > reach:
+            distance = float(rng.uniform(DISTANCE_RANGE_MM[0], distance))
+    else:
+        resolution = 1.0 / rng.uniform(*MULTILATTICE_INVERSE_D_RANGE)
+        distance = float(rng.uniform(*DISTANCE_RANGE_MM))
     if recipe == "resolution":
         n_lattices, sigma, mosaic = 1, 0.0, rng.uniform(0.05, 1.0)
     else:
@@ -169,8 +188,8 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
         rotations.append(tuple(axis_angle_rotation(axis, angle).ravel()))
     return ImageSpec(
         recipe=recipe, index=index, seed=seed, detector=detector,
-        distance_mm=float(rng.uniform(150.0, 400.0)),
-        wavelength_A=float(rng.uniform(0.75, 1.35)),
+        distance_mm=distance,
+        wavelength_A=wavelength,
         bandwidth_fraction=float(rng.choice([0.0, 1e-4, 1e-3, 5e-3], p=[0.4, 0.3, 0.2, 0.1])),
         beam_centre_px=(float(beam_centre[0]), float(beam_centre[1])),
         blank=blank,
@@ -197,5 +216,25 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
         n_hot_pixels=int(rng.integers(0, 6)),
         n_dead_pixels=int(rng.integers(0, 125)),
         psf_fwhm_px=float(rng.choice([0.0, 0.0, 0.5, 1.0])),
-        quadrant=int(rng.integers(4)),
+        quadrant=quadrant,
     )
+
+
+def quadrant_reach_mm(model, beam_centre_px, quadrant: int) -> float:
+    """Longest edge (mm) of the part of a quadrant that lies on the detector: a resolution ring of
+    smaller radius crosses the quadrant from edge to edge (or to the detector's border)."""
+    from ..conditioning import QUADRANT_DIRECTIONS, QUADRANT_SIZE
+
+    extents = []
+    for beam, size, step in zip((beam_centre_px[1], beam_centre_px[0]), model.shape, QUADRANT_DIRECTIONS[quadrant]):
+        on_detector = size - beam if step > 0 else beam
+        extents.append(min(QUADRANT_SIZE * model.downsample, max(on_detector, 0.0)))
+    return max(extents) * model.pixel_size
+
+
+def ring_radius_mm(resolution_A: float, wavelength_A: float, distance_mm: float) -> float:
+    """Radius (mm) of the resolution ring d on a flat detector ⊥ beam (inf beyond 2θ = 90°)."""
+    sin_theta = wavelength_A / (2.0 * resolution_A)
+    if sin_theta >= 1.0 or 2.0 * math.asin(sin_theta) >= math.pi / 2:
+        return math.inf
+    return distance_mm * math.tan(2.0 * math.asin(sin_theta))
