@@ -13,10 +13,9 @@ import argparse
 import os
 import time
 
-import numpy as np
 import torch
 
-from xrais.models import Architecture, XraisModel, XraisNet, parameter_count
+from xrais.models import Architecture, XraisModel, XraisNet, cpu_seconds_per_quadrant, parameter_count
 
 TARGET_MS = 50.0
 DEFAULT_ARCHS = "18:1,18:0.5,18:0.25,34:1,34:0.5,34:0.25,50:1,50:0.5,50:0.25"
@@ -36,10 +35,8 @@ def best_seconds(function, repeat: int) -> float:
 
 def cpu_inference(architecture: Architecture, threads: int, batch: int, repeat: int) -> float:
     """Seconds per quadrant."""
-    torch.set_num_threads(threads)
     model = XraisModel(XraisNet(architecture), device="cpu", batch_size=batch)
-    quadrants = np.random.default_rng(0).poisson(4.0, (batch, 512, 512)).astype(np.float32)
-    return best_seconds(lambda: model.predict(quadrants, GEOMETRY), repeat) / batch
+    return cpu_seconds_per_quadrant(model, threads=threads, batch=batch, repeat=repeat)
 
 
 def cpu_training_step(architecture: Architecture, threads: int, batch: int, repeat: int) -> float:

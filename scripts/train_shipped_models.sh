@@ -7,13 +7,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" XRAIS_CACHE="$PWD/cache"
 NPROC=${NPROC:-2}
+# Sizes that fit the 2-hour-per-model budget of a 2-core CPU (raise them on bigger machines).
+N_RESOLUTION=${N_RESOLUTION:-4000}
+N_MULTILATTICE=${N_MULTILATTICE:-3000}
+N_TEST=${N_TEST:-300}
+
+model_card_facts() { python scripts/model_card_facts.py "$1"; }
 
 resolution() {
-  xrais.simulate recipe=resolution n_images=10000 seed=0 nproc=$NPROC output.directory=data/resolution \
+  xrais.simulate recipe=resolution n_images=$N_RESOLUTION seed=0 nproc=$NPROC output.directory=data/resolution \
     output.log=data/simulate_resolution.log
-  xrais.simulate recipe=resolution n_images=500 seed=1 nproc=$NPROC output.directory=data/resolution_test \
+  xrais.simulate recipe=resolution n_images=$N_TEST seed=1 nproc=$NPROC output.directory=data/resolution_test \
     output.log=data/simulate_resolution_test.log
-  xrais.simulate recipe=resolution n_images=500 seed=2 nproc=$NPROC detector="Rayonix MX340-HS" \
+  xrais.simulate recipe=resolution n_images=$N_TEST seed=2 nproc=$NPROC detector="Rayonix MX340-HS" \
     output.directory=data/resolution_test_rayonix output.log=data/simulate_resolution_test_rayonix.log
   xrais.train data/resolution kind=resolution epochs=${EPOCHS_RESOLUTION:-20} select=accuracy \
     output.directory=runs/resolution output.export=resolution output.log=runs/train_resolution.log
@@ -21,17 +27,19 @@ resolution() {
     output.card="held-out test set (PILATUS 6M, EIGER 16M, EIGER2 XE 16M; seed 1)"
   xrais.evaluate data/resolution_test_rayonix model=resolution output.json=runs/resolution_test_rayonix.json \
     output.card="unseen detector (Rayonix MX340-HS, never in training; seed 2)"
+  model_card_facts resolution
 }
 
 multilattice() {
-  xrais.simulate recipe=multilattice n_images=${N_MULTILATTICE:-8000} seed=0 nproc=$NPROC \
+  xrais.simulate recipe=multilattice n_images=$N_MULTILATTICE seed=0 nproc=$NPROC \
     output.directory=data/multilattice output.log=data/simulate_multilattice.log
-  xrais.simulate recipe=multilattice n_images=500 seed=1 nproc=$NPROC output.directory=data/multilattice_test \
+  xrais.simulate recipe=multilattice n_images=$N_TEST seed=1 nproc=$NPROC output.directory=data/multilattice_test \
     output.log=data/simulate_multilattice_test.log
-  xrais.train data/multilattice kind=multilattice epochs=${EPOCHS_MULTILATTICE:-20} \
+  xrais.train data/multilattice kind=multilattice epochs=${EPOCHS_MULTILATTICE:-15} \
     output.directory=runs/multilattice output.export=multilattice output.log=runs/train_multilattice.log
   xrais.evaluate data/multilattice_test model=multilattice output.json=runs/multilattice_test.json \
     output.card="held-out test set (Rayonix MX340-HS, PILATUS 6M, EIGER 16M; seed 1)"
+  model_card_facts multilattice
 }
 
 case "${1:-all}" in

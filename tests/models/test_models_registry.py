@@ -133,12 +133,12 @@ def test_annotate_adds_commands_and_evaluations_without_touching_the_weights(tmp
     network = XraisNet(Architecture("multilattice", depth=18, width=0.125, norm="group"))
     card_path = export(network, tmp_path / "tiny", {"epochs": 2})
     before = (tmp_path / "tiny.pt").read_bytes()
-    annotate(card_path, training={"commands": "xrais.simulate recipe=multilattice n_images=10"},
+    annotate(card_path, training={"commands": ["xrais.simulate recipe=multilattice n_images=10", "xrais.train data"]},
              evaluation=("test_set", {"source": "data/test (all)", "images": 10, "accuracy": 0.9, "auc": 0.95}))
     card = read_card(card_path)
-    assert card["training"]["epochs"] == 2 and card["training"]["commands"].startswith("xrais.simulate")
+    assert card["training"]["epochs"] == 2 and card["training"]["commands"][1] == "xrais.train data"
     assert card["evaluations"]["test_set"]["auc"] == 0.95
     text = (tmp_path / "tiny.md").read_text()
-    assert "## Evaluation: test_set" in text and "| auc | 0.95 |" in text and "xrais.simulate recipe=" in text
+    assert "## Evaluation: test_set" in text and "| auc | 0.95 |" in text and "```bash\nxrais.simulate recipe=multilattice n_images=10\nxrais.train data\n```" in text
     assert (tmp_path / "tiny.pt").read_bytes() == before
     load(card_path, device="cpu")  # hash still matches

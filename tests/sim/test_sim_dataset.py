@@ -93,8 +93,10 @@ def test_shards_labels_resume_and_nproc(tmp_path, structure_cache):
     assert os.path.getmtime(paths[0]) == before
     assert not (serial / ".resolution_00000.h5.partial").exists()
     np.testing.assert_array_equal(_images(serial), images)
-    report = json.loads((serial / "simulate.json").read_text())["report"]
-    assert report["images_made"] == 2 and report["already_done"] == 2
+    record = json.loads((serial / "simulate.json").read_text())
+    assert record["report"]["images_made"] == 2 and record["report"]["already_done"] == 2
+    # the record keeps the cost of both runs that made images: 4 at first, then the lost shard's 2
+    assert [run["images_made"] for run in record["runs"]] == [4, 2]
 
     # Two worker processes make the same dataset.
     parallel = tmp_path / "parallel"

@@ -82,10 +82,27 @@ def run_simulate(params, inputs) -> int:
     if rank == 0:
         log.info("%d images made in %.1f s (%.3f s per image; %d already there)", report["images_made"],
                  report["seconds"], report["seconds_per_image"], report["already_done"])
-        with open(os.path.join(params.output.directory, "simulate.json"), "w", encoding="utf-8") as handle:
-            json.dump({"settings": settings.__dict__, "report": report, "nproc": params.nproc, "mpi_ranks": size},
-                      handle, indent=1)
+        write_record(os.path.join(params.output.directory, "simulate.json"), settings.__dict__,
+                     dict(report, nproc=params.nproc, mpi_ranks=size))
     return EXIT_OK
+
+
+def write_record(path: str, settings: dict, report: dict) -> None:
+    """Write the dataset's simulate.json: its settings and the report of every run that added images
+    to it (a resumed dataset keeps the cost of its earlier runs: images made, seconds, processes)."""
+    runs = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            earlier = json.load(handle)
+        if {k: earlier["settings"].get(k) for k in ("recipe", "seed", "detector")} == \
+                {k: settings.get(k) for k in ("recipe", "seed", "detector")}:
+            runs = earlier.get("runs") or [dict(earlier["report"], nproc=earlier.get("nproc"),
+                                                mpi_ranks=earlier.get("mpi_ranks"))]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no usable earlier record: this run starts it
+    runs = [run for run in runs if run.get("images_made")] + [report]
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"settings": settings, "report": report, "runs": runs}, handle, indent=1)
 
 
 program = Program(

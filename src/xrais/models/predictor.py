@@ -132,3 +132,27 @@ class XraisModel:
         conditioned = condition_frame(frame, quadrants=quadrants)
         return self.predict(conditioned, frame.geometry)
 
+
+
+def cpu_seconds_per_quadrant(model: XraisModel, threads: int = 1, batch: int = 1, repeat: int = 5) -> float:
+    """Seconds per quadrant of ``model.predict`` on the CPU with ``threads`` torch threads and
+    ``batch`` quadrants per call: the best of ``repeat`` timed calls after a warm-up (the run least
+    disturbed by other processes). Restores torch's thread count."""
+    import time
+
+    if model.device.type != "cpu":
+        raise ValueError("cpu_seconds_per_quadrant needs a model on the CPU")
+    quadrants = np.random.default_rng(0).poisson(4.0, (batch, 512, 512)).astype(np.float32)
+    geometry = {"wavelength": 0.9795, "distance": 250.0, "pixel_size": 0.172, "downsample": 2}
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model.predict(quadrants, geometry)  # warm-up (oneDNN primitive creation)
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            model.predict(quadrants, geometry)
+            times.append(time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(saved_threads)
+    return min(times) / batch

@@ -298,7 +298,11 @@ def model_card_markdown(card: dict) -> str:
         "",
     ]
     lines += [f"- {key.replace('_', ' ')}: {_format_value(value)}" for key, value in training.items()
-              if key != "validation_metrics"] or ["- (no training information recorded)"]
+              if key not in ("validation_metrics", "commands")] or ["- (no training information recorded)"]
+    commands = training.get("commands")
+    if commands:
+        lines += ["", "## Reproduce", "", "From the repository root, in the environment of `make setup`:", "",
+                  "```bash", *([commands] if isinstance(commands, str) else commands), "```"]
     if metrics:
         lines += ["", "## Validation metrics", "", "| metric | value |", "|---|---|"]
         lines += [f"| {key} | {_format_value(value)} |" for key, value in metrics.items()]

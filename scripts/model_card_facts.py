@@ -1,0 +1,70 @@
+"""Write into a shipped model's card what only the whole recipe knows: the exact commands that made
+it (from scripts/train_shipped_models.sh), the simulation cost of its data (from each dataset's
+simulate.json) and its CPU inference time per quadrant (measured here).
+
+    python scripts/model_card_facts.py resolution|multilattice
+
+Run from the repository root after scripts/train_shipped_models.sh (which calls it last).
+"""
+import json
+import os
+import re
+import sys
+
+import torch
+
+from xrais.models import cpu_seconds_per_quadrant, load
+from xrais.models.registry import annotate
+
+SCRIPT = "scripts/train_shipped_models.sh"
+
+
+def recipe_commands(kind: str) -> list:
+    """The commands of the shell function ``kind`` in the training script, one per line."""
+    text = open(SCRIPT, encoding="utf-8").read()
+    body = re.search(rf"^{kind}\(\) \{{\n(.*?)^\}}", text, re.S | re.M)
+    if body is None:
+        raise SystemExit(f"{SCRIPT}: no function {kind}()")
+    defaults = dict(re.findall(r"^(\w+)=\$\{\w+:-([^}]*)\}", text, re.M))
+    commands = re.sub(r"\\\n\s*", "", body.group(1)).strip().splitlines()
+    expand = lambda line: re.sub(r"\$\{?(\w+)(?::-([^}]*))?\}?",
+                                 lambda m: m.group(2) or defaults.get(m.group(1), m.group(0)), line)
+    steps = [expand(c.strip()).replace("model_card_facts ", "python scripts/model_card_facts.py ") for c in commands]
+    return ["export XRAIS_CACHE=$PWD/cache"] + steps
+
+
+def simulation_cost(directory: str) -> str:
+    """Images, seconds per image and wall time of the runs recorded in ``directory``/simulate.json."""
+    with open(os.path.join(directory, "simulate.json"), encoding="utf-8") as handle:
+        record = json.load(handle)
+    runs = record.get("runs") or [dict(record["report"], nproc=record.get("nproc"), mpi_ranks=record.get("mpi_ranks"))]
+    made = sum(run["images_made"] for run in runs)
+    seconds = sum(run["seconds"] for run in runs)
+    processes = sum(run["seconds"] * (run.get("nproc") or 1) * (run.get("mpi_ranks") or 1) for run in runs)
+    if not made:
+        return f"{directory}: {record['settings']['n_images']} images (no timed run recorded)"
+    return (f"{directory}: {record['settings']['n_images']} images; timed runs made {made} in {seconds / 60:.1f} min "
+            f"wall ({seconds / made:.3f} s per image, {processes / made:.2f} process-seconds per image)")
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in ("resolution", "multilattice"):
+        raise SystemExit(__doc__)
+    kind = sys.argv[1]
+    datasets = [d for d in (f"data/{kind}", f"data/{kind}_test", f"data/{kind}_test_rayonix") if os.path.isdir(d)]
+    model = load(kind, device="cpu")
+    one_core = cpu_seconds_per_quadrant(model, threads=1, batch=1, repeat=10)
+    all_cores = cpu_seconds_per_quadrant(model, threads=os.cpu_count() or 1, batch=16, repeat=5)
+    card = annotate(kind, training={
+        "simulation": [simulation_cost(d) for d in datasets],
+        "cpu_inference_ms_per_quadrant": (f"{1e3 * one_core:.1f} ms on 1 core (batch 1); "
+                                         f"{1.0 / all_cores:.0f} quadrants/s on {os.cpu_count()} cores (batch 16); "
+                                         f"torch {torch.__version__}"),
+        "commands": recipe_commands(kind),
+    })
+    print(f"{card}: recipe commands, simulation cost and CPU inference time recorded "
+          f"({1e3 * one_core:.1f} ms per quadrant on 1 core)")
+
+
+if __name__ == "__main__":
+    main()
