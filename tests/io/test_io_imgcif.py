@@ -104,7 +104,7 @@ def test_cspad_assembles_like_cbflib_and_keeps_every_scattering_angle(cspad):
     assert abs((~frame.mask).sum() - valid) < 1e-4 * valid
 
 
-@pytest.mark.parametrize("name, wavelength", zip(CSPAD_FILES, CSPAD_WAVELENGTHS))
+@pytest.mark.parametrize("name, wavelength", list(zip(CSPAD_FILES, CSPAD_WAVELENGTHS)))
 def test_every_cspad_file(shared_data, name, wavelength):
     g = open_image(shared_data / "thermolysin_cspad" / name).geometry
     assert g.wavelength == pytest.approx(wavelength) and abs(g.wavelength - 1.271) < 0.002  # README: ≈ 1.271 Å
