@@ -29,8 +29,9 @@ def test_evaluate_program_on_shards(resolution_shards, model_files, tmp_path, ca
     assert evaluate_program([str(resolution_shards), f"model={model_files / 'reso.json'}", "subset=validation",
                              "json=eval.json", "nproc=1"]) == 0
     printed = capsys.readouterr().out
-    assert "accuracy" in printed and "spearman" in printed
+    assert "accuracy" in printed and "spearman" in printed and "label 1/d" in printed
     result = json.loads((tmp_path / "eval.json").read_text())
+    assert sum(row["n"] for row in result["by_range"]) == result["metrics"]["n"]
     shards = open_shards([str(resolution_shards)])
     held_out = shards.identity[validation_mask(shards.identity, 0.1, 0)]
     assert result["metrics"]["n"] == len(held_out) and [i["image"] for i in result["items"]] == list(held_out)

@@ -50,3 +50,17 @@ def test_multilattice_accuracy_and_best_epoch_choice():
     assert values["accuracy"] == 0.75 and values["auc"] == 1.0
     assert metrics.is_better("mae", 0.1, None) and metrics.is_better("mae", 0.1, 0.2)
     assert not metrics.is_better("auc", 0.7, 0.8) and not metrics.is_better("auc", float("nan"), 0.1)
+
+
+def test_resolution_metrics_by_range_of_the_label():
+    labels = np.array([0.0, 0.0, 0.2, 0.25, 0.6, 0.65, 0.9])
+    predicted = np.array([0.01, 0.2, 0.2, 0.30, 0.5, 0.64, 0.7])
+    rows = metrics.resolution_metrics_by_range(predicted, labels)
+    assert [(row["low"], row["high"], row["n"]) for row in rows] == [(0.0, 0.05, 2), (0.05, 0.3, 2), (0.5, 0.7, 2), (0.7, None, 1)]
+    blank, low, high, best = rows
+    assert blank["accuracy"] == 0.5 and blank["bias"] == pytest.approx(0.105)
+    assert low["accuracy"] == 1.0 and low["mae"] == pytest.approx(0.025)
+    assert high["accuracy"] == 0.5 and high["bias"] == pytest.approx(-0.055)
+    assert best["accuracy"] == 0.0 and best["bias"] == pytest.approx(-0.2)
+    # the ranges partition the images: their counts add up to the whole
+    assert sum(row["n"] for row in rows) == len(labels)

@@ -5,6 +5,7 @@ A prediction changes no state (eval mode, frozen parameters, ``torch.inference_m
 """
 from __future__ import annotations
 
+import time
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -133,13 +134,10 @@ class XraisModel:
         return self.predict(conditioned, frame.geometry)
 
 
-
 def cpu_seconds_per_quadrant(model: XraisModel, threads: int = 1, batch: int = 1, repeat: int = 5) -> float:
     """Seconds per quadrant of ``model.predict`` on the CPU with ``threads`` torch threads and
     ``batch`` quadrants per call: the best of ``repeat`` timed calls after a warm-up (the run least
     disturbed by other processes). Restores torch's thread count."""
-    import time
-
     if model.device.type != "cpu":
         raise ValueError("cpu_seconds_per_quadrant needs a model on the CPU")
     quadrants = np.random.default_rng(0).poisson(4.0, (batch, 512, 512)).astype(np.float32)

@@ -40,18 +40,33 @@ class Evaluation:
     items: List[dict]
     source: str
 
+    def by_range(self) -> List[dict]:
+        """Resolution models: the metrics per range of the label 1/d (see
+        :func:`xrais.training.metrics.resolution_metrics_by_range`); other kinds: []."""
+        if self.kind != "resolution":
+            return []
+        return metrics.resolution_metrics_by_range([item["prediction"] for item in self.items],
+                                                   [item["label"] for item in self.items])
+
     def table(self) -> str:
-        """The metrics as a two-column text table."""
+        """The metrics as a two-column text table (resolution: then per range of 1/d)."""
         names = [n for n in metrics.METRIC_NAMES[self.kind] if n in self.metrics] + ["n"]
         width = max(len(n) for n in names)
         lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
         for name in names:
             value = self.metrics[name]
             lines.append(f"{name:<{width}}  {value:.4f}" if isinstance(value, float) else f"{name:<{width}}  {value}")
+        ranges = self.by_range()
+        if ranges:
+            lines += ["", "label 1/d (Å⁻¹)      n  accuracy     bias      mae"]
+            lines += [f"{row['low']:.2f} – {'∞' if row['high'] is None else format(row['high'], '.2f'):<5} {row['n']:>7}  "
+                      f"{row['accuracy']:8.3f} {row['bias']:+8.3f} {row['mae']:8.3f}" for row in ranges]
         return "\n".join(lines)
 
     def as_dict(self, with_items: bool = True) -> dict:
         payload = {"kind": self.kind, "source": self.source, "metrics": self.metrics}
+        if self.kind == "resolution":
+            payload["by_range"] = self.by_range()
         if with_items:
             payload["items"] = self.items
         return payload

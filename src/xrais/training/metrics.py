@@ -7,7 +7,7 @@ of the rounded probability; ROC AUC. Both include the mean training loss when gi
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -70,6 +70,25 @@ def resolution_metrics(predicted, labels) -> Dict[str, float]:
     return {"accuracy": float(np.mean(error <= RESOLUTION_TOLERANCE)) if n else math.nan,
             "mae": float(error.mean()) if n else math.nan,
             "spearman": spearman(predicted, labels), "n": n}
+
+
+RESOLUTION_RANGES = (0.0, 0.05, 0.3, 0.5, 0.7, math.inf)  # 1/d (Å⁻¹); below 0.05 (d > 20 Å): no diffraction
+
+
+def resolution_metrics_by_range(predicted, labels, edges=RESOLUTION_RANGES) -> List[Dict[str, float]]:
+    """Per range of the label 1/d (Å⁻¹, [low, high)): n, accuracy (within 0.07 Å⁻¹), bias (mean of
+    prediction − label, Å⁻¹; negative: resolution underestimated) and mae. Empty ranges are left out;
+    an open upper end is ``high: None`` (JSON has no infinity)."""
+    predicted, labels = np.asarray(predicted, dtype=float), np.asarray(labels, dtype=float)
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (labels >= low) & (labels < high)
+        if inside.any():
+            error = predicted[inside] - labels[inside]
+            rows.append({"low": low, "high": None if math.isinf(high) else high, "n": int(inside.sum()),
+                         "accuracy": float(np.mean(np.abs(error) <= RESOLUTION_TOLERANCE)),
+                         "bias": float(error.mean()), "mae": float(np.abs(error).mean())})
+    return rows
 
 
 def multilattice_metrics(probability, labels) -> Dict[str, float]:
