@@ -13,6 +13,7 @@ import sys
 
 import torch
 
+from xrais.command_line.simulate import recorded_runs
 from xrais.models import cpu_seconds_per_quadrant, load
 from xrais.models.registry import annotate
 
@@ -37,7 +38,7 @@ def simulation_cost(directory: str) -> str:
     """Images, seconds per image and wall time of the runs recorded in ``directory``/simulate.json."""
     with open(os.path.join(directory, "simulate.json"), encoding="utf-8") as handle:
         record = json.load(handle)
-    runs = record.get("runs") or [dict(record["report"], nproc=record.get("nproc"), mpi_ranks=record.get("mpi_ranks"))]
+    runs = recorded_runs(record)
     made = sum(run["images_made"] for run in runs)
     seconds = sum(run["seconds"] for run in runs)
     processes = sum(run["seconds"] * (run.get("nproc") or 1) * (run.get("mpi_ranks") or 1) for run in runs)

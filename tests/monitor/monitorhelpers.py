@@ -57,6 +57,17 @@ def write_image(folder, number: int, prefix: str = "run1_", atomic: bool = True)
     return path
 
 
+def collection_folders(tmp_path, shots: int):
+    """(data, shots) folders under ``tmp_path``: an empty one to watch, and one holding ``shots``
+    miniCBFs ``shot_00001.cbf``… for ``xrais.monitor publish`` to stream."""
+    data, shot_folder = tmp_path / "data", tmp_path / "shots"
+    data.mkdir()
+    shot_folder.mkdir()
+    for k in range(1, shots + 1):
+        write_image(shot_folder, k, prefix="shot_")
+    return data, shot_folder
+
+
 def program(role: str, *words: str, env=None, log=None) -> subprocess.Popen:
     """``xrais.monitor <role> words…`` as a child process (its output goes to ``log``)."""
     output = open(log, "ab") if log else subprocess.DEVNULL

@@ -5,7 +5,7 @@ such. The worker moves by itself to a new feeder on the same endpoint."""
 import logging
 import threading
 
-from monitorhelpers import api, endpoints, free_port, program, stop, stored_rows, wait_for, write_image
+from monitorhelpers import api, collection_folders, endpoints, free_port, program, stop, stored_rows, wait_for, write_image
 
 from xrais.monitor import Collector, Feeder, publish
 
@@ -35,11 +35,7 @@ def _feeder_with_worker(port, feeder: Feeder):
 
 def test_a_slow_worker_slows_the_stream_and_nothing_is_dropped_unless_skip_is_asked(tmp_path, models_env, caplog):
     caplog.set_level(logging.INFO, logger="xrais.monitor")
-    shots, data = tmp_path / "shots", tmp_path / "data"
-    shots.mkdir()
-    data.mkdir()
-    for k in range(1, STREAM_FRAMES + 1):
-        write_image(shots, k, prefix="shot_")
+    data, shots = collection_folders(tmp_path, STREAM_FRAMES)
     work, ingest, port = endpoints()
     database = str(tmp_path / "monitor.sqlite")
     collector = Collector(database, ingest=ingest, http_port=port)

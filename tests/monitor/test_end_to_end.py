@@ -6,8 +6,8 @@ import collections
 import time
 
 import numpy as np
-from monitorhelpers import (add_data_file, all_results, api, endpoints, free_port, image, program, start_series, stop,
-                            stored_rows, wait_for, write_image)
+from monitorhelpers import (add_data_file, all_results, api, collection_folders, endpoints, free_port, image, program,
+                            start_series, stop, stored_rows, wait_for, write_image)
 
 FOLDER_FRAMES = 500
 FRAME_RATE = 100.0        # frames/s written into the folder
@@ -16,11 +16,7 @@ SERIES_FILES, FRAMES_PER_FILE = 3, 4
 
 
 def test_a_collection_through_two_workers_gives_every_frame_exactly_one_result(tmp_path, models_env):
-    data, shots = tmp_path / "data", tmp_path / "shots"
-    data.mkdir()
-    shots.mkdir()
-    for k in range(1, STREAM_FRAMES + 1):
-        write_image(shots, k, prefix="shot_")
+    data, shots = collection_folders(tmp_path, STREAM_FRAMES)
     work, ingest, port = endpoints()
     stream = f"tcp://127.0.0.1:{free_port()}"
     database = str(tmp_path / "monitor.sqlite")

@@ -87,6 +87,11 @@ def run_simulate(params, inputs) -> int:
     return EXIT_OK
 
 
+def recorded_runs(record: dict) -> list:
+    """The run reports of a simulate.json (one written before runs were kept: its single report)."""
+    return record.get("runs") or [dict(record["report"], nproc=record.get("nproc"), mpi_ranks=record.get("mpi_ranks"))]
+
+
 def write_record(path: str, settings: dict, report: dict) -> None:
     """Write the dataset's simulate.json: its settings and the report of every run that added images
     to it (a resumed dataset keeps the cost of its earlier runs: images made, seconds, processes)."""
@@ -96,8 +101,7 @@ def write_record(path: str, settings: dict, report: dict) -> None:
             earlier = json.load(handle)
         if {k: earlier["settings"].get(k) for k in ("recipe", "seed", "detector")} == \
                 {k: settings.get(k) for k in ("recipe", "seed", "detector")}:
-            runs = earlier.get("runs") or [dict(earlier["report"], nproc=earlier.get("nproc"),
-                                                mpi_ranks=earlier.get("mpi_ranks"))]
+            runs = recorded_runs(earlier)
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no usable earlier record: this run starts it
     runs = [run for run in runs if run.get("images_made")] + [report]
