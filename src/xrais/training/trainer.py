@@ -17,6 +17,7 @@ share rank 0's random stream.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import math
 import os
@@ -73,11 +74,17 @@ def train(config: TrainConfig, callbacks: Sequence[Callable] = ()) -> TrainResul
     """
     context = distributed.setup()
     finished = False
+    trainer = None
     try:
-        result = Trainer(config, context, callbacks).fit()
+        trainer = Trainer(config, context, callbacks)
+        result = trainer.fit()
         finished = True
         return result
     finally:
+        # The network's DDP wrapper holds the process group: free it (and any reference cycle
+        # through it) while the group is alive, or gloo's threads die at interpreter exit (SIGABRT).
+        del trainer
+        gc.collect()
         distributed.teardown(context, synchronise=finished)
 
 
