@@ -1,23 +1,31 @@
 """Write into a shipped model's card what only the whole recipe knows: the exact commands that made
 it (from scripts/train_shipped_models.sh), the simulation cost of its data (from each dataset's
-simulate.json) and its CPU inference time per quadrant (measured here).
+simulate.json), its CPU inference time per quadrant (measured here) and, for the resolution model
+when the project's shared data lie beside the checkout, its result on the real thaumatin grid scan
+(the figures tests/test_shipped_models.py checks).
 
     python scripts/model_card_facts.py resolution|multilattice
 
 Run from the repository root after scripts/train_shipped_models.sh (which calls it last).
 """
+import glob
 import json
 import os
 import re
 import sys
 
+import numpy as np
 import torch
 
 from xrais.command_line.simulate import recorded_runs
 from xrais.models import cpu_seconds_per_quadrant, load
 from xrais.models.registry import annotate
+from xrais.predict import Predictor
+from xrais.training.metrics import spearman
 
 SCRIPT = "scripts/train_shipped_models.sh"
+THAUMATIN_GRID = "../shared/data/thaumatin_grid"
+BLANK_FRAMES = (16, 17, 18, 19)
 
 
 def recipe_commands(kind: str) -> list:
@@ -65,6 +73,30 @@ def main():
     })
     print(f"{card}: recipe commands, simulation cost and CPU inference time recorded "
           f"({1e3 * one_core:.1f} ms per quadrant on 1 core)")
+    paths = sorted(glob.glob(os.path.join(THAUMATIN_GRID, "thau_3_2_*.cbf.bz2")))
+    if kind == "resolution" and paths:
+        facts = thaumatin_grid(paths)
+        print("thaumatin grid:", "; ".join(f"{k}: {v}" for k, v in facts.items()))
+        annotate(kind, evaluation=("real thaumatin grid scan (19 PILATUS3 6M stills, Diamond I24; shared/data of the "
+                                   "project, tests/test_shipped_models.py)", facts))
+
+
+def thaumatin_grid(paths: list) -> dict:
+    """The resolution model on the real grid scan: blank frames, best frames, and the rank
+    correlation of the predicted 1/d (best of 4 quadrants) with the spot finder's spot count."""
+    results = Predictor(predictors=("resolution", "spots"), device="cpu", quadrants=4, nproc=2).predict(paths)
+    frames = {int(os.path.basename(str(r["image"]))[9:13]): r for r in results}
+    best = {k: max(r["inverse_d_quadrants"]) for k, r in frames.items()}
+    ranking = sorted(best, key=best.get, reverse=True)
+    blanks = [f"{k:04d} " + ("no diffraction" if frames[k]["d_min"] is None else f"d_min {frames[k]['d_min']:.2f} Å")
+              for k in BLANK_FRAMES]
+    spots = np.array([frames[k]["n_spots"] for k in sorted(frames)], dtype=float)
+    return {
+        "source": f"{os.path.basename(paths[0])}–{os.path.basename(paths[-1])[9:]}, 4 quadrants, best quadrant per frame",
+        "blank_frames_16_to_19": ", ".join(blanks),
+        "three_best_frames": ", ".join(f"{k:04d} (d_min {frames[k]['d_min']:.2f} Å)" for k in ranking[:3]),
+        "spearman_with_spot_count": round(float(spearman(np.array([best[k] for k in sorted(frames)]), spots)), 3),
+    }
 
 
 if __name__ == "__main__":

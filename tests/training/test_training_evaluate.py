@@ -1,5 +1,6 @@
 """xrais.evaluate on shards and on image files listed in a labels JSON; xrais.train's command line."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -39,6 +40,16 @@ def test_evaluate_program_on_shards(resolution_shards, model_files, tmp_path, ca
     model = models.load(model_files / "reso.json")
     direct = evaluate_shards(model, [str(resolution_shards)], subset="validation")
     assert direct.metrics == pytest.approx(result["metrics"], nan_ok=True)
+    # output.card= records the metrics and the per-range table in (a copy of) the model's card.
+    for suffix in (".pt", ".json"):
+        shutil.copy(model_files / f"reso{suffix}", tmp_path / f"reso{suffix}")
+    assert evaluate_program([str(resolution_shards), f"model={tmp_path / 'reso.json'}", "subset=validation",
+                             "json=carded.json", "output.card=held-out test"]) == 0
+    recorded = models.read_card(tmp_path / "reso.json")["evaluations"]["held-out test"]
+    assert recorded["by_range"] == result["by_range"] and recorded["n"] == result["metrics"]["n"]
+    card_text = (tmp_path / "reso.md").read_text()
+    assert "## Evaluation: held-out test" in card_text
+    assert card_text.count("\n| 0.") + card_text.count("\n| 1.") >= len(result["by_range"])
     # Any labelled shards serve any model: resolution shards carry is_multi too.
     assert evaluate_program([str(resolution_shards), f"model={model_files / 'multi.json'}", "json=multi.json"]) == 0
     assert json.loads((tmp_path / "multi.json").read_text())["metrics"]["n"] == 96

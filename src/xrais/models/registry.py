@@ -309,8 +309,15 @@ def model_card_markdown(card: dict) -> str:
     for label, values in card.get("evaluations", {}).items():
         values = dict(values)
         source = values.pop("source", "")
+        ranges = values.pop("by_range", None)
         lines += ["", f"## Evaluation: {label}", "", f"Data: {source}", "", "| metric | value |", "|---|---|"]
         lines += [f"| {key} | {_format_value(value)} |" for key, value in values.items()]
+        if ranges:
+            lines += ["", "Per range of the label 1/d (bias: mean of prediction − label; negative: resolution "
+                      "underestimated):", "", "| label 1/d (Å⁻¹) | images | accuracy | bias (Å⁻¹) | MAE (Å⁻¹) |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| {row['low']:.2f}–{'∞' if row['high'] is None else format(row['high'], '.2f')} | {row['n']} "
+                      f"| {row['accuracy']:.3f} | {row['bias']:+.3f} | {row['mae']:.3f} |" for row in ranges]
     lines += ["", "## Files", "", f"- weights: `{card['weights']}` (sha256 `{card['sha256']}`)",
               f"- xrais {card['xrais_version']}, written {card['created']}", ""]
     return "\n".join(lines)
