@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" XRAIS_CACHE="$PWD/cache"
 NPROC=${NPROC:-2}
 # Sizes that fit the 2-hour-per-model budget of a 2-core CPU (raise them on bigger machines).
-N_RESOLUTION=${N_RESOLUTION:-5000}
+N_RESOLUTION=${N_RESOLUTION:-4000}
 N_MULTILATTICE=${N_MULTILATTICE:-3000}
 N_TEST=${N_TEST:-300}
 

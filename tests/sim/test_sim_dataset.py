@@ -14,8 +14,7 @@ from xrais.command_line.simulate import program as simulate
 from xrais.sim.dataset import plan_shards, read_labels, shard_paths
 from xrais.sim.training_images import render_training_image
 from xrais.io import detectors
-from xrais.sim.recipes import (MIN_SPLIT_DEG, READ_NOISE_FRACTION, READ_NOISE_RANGE_PHOTONS, quadrant_reach_mm,
-                                ring_radius_mm, sample_spec)
+from xrais.sim.recipes import MIN_SPLIT_DEG, quadrant_reach_mm, ring_radius_mm, sample_spec
 
 POOL = 3
 
@@ -62,12 +61,6 @@ def test_recipe_draws_are_reproducible_and_follow_the_paper():
             reach = quadrant_reach_mm(detectors.get(s.detector), s.beam_centre_px, s.quadrant)
             assert ring_radius_mm(s.resolution_A, s.wavelength_A, s.distance_mm) <= reach + 1e-9
             assert 150.0 <= s.distance_mm <= 400.0
-    noisy = np.array([s.read_noise_photons for s in resolution])  # catalogue geometries all count photons
-    assert abs(np.mean(noisy > 0) - READ_NOISE_FRACTION) < 0.04
-    assert READ_NOISE_RANGE_PHOTONS[0] <= noisy[noisy > 0].min() and noisy.max() <= READ_NOISE_RANGE_PHOTONS[1]
-    assert all(s.read_noise_photons == 0.0 for s in specs if detectors.get(s.detector).counting)
-    rayonix = sample_spec("resolution", 0, seed=0, n_structures=10, detector="Rayonix MX340-HS")
-    assert rayonix.read_noise_photons == detectors.get("Rayonix MX340-HS").read_noise
     for s in resolution[:50]:
         assert s.b_factor == pytest.approx(4 * s.resolution_A ** 2 + 12)
         assert s.label_columns()["inverse_d"] == (0.0 if s.blank else pytest.approx(1 / s.resolution_A))
@@ -79,7 +72,7 @@ def test_shards_labels_resume_and_nproc(tmp_path, structure_cache):
     paths = shard_paths(str(serial))
     assert [os.path.basename(p) for p in paths] == ["resolution_00000.h5", "resolution_00001.h5"]
     with h5py.File(paths[0], "r") as handle:
-        assert handle.attrs["complete"] and handle.attrs["recipe"] == "resolution" and handle.attrs["recipe_version"] == 3
+        assert handle.attrs["complete"] and handle.attrs["recipe"] == "resolution" and handle.attrs["recipe_version"] == 2
         assert handle["images"].shape == (2, 512, 512) and handle["images"].dtype == np.uint16
         assert handle["images"].chunks == (1, 512, 512)
     labels = read_labels(paths)
@@ -139,14 +132,14 @@ def test_plan_shards_covers_every_image_once():
         plan_shards(0, 4)
 
 
-def test_training_image_records_the_drawn_read_noise():
-    """The spec's read noise reaches the recorded image: a blank PILATUS quadrant rendered with and
-    without it differs by Gaussian noise of that RMS."""
+def test_training_image_read_noise_can_be_chosen():
+    """render_training_image(read_noise=…) replaces the catalogue value: a blank PILATUS quadrant
+    rendered with 3 photons RMS differs from the noiseless one (photon counting) by that RMS."""
     spec = next(s for i in range(200) if (s := sample_spec("resolution", i, seed=5, n_structures=1,
                                                            detector="PILATUS 6M")).blank)
     spec = dataclasses.replace(spec, background_scale=300.0)  # bright background: rounding at 0 does not clip
-    quiet = render_training_image(dataclasses.replace(spec, read_noise_photons=0.0), pool=None, keep_raw=True).raw
-    noisy = render_training_image(dataclasses.replace(spec, read_noise_photons=3.0), pool=None, keep_raw=True).raw
+    quiet = render_training_image(spec, pool=None, keep_raw=True).raw
+    noisy = render_training_image(spec, pool=None, keep_raw=True, read_noise=3.0).raw
     valid = ~quiet.mask & (quiet.pixels > 20)
     difference = (noisy.pixels - quiet.pixels)[valid].astype(float)
     assert valid.sum() > 10_000

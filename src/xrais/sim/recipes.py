@@ -15,8 +15,7 @@ Two recipes, as in the paper, each widened where real data are wider than the pa
 Paper values kept: mosaic domains 0.05/0.1/0.15 µm, beam 30 µm with 0.02 mrad divergence,
 background of 5 mm air + 25 µm water + 25 µm of one parasitic material, scaled by 0.0125–1.25
 (log-uniform here), beamstop < 15 mm, 0–5 hot pixels at 2^16, up to 124 dead pixels.
-Widened: Gaussian read noise (0.3–4 photons RMS) on half the resolution images of photon-counting
-geometries, as integrating detectors record (recipe v3); distance 150–400 mm (paper 200–300), wavelength 0.75–1.35 Å (paper fixed 0.9795 Å), beam
+Widened: distance 150–400 mm (paper 200–300), wavelength 0.75–1.35 Å (paper fixed 0.9795 Å), beam
 centre off the detector centre by up to 12 mm, spectral bandwidth, photons 2e11–8e11 (paper 4e11),
 crystal 20–30 µm (paper 25 µm). As at a beamline, where the distance is chosen so that the expected
 resolution lands on the detector, a resolution image's distance is drawn (within 150–400 mm) so that
@@ -38,9 +37,8 @@ from .crystal import axis_angle_rotation, random_rotation
 from .labels import b_factor_from_resolution
 
 RECIPES = ("resolution", "multilattice")
-#: Bumped whenever a recipe's draws change, so that shards of an older recipe are never mixed with
-#: new ones. Resolution v3: read noise drawn on photon-counting geometries too.
-RECIPE_VERSIONS = {"resolution": 3, "multilattice": 2}
+#: Bumped whenever the draws change, so that shards of an older recipe are never mixed with new ones.
+RECIPE_VERSION = 2
 
 #: Fraction of blank images (no crystal: background, noise and masks only) in every recipe.
 BLANK_FRACTION = 0.04
@@ -52,10 +50,6 @@ MULTILATTICE_INVERSE_D_RANGE = (0.25, 1.0 / 1.2)
 #: Smallest misorientation (degrees) of an extra lattice: below it the lattices coincide within the
 #: mosaic spread and the image is, physically, single-lattice.
 MIN_SPLIT_DEG = 0.05
-#: Resolution recipe: fraction of images recorded with Gaussian read noise (integrating detectors,
-#: pedestal-subtracted or converted data), and its RMS range (photons, log-uniform).
-READ_NOISE_FRACTION = 0.5
-READ_NOISE_RANGE_PHOTONS = (0.3, 4.0)
 PARASITIC_MATERIALS = ("glycerol", "sucrose", "peg", "mpd", "ice", "paper", "kapton")
 RESOLUTION_DETECTORS = (("PILATUS 6M", 0.5), ("EIGER 16M", 0.25), ("EIGER2 XE 16M", 0.25))
 MULTILATTICE_DETECTORS = (("Rayonix MX340-HS", 0.5), ("PILATUS 6M", 0.25), ("EIGER 16M", 0.25))
@@ -105,7 +99,6 @@ class ImageSpec:
     n_dead_pixels: int
     psf_fwhm_px: float
     quadrant: int
-    read_noise_photons: float
 
     @property
     def inverse_d(self) -> float:
@@ -224,24 +217,7 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
         n_dead_pixels=int(rng.integers(0, 125)),
         psf_fwhm_px=float(rng.choice([0.0, 0.0, 0.5, 1.0])),
         quadrant=quadrant,
-        read_noise_photons=_read_noise(recipe, model, rng),
     )
-
-
-def _read_noise(recipe: str, model, rng) -> float:
-    """Gaussian read noise (photons RMS): an integrating detector's catalogue value; on the
-    resolution recipe's photon-counting geometries, none on half the images and a log-uniform
-    draw on the others, so that the model does not take a noise floor for the end of diffraction."""
-    if not model.counting:
-        return float(model.read_noise)
-    if recipe == "resolution" and rng.random() < READ_NOISE_FRACTION:
-        return _log_uniform(rng, *READ_NOISE_RANGE_PHOTONS)
-    return 0.0
-
-
-def recipe_version(recipe: str) -> int:
-    """Version of a recipe's draws (recorded in every shard)."""
-    return RECIPE_VERSIONS[recipe]
 
 
 def quadrant_reach_mm(model, beam_centre_px, quadrant: int) -> float:
