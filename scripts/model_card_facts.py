@@ -94,7 +94,8 @@ def thaumatin_grid(paths: list) -> dict:
     return {
         "source": f"{os.path.basename(paths[0])}–{os.path.basename(paths[-1])[9:]}, 4 quadrants, best quadrant per frame",
         "blank_frames_16_to_19": ", ".join(blanks),
-        "three_best_frames": ", ".join(f"{k:04d} (d_min {frames[k]['d_min']:.2f} Å)" for k in ranking[:3]),
+        "three_best_frames": ", ".join(f"{k:04d} (d_min {frames[k]['d_min']:.2f} Å; spot finder's d_min "
+                                       f"{frames[k]['d_min_spots']:.2f} Å)" for k in ranking[:3]),
         "spearman_with_spot_count": round(float(spearman(np.array([best[k] for k in sorted(frames)]), spots)), 3),
     }
 
