@@ -2,9 +2,9 @@
 
     python examples/make_examples.py
 
-Five PILATUS 2M images (gzipped miniCBF, whole detector) from the two recipes: a 1.6 Å and a 3.6 Å
-crystal and a blank (resolution recipe, seed 1369), a single lattice and three lattices
-(multi-lattice recipe, seed 11); their true labels go to ``examples.json``. Seeds were chosen by
+Five PILATUS 2M images (gzipped miniCBF, whole detector) from the two recipes: a 1.5 Å and a 3.3 Å
+crystal and a blank, none with read noise (resolution recipe, seed 3496), three lattices and a
+single lattice (multi-lattice recipe, seed 11); their true labels go to ``examples.json``. Seeds were chosen by
 scanning the recipes for that mix of contents.
 """
 import gzip
@@ -19,7 +19,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = os.path.join(HERE, "..", "src", "xrais", "examples")
-RUNS = (("resolution", 1369, 3), ("multilattice", 11, 2))
+RUNS = (("resolution", 3496, 3), ("multilattice", 11, 2))
 DETECTOR = "PILATUS 2M"
 
 

@@ -7,6 +7,7 @@ read noise and without any, and compare the model's predictions for the well-dif
 Run from the repository root (XRAIS_CACHE as for xrais.simulate; the structure pool is the
 default one, 40 structures, seed 0, as in scripts/train_shipped_models.sh).
 """
+import dataclasses
 import sys
 
 import numpy as np
@@ -32,7 +33,7 @@ def main():
     for read_noise in (catalogue_noise, 0.0):
         predicted = []
         for spec in specs:
-            image = training_images.render_training_image(spec, pool, read_noise=read_noise)
+            image = training_images.render_training_image(dataclasses.replace(spec, read_noise_photons=read_noise), pool)
             predicted.append(model.predict(image.conditioned[None].astype(np.float32), image.geometry)[0])
         error = np.array(predicted) - labels
         print(f"{detector}, read noise {read_noise:g} photons RMS: {len(specs)} images with 1/d > {MIN_INVERSE_D} Å⁻¹: "

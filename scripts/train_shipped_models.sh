@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" XRAIS_CACHE="$PWD/cache"
 NPROC=${NPROC:-2}
 # Sizes that fit the 2-hour-per-model budget of a 2-core CPU (raise them on bigger machines).
-N_RESOLUTION=${N_RESOLUTION:-4000}
+N_RESOLUTION=${N_RESOLUTION:-5000}
 N_MULTILATTICE=${N_MULTILATTICE:-3000}
 N_TEST=${N_TEST:-300}
 
@@ -24,7 +24,7 @@ resolution() {
   xrais.train data/resolution kind=resolution epochs=${EPOCHS_RESOLUTION:-20} select=accuracy \
     output.directory=runs/resolution output.export=resolution output.log=runs/train_resolution.log
   xrais.evaluate data/resolution_test model=resolution output.json=runs/resolution_test.json \
-    output.card="held-out test set (PILATUS 6M, EIGER 16M, EIGER2 XE 16M; seed 1)"
+    output.card="held-out test set (PILATUS 6M, EIGER 16M, EIGER2 XE 16M, EIGER 4M, PILATUS 2M; seed 1)"
   xrais.evaluate data/resolution_test_rayonix model=resolution output.json=runs/resolution_test_rayonix.json \
     output.card="unseen detector (Rayonix MX340-HS, never in training; seed 2)"
   model_card_facts resolution

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from xrais.command_line.simulate import program as simulate
+from xrais.conditioning import QUADRANT_DIRECTIONS, QUADRANT_SIZE
 from xrais.sim.dataset import plan_shards, read_labels, shard_paths
 from xrais.sim.training_images import render_training_image
 from xrais.io import detectors
-from xrais.sim.recipes import MIN_SPLIT_DEG, quadrant_reach_mm, ring_radius_mm, sample_spec
+from xrais.sim.recipes import (MIN_SPLIT_DEG, READ_NOISE_FRACTION, READ_NOISE_RANGE_PHOTONS, quadrant_reach_mm,
+                                ring_radius_mm, sample_spec)
 
 POOL = 3
 
@@ -56,14 +58,49 @@ def test_recipe_draws_are_reproducible_and_follow_the_paper():
     assert 0.02 < blank < 0.06
     inverse_d = np.array([s.inverse_d for s in resolution if not s.blank])
     assert inverse_d.min() >= 0.05 and inverse_d.max() <= 1 / 1.2 and 0.3 < np.median(inverse_d) < 0.5
-    for s in resolution[:300]:  # every label's resolution ring lies on the rendered quadrant
+    past_edge = []
+    for s in resolution[:600]:  # every label's resolution ring crosses the rendered quadrant
         if not s.blank:
-            reach = quadrant_reach_mm(detectors.get(s.detector), s.beam_centre_px, s.quadrant)
-            assert ring_radius_mm(s.resolution_A, s.wavelength_A, s.distance_mm) <= reach + 1e-9
+            model = detectors.get(s.detector)
+            radius = ring_radius_mm(s.resolution_A, s.wavelength_A, s.distance_mm)
+            assert radius <= quadrant_reach_mm(model, s.beam_centre_px, s.quadrant) + 1e-9
             assert 150.0 <= s.distance_mm <= 400.0
+            past_edge.append(radius > _longer_edge_mm(model, s))
+    assert 0.2 < np.mean(past_edge) < 0.5  # partly visible rings (past the quadrant's edges) are common
+    assert {s.detector for s in resolution} == {"PILATUS 6M", "EIGER 16M", "EIGER2 XE 16M", "EIGER 4M", "PILATUS 2M"}
+    noisy = np.array([s.read_noise_photons for s in resolution])  # catalogue geometries all count photons
+    assert abs(np.mean(noisy > 0) - READ_NOISE_FRACTION) < 0.04
+    assert READ_NOISE_RANGE_PHOTONS[0] <= noisy[noisy > 0].min() and noisy.max() <= READ_NOISE_RANGE_PHOTONS[1]
+    for s in specs:  # multilattice: each detector's own noise (none when counting photons)
+        assert s.read_noise_photons == detectors.get(s.detector).read_noise
+    rayonix = sample_spec("resolution", 0, seed=0, n_structures=10, detector="Rayonix MX340-HS")
+    assert rayonix.read_noise_photons == detectors.get("Rayonix MX340-HS").read_noise
     for s in resolution[:50]:
         assert s.b_factor == pytest.approx(4 * s.resolution_A ** 2 + 12)
         assert s.label_columns()["inverse_d"] == (0.0 if s.blank else pytest.approx(1 / s.resolution_A))
+
+
+def _longer_edge_mm(model, spec):
+    """Longer edge (mm) of the on-detector part of the spec's quadrant (a ring within it crosses the
+    quadrant wholly; one beyond it is partly visible)."""
+    extents = []
+    for beam, size, step in zip(spec.beam_centre_px[::-1], model.shape, QUADRANT_DIRECTIONS[spec.quadrant]):
+        extents.append(min(QUADRANT_SIZE * model.downsample, max(size - beam if step > 0 else beam, 0.0)))
+    return max(extents) * model.pixel_size
+
+
+def test_quadrant_reach_is_the_far_corner():
+    """A quadrant wholly on the detector reaches 512·downsample·√2 pixels (its corner); one that runs
+    off the detector reaches the corner of its on-detector part."""
+    model = detectors.get("EIGER 16M")
+    centre = (model.shape[1] / 2, model.shape[0] / 2)
+    for quadrant in range(4):
+        assert quadrant_reach_mm(model, centre, quadrant) == pytest.approx(512 * 4 * np.sqrt(2) * model.pixel_size)
+    small = detectors.get("PILATUS 2M")  # 1475 × 1679 pixels: half-widths under 1024 = 512 × 2
+    centre = (small.shape[1] / 2, small.shape[0] / 2)
+    expected = np.hypot(small.shape[1] / 2, small.shape[0] / 2) * small.pixel_size
+    for quadrant in range(4):
+        assert quadrant_reach_mm(small, centre, quadrant) == pytest.approx(expected)
 
 
 def test_shards_labels_resume_and_nproc(tmp_path, structure_cache):
@@ -72,7 +109,7 @@ def test_shards_labels_resume_and_nproc(tmp_path, structure_cache):
     paths = shard_paths(str(serial))
     assert [os.path.basename(p) for p in paths] == ["resolution_00000.h5", "resolution_00001.h5"]
     with h5py.File(paths[0], "r") as handle:
-        assert handle.attrs["complete"] and handle.attrs["recipe"] == "resolution" and handle.attrs["recipe_version"] == 2
+        assert handle.attrs["complete"] and handle.attrs["recipe"] == "resolution" and handle.attrs["recipe_version"] == 4
         assert handle["images"].shape == (2, 512, 512) and handle["images"].dtype == np.uint16
         assert handle["images"].chunks == (1, 512, 512)
     labels = read_labels(paths)
@@ -132,14 +169,14 @@ def test_plan_shards_covers_every_image_once():
         plan_shards(0, 4)
 
 
-def test_training_image_read_noise_can_be_chosen():
-    """render_training_image(read_noise=…) replaces the catalogue value: a blank PILATUS quadrant
-    rendered with 3 photons RMS differs from the noiseless one (photon counting) by that RMS."""
+def test_training_image_records_the_drawn_read_noise():
+    """The spec's read noise reaches the recorded image: a blank PILATUS quadrant rendered with
+    3 photons RMS differs from the noiseless one (photon counting) by that RMS."""
     spec = next(s for i in range(200) if (s := sample_spec("resolution", i, seed=5, n_structures=1,
                                                            detector="PILATUS 6M")).blank)
     spec = dataclasses.replace(spec, background_scale=300.0)  # bright background: rounding at 0 does not clip
-    quiet = render_training_image(spec, pool=None, keep_raw=True).raw
-    noisy = render_training_image(spec, pool=None, keep_raw=True, read_noise=3.0).raw
+    quiet = render_training_image(dataclasses.replace(spec, read_noise_photons=0.0), pool=None, keep_raw=True).raw
+    noisy = render_training_image(dataclasses.replace(spec, read_noise_photons=3.0), pool=None, keep_raw=True).raw
     valid = ~quiet.mask & (quiet.pixels > 20)
     difference = (noisy.pixels - quiet.pixels)[valid].astype(float)
     assert valid.sum() > 10_000

@@ -4,9 +4,11 @@ as plain numbers, reproducibly from (seed, image index).
 Two recipes, as in the paper, each widened where real data are wider than the paper's simulations
 (so the models do not learn the simulator's quirks):
 
-* ``resolution`` (A1, section 2.1.1): PILATUS 6M and EIGER 16M / EIGER2 XE 16M geometries,
-  resolution labels spread evenly in 1/d; B from the label relation; mosaic spread 0.05–1°;
-  one lattice; a few % blank images.
+* ``resolution`` (A1, section 2.1.1): PILATUS 6M and EIGER 16M / EIGER2 XE 16M geometries, plus the
+  smaller EIGER 4M and PILATUS 2M (quadrants that run off the detector); resolution labels spread
+  evenly in 1/d; B from the label relation; mosaic spread 0.05–1°; one lattice; a few % blank images;
+  Gaussian read noise (0.3–4 photons RMS) on half the images, as integrating detectors and
+  pedestal-subtracted data record, so that a noise floor is not taken for the end of diffraction.
 * ``multilattice`` (section 2.1.2): 50 % one lattice, 25 % two, 25 % three; extra lattices rotated
   about random axes by angles ~ N(0, σ), σ ∈ {0.1°, 1°, 10°} (redrawn below 0.05°, where they
   would coincide with the first); mosaic spread 0.001–0.01°; d 1.2–4 Å; the Rayonix MX340-HS
@@ -19,8 +21,9 @@ Widened: distance 150–400 mm (paper 200–300), wavelength 0.75–1.35 Å (pap
 centre off the detector centre by up to 12 mm, spectral bandwidth, photons 2e11–8e11 (paper 4e11),
 crystal 20–30 µm (paper 25 µm). As at a beamline, where the distance is chosen so that the expected
 resolution lands on the detector, a resolution image's distance is drawn (within 150–400 mm) so that
-its label's resolution ring lies inside the rendered quadrant (it reaches at least one of the
-quadrant's edges): a label far beyond the detector could only be guessed. The overall scale is kept near the paper's on purpose: the label is
+its label's resolution ring crosses the rendered quadrant, out to its far corner: a ring past the
+quadrant's edges is partly visible, as on the best frames of a scan, while a label beyond the
+corner could only be guessed. The overall scale is kept near the paper's on purpose: the label is
 the B factor's decay *rate*, and a much wider scale range makes weak high-resolution and strong
 low-resolution crystals look alike.
 """
@@ -37,8 +40,9 @@ from .crystal import axis_angle_rotation, random_rotation
 from .labels import b_factor_from_resolution
 
 RECIPES = ("resolution", "multilattice")
-#: Bumped whenever the draws change, so that shards of an older recipe are never mixed with new ones.
-RECIPE_VERSION = 2
+#: Bumped whenever a recipe's draws change, so that shards of an older recipe are never mixed with
+#: new ones. Resolution v4: labels out to the quadrant's corner, small detectors, read noise.
+RECIPE_VERSIONS = {"resolution": 4, "multilattice": 2}
 
 #: Fraction of blank images (no crystal: background, noise and masks only) in every recipe.
 BLANK_FRACTION = 0.04
@@ -50,8 +54,14 @@ MULTILATTICE_INVERSE_D_RANGE = (0.25, 1.0 / 1.2)
 #: Smallest misorientation (degrees) of an extra lattice: below it the lattices coincide within the
 #: mosaic spread and the image is, physically, single-lattice.
 MIN_SPLIT_DEG = 0.05
+#: Resolution recipe: fraction of photon-counting images recorded with Gaussian read noise (as
+#: integrating detectors, pedestal-subtracted or converted data record), and its RMS range
+#: (photons, log-uniform).
+READ_NOISE_FRACTION = 0.5
+READ_NOISE_RANGE_PHOTONS = (0.3, 4.0)
 PARASITIC_MATERIALS = ("glycerol", "sucrose", "peg", "mpd", "ice", "paper", "kapton")
-RESOLUTION_DETECTORS = (("PILATUS 6M", 0.5), ("EIGER 16M", 0.25), ("EIGER2 XE 16M", 0.25))
+RESOLUTION_DETECTORS = (("PILATUS 6M", 0.35), ("EIGER 16M", 0.2), ("EIGER2 XE 16M", 0.2), ("EIGER 4M", 0.15),
+                        ("PILATUS 2M", 0.1))
 MULTILATTICE_DETECTORS = (("Rayonix MX340-HS", 0.5), ("PILATUS 6M", 0.25), ("EIGER 16M", 0.25))
 MULTILATTICE_SIGMAS_DEG = (0.1, 1.0, 10.0)
 DISTANCE_RANGE_MM = (150.0, 400.0)
@@ -99,6 +109,7 @@ class ImageSpec:
     n_dead_pixels: int
     psf_fwhm_px: float
     quadrant: int
+    read_noise_photons: float
 
     @property
     def inverse_d(self) -> float:
@@ -161,8 +172,9 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
     wavelength = float(rng.uniform(0.75, 1.35))
     quadrant = int(rng.integers(4))
     if recipe == "resolution":
-        # Labels the rendered quadrant can show: up to the ring reaching its longer edge at the
-        # shortest distance; then a distance at which that ring lies on the quadrant.
+        # Labels the rendered quadrant can show: up to the ring reaching its far corner at the
+        # shortest distance; then a distance at which that ring lies on the quadrant (a ring past
+        # the quadrant's edges is partly visible, as the best frames of a scan often are).
         reach = quadrant_reach_mm(model, beam_centre, quadrant)
         best = 2.0 * math.sin(0.5 * math.atan(reach / DISTANCE_RANGE_MM[0])) / wavelength
         resolution = 1.0 / rng.uniform(INVERSE_D_RANGE[0], min(INVERSE_D_RANGE[1], best))
@@ -217,19 +229,37 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
         n_dead_pixels=int(rng.integers(0, 125)),
         psf_fwhm_px=float(rng.choice([0.0, 0.0, 0.5, 1.0])),
         quadrant=quadrant,
+        read_noise_photons=_read_noise(recipe, model, rng),
     )
 
 
+def _read_noise(recipe: str, model, rng) -> float:
+    """Gaussian read noise (photons RMS): an integrating detector's catalogue value; on the
+    resolution recipe's photon-counting geometries, none on half the images and a log-uniform
+    draw on the others, so that the model does not take a noise floor for the end of diffraction."""
+    if not model.counting:
+        return float(model.read_noise)
+    if recipe == "resolution" and rng.random() < READ_NOISE_FRACTION:
+        return _log_uniform(rng, *READ_NOISE_RANGE_PHOTONS)
+    return 0.0
+
+
+def recipe_version(recipe: str) -> int:
+    """Version of a recipe's draws (recorded in every shard)."""
+    return RECIPE_VERSIONS[recipe]
+
+
 def quadrant_reach_mm(model, beam_centre_px, quadrant: int) -> float:
-    """Longest edge (mm) of the part of a quadrant that lies on the detector: a resolution ring of
-    smaller radius crosses the quadrant from edge to edge (or to the detector's border)."""
+    """Distance (mm) from the beam to the far corner of the part of a quadrant that lies on the
+    detector: a resolution ring of smaller radius crosses that part (wholly within its edges, or
+    partly, beyond one of them)."""
     from ..conditioning import QUADRANT_DIRECTIONS, QUADRANT_SIZE
 
     extents = []
     for beam, size, step in zip((beam_centre_px[1], beam_centre_px[0]), model.shape, QUADRANT_DIRECTIONS[quadrant]):
         on_detector = size - beam if step > 0 else beam
         extents.append(min(QUADRANT_SIZE * model.downsample, max(on_detector, 0.0)))
-    return max(extents) * model.pixel_size
+    return math.hypot(*extents) * model.pixel_size
 
 
 def ring_radius_mm(resolution_A: float, wavelength_A: float, distance_mm: float) -> float:

@@ -62,11 +62,10 @@ def spec_lattices(spec: ImageSpec, pool: StructurePool, rng: np.random.Generator
 
 
 def render_training_image(spec: ImageSpec, pool: StructurePool, device: str = "cpu", keep_raw: bool = False,
-                          whole_detector: bool = False, read_noise: Optional[float] = None) -> TrainingImage:
+                          whole_detector: bool = False) -> TrainingImage:
     """Simulate, record and condition one training image (quadrant ``spec.quadrant``).
 
-    whole_detector: render every pixel (slower; for inspection images), not only the quadrant;
-    read_noise: Gaussian read noise (photons RMS) instead of the detector's catalogue value.
+    whole_detector: render every pixel (slower; for inspection images), not only the quadrant.
     """
     rng = np.random.default_rng([spec.seed, spec.index, 1_000_003])
     geometry = spec_geometry(spec)
@@ -77,7 +76,8 @@ def render_training_image(spec: ImageSpec, pool: StructurePool, device: str = "c
     background = [("air", spec.air_path_mm), ("water", spec.water_um * 1e-3), (spec.parasitic, spec.parasitic_um * 1e-3)]
     effects = DetectorEffects(beamstop_radius=spec.beamstop_radius_mm, beamstop_arm_width=spec.beamstop_radius_mm * 0.5,
                               beamstop_arm_angle=float(rng.uniform(0.0, 360.0)), hot_pixels=spec.n_hot_pixels,
-                              dead_pixels=spec.n_dead_pixels, psf_fwhm=spec.psf_fwhm_px, read_noise=read_noise)
+                              dead_pixels=spec.n_dead_pixels, psf_fwhm=spec.psf_fwhm_px,
+                              read_noise=spec.read_noise_photons)
     window = None if whole_detector else quadrant_window(geometry, spec.quadrant)
     image = simulate_image(geometry, beam, rng, lattices=lattices, structure=structure, b_factor=spec.b_factor,
                            background=background, photons=spec.photons, background_scale=spec.background_scale,
