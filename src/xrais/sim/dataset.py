@@ -23,7 +23,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from .recipes import recipe_version
+from .recipes import RECIPE_VERSIONS
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def shard_is_complete(path: str, plan: ShardPlan, recipe: str, seed: int) -> boo
         with h5py.File(path, "r") as handle:
             attrs = handle.attrs
             return (bool(attrs.get("complete", False)) and attrs.get("recipe") == recipe
-                    and int(attrs.get("recipe_version", 1)) == recipe_version(recipe)
+                    and int(attrs.get("recipe_version", 1)) == RECIPE_VERSIONS[recipe]
                     and int(attrs.get("seed", -1)) == seed and int(attrs.get("first_index", -1)) == plan.first
                     and int(attrs.get("n_images", -1)) == plan.n_images and handle["images"].shape[0] == plan.n_images)
     except (OSError, KeyError):
@@ -104,7 +104,7 @@ def write_shard(path: str, plan: ShardPlan, recipe: str, seed: int,
     partial = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".partial")
     columns: Dict[str, list] = {}
     with h5py.File(partial, "w") as handle:
-        handle.attrs.update({"recipe": recipe, "recipe_version": recipe_version(recipe), "seed": seed,
+        handle.attrs.update({"recipe": recipe, "recipe_version": RECIPE_VERSIONS[recipe], "seed": seed,
                              "first_index": plan.first, "n_images": plan.n_images, "xrais_version": __version__,
                              "complete": False})
         dataset = handle.create_dataset("images", shape=(plan.n_images,) + IMAGE_SHAPE, dtype=np.uint16,

@@ -244,11 +244,6 @@ def _read_noise(recipe: str, model, rng) -> float:
     return 0.0
 
 
-def recipe_version(recipe: str) -> int:
-    """Version of a recipe's draws (recorded in every shard)."""
-    return RECIPE_VERSIONS[recipe]
-
-
 def quadrant_reach_mm(model, beam_centre_px, quadrant: int) -> float:
     """Distance (mm) from the beam to the far corner of the part of a quadrant that lies on the
     detector: a resolution ring of smaller radius crosses that part (wholly within its edges, or
