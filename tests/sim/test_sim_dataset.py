@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 
 from xrais.command_line.simulate import program as simulate
-from xrais.conditioning import QUADRANT_DIRECTIONS, QUADRANT_SIZE
 from xrais.sim.dataset import plan_shards, read_labels, shard_paths
 from xrais.sim.training_images import render_training_image
 from xrais.io import detectors
-from xrais.sim.recipes import (MIN_SPLIT_DEG, READ_NOISE_FRACTION, READ_NOISE_RANGE_PHOTONS, quadrant_reach_mm,
-                                ring_radius_mm, sample_spec)
+from xrais.sim.recipes import (MIN_SPLIT_DEG, READ_NOISE_FRACTION, READ_NOISE_RANGE_PHOTONS, quadrant_extents_px,
+                                quadrant_reach_mm, ring_radius_mm, sample_spec)
 
 POOL = 3
 
@@ -65,7 +64,8 @@ def test_recipe_draws_are_reproducible_and_follow_the_paper():
             radius = ring_radius_mm(s.resolution_A, s.wavelength_A, s.distance_mm)
             assert radius <= quadrant_reach_mm(model, s.beam_centre_px, s.quadrant) + 1e-9
             assert 150.0 <= s.distance_mm <= 400.0
-            past_edge.append(radius > _longer_edge_mm(model, s))
+            longer_edge_mm = max(quadrant_extents_px(model, s.beam_centre_px, s.quadrant)) * model.pixel_size
+            past_edge.append(radius > longer_edge_mm)  # past it, the ring is partly visible
     assert 0.2 < np.mean(past_edge) < 0.5  # partly visible rings (past the quadrant's edges) are common
     assert {s.detector for s in resolution} == {"PILATUS 6M", "EIGER 16M", "EIGER2 XE 16M", "EIGER 4M", "PILATUS 2M"}
     noisy = np.array([s.read_noise_photons for s in resolution])  # catalogue geometries all count photons
@@ -78,15 +78,6 @@ def test_recipe_draws_are_reproducible_and_follow_the_paper():
     for s in resolution[:50]:
         assert s.b_factor == pytest.approx(4 * s.resolution_A ** 2 + 12)
         assert s.label_columns()["inverse_d"] == (0.0 if s.blank else pytest.approx(1 / s.resolution_A))
-
-
-def _longer_edge_mm(model, spec):
-    """Longer edge (mm) of the on-detector part of the spec's quadrant (a ring within it crosses the
-    quadrant wholly; one beyond it is partly visible)."""
-    extents = []
-    for beam, size, step in zip(spec.beam_centre_px[::-1], model.shape, QUADRANT_DIRECTIONS[spec.quadrant]):
-        extents.append(min(QUADRANT_SIZE * model.downsample, max(size - beam if step > 0 else beam, 0.0)))
-    return max(extents) * model.pixel_size
 
 
 def test_quadrant_reach_is_the_far_corner():

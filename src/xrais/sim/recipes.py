@@ -244,17 +244,22 @@ def _read_noise(recipe: str, model, rng) -> float:
     return 0.0
 
 
-def quadrant_reach_mm(model, beam_centre_px, quadrant: int) -> float:
-    """Distance (mm) from the beam to the far corner of the part of a quadrant that lies on the
-    detector: a resolution ring of smaller radius crosses that part (wholly within its edges, or
-    partly, beyond one of them)."""
+def quadrant_extents_px(model, beam_centre_px, quadrant: int) -> Tuple[float, float]:
+    """(slow, fast) extents (raw pixels) of the part of a quadrant that lies on the detector."""
     from ..conditioning import QUADRANT_DIRECTIONS, QUADRANT_SIZE
 
     extents = []
     for beam, size, step in zip((beam_centre_px[1], beam_centre_px[0]), model.shape, QUADRANT_DIRECTIONS[quadrant]):
         on_detector = size - beam if step > 0 else beam
         extents.append(min(QUADRANT_SIZE * model.downsample, max(on_detector, 0.0)))
-    return math.hypot(*extents) * model.pixel_size
+    return extents[0], extents[1]
+
+
+def quadrant_reach_mm(model, beam_centre_px, quadrant: int) -> float:
+    """Distance (mm) from the beam to the far corner of the part of a quadrant that lies on the
+    detector: a resolution ring of smaller radius crosses that part (wholly within its edges, or
+    partly, beyond one of them)."""
+    return math.hypot(*quadrant_extents_px(model, beam_centre_px, quadrant)) * model.pixel_size
 
 
 def ring_radius_mm(resolution_A: float, wavelength_A: float, distance_mm: float) -> float:
