@@ -1,9 +1,13 @@
 """The ResNet family: reference parameter counts, the paper's Table 2, width multiplier, shapes."""
+import json
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from xrais.models import Architecture, ResNet, XraisNet, parameter_count
+from xrais.models.network import beam_distance_channel
 from xrais.models.resnet import PointwiseConv
 
 
@@ -91,3 +95,44 @@ def test_pointwise_stride_matches_conv2d_and_survives_channels_last_backward():
     ref_x, ref_w = torch.autograd.grad(expected.square().sum(), [contiguous_x, reference.weight])
     torch.testing.assert_close(grad_x, ref_x)
     torch.testing.assert_close(grad_w, ref_w, rtol=1e-5, atol=1e-5)
+
+
+def test_radius_channel_is_the_distance_from_the_beam_corner():
+    """Pixel centres (s + ½, f + ½) from the beam at the outer corner of pixel (0, 0), 0.1 per
+    quadrant width; symmetric under the training transposition."""
+    channel = beam_distance_channel(512, 512, "cpu")[0, 0]
+    assert channel.shape == (512, 512)
+    assert channel[0, 0].item() == pytest.approx(0.1 * math.hypot(0.5, 0.5) / 512)
+    assert channel[511, 0].item() == pytest.approx(0.1 * math.hypot(511.5, 0.5) / 512)
+    assert channel[300, 400].item() == pytest.approx(0.1 * math.hypot(300.5, 400.5) / 512)
+    torch.testing.assert_close(channel, channel.T)
+
+
+def test_coordinates_add_a_stem_channel_and_survive_export(tmp_path):
+    """With coordinates the stem takes (image, radius); the card records it, and loading the
+    weights into a network without it is refused (the stem's shape differs)."""
+    from xrais import models
+
+    torch.manual_seed(3)
+    network = XraisNet(Architecture("resolution", width=0.125, coordinates=True)).eval()
+    assert network.backbone.conv1.in_channels == 2
+    assert XraisNet(Architecture("resolution", width=0.125)).backbone.conv1.in_channels == 1
+    assert "radius channel" in network.architecture.label
+    images = torch.randint(0, 40, (2, 512, 512))
+    geometry = torch.tensor([[0.9795, 250.0, 0.172, 2.0]] * 2)
+    card = models.export(network, tmp_path / "m")
+    loaded = models.load(card, device="cpu")
+    assert loaded.network.architecture.coordinates
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.network(images, geometry), network(images, geometry))
+    # The radius channel is what the network sees besides the image: zeroing the stem's weights
+    # on it gives another answer.
+    with torch.no_grad():
+        reference = network(images, geometry)
+        network.backbone.conv1.weight[:, 1] = 0.0
+        assert not torch.allclose(network(images, geometry), reference)
+    text = json.loads(card.read_text())
+    text["architecture"]["coordinates"] = False
+    card.write_text(json.dumps(text))
+    with pytest.raises(models.ModelError, match="do not fit the architecture"):
+        models.load(card)

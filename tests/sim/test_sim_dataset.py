@@ -46,12 +46,18 @@ def test_recipe_draws_are_reproducible_and_follow_the_paper():
     specs = [sample_spec("multilattice", i, seed=0, n_structures=10) for i in range(2000)]
     lattices = np.array([s.n_lattices for s in specs if not s.blank])
     assert abs(np.mean(lattices == 1) - 0.5) < 0.04 and abs(np.mean(lattices == 3) - 0.25) < 0.04
-    assert all(0.001 <= s.mosaic_spread_deg <= 0.01 for s in specs)
+    assert all(0.001 <= s.mosaic_spread_deg <= 0.01 and 2 <= s.mosaic_domains <= 5 for s in specs)
     assert all(1.2 <= s.resolution_A <= 4.0 for s in specs)
+    # The paper's variances 0.1, 1, 10 deg² (σ = 0.32°, 1°, 3.2°), every split ≥ 0.3°.
+    assert {round(s.lattice_sigma_deg ** 2, 9) for s in specs if s.n_lattices > 1} == {0.1, 1.0, 10.0}
     for s in specs:
-        for rotation in s.lattice_rotations:
-            angle = np.degrees(np.arccos(np.clip((np.trace(np.reshape(rotation, (3, 3))) - 1) / 2, -1, 1)))
-            assert angle >= MIN_SPLIT_DEG - 1e-9
+        angles = [np.degrees(np.arccos(np.clip((np.trace(np.reshape(r, (3, 3))) - 1) / 2, -1, 1)))
+                  for r in s.lattice_rotations]
+        assert all(angle >= MIN_SPLIT_DEG - 1e-9 for angle in angles)
+        assert s.lattice_split_deg == (pytest.approx(min(angles)) if angles and not s.blank else 0.0)
+    medians = [np.median([s.lattice_split_deg for s in specs if s.n_lattices > 1 and s.lattice_sigma_deg == sigma])
+               for sigma in sorted({s.lattice_sigma_deg for s in specs if s.n_lattices > 1})]
+    assert medians == sorted(medians) and medians[0] < 0.6 and medians[-1] > 1.5  # wider σ, wider splits
     resolution = [sample_spec("resolution", i, seed=0, n_structures=10) for i in range(2000)]
     blank = np.mean([s.blank for s in resolution])
     assert 0.02 < blank < 0.06

@@ -14,6 +14,8 @@ SIZE = 512
 _ROWS, _COLS = np.mgrid[0:SIZE, 0:SIZE]
 _RADIUS = np.hypot(_ROWS + 0.5, _COLS + 0.5)
 DETECTORS = {"PILATUS 6M": (0.172, 2), "EIGER 16M": (0.075, 4)}
+#: Smallest misorientation (degrees) recorded for images of 0–3 lattices.
+SPLIT_DEG = {0: 0.0, 1: 0.0, 2: 0.5, 3: 2.0}
 
 
 def synthetic_image(rng, inverse_d, distance, wavelength, detector, multi=False):
@@ -56,7 +58,7 @@ def make_dataset(folder, n_images, recipe="resolution", shard_size=32, seed=7, b
         n = min(shard_size, n_images - first)
         images, columns = [], {k: [] for k in ("inverse_d", "b_factor", "n_lattices", "is_multi", "blank", "distance",
                                               "wavelength", "pixel_size", "downsample", "detector", "quadrant",
-                                              "mosaic_spread")}
+                                              "mosaic_spread", "lattice_split_deg")}
         for _ in range(n):
             detector = str(rng.choice(list(DETECTORS)))
             distance, wavelength = float(rng.uniform(200, 300)), 0.9795
@@ -69,7 +71,8 @@ def make_dataset(folder, n_images, recipe="resolution", shard_size=32, seed=7, b
             for name, value in (("inverse_d", inverse_d), ("b_factor", 4 * d * d + 12), ("n_lattices", lattices),
                                 ("is_multi", int(lattices > 1)), ("blank", int(blank)), ("distance", distance),
                                 ("wavelength", wavelength), ("pixel_size", pixel_size), ("downsample", downsample),
-                                ("detector", detector), ("quadrant", 0), ("mosaic_spread", 0.05)):
+                                ("detector", detector), ("quadrant", 0), ("mosaic_spread", 0.05),
+                                ("lattice_split_deg", SPLIT_DEG[lattices])):
                 columns[name].append(value)
         for name, dtype in (("inverse_d", np.float32), ("n_lattices", np.int8), ("is_multi", np.int8),
                             ("blank", np.int8), ("quadrant", np.int8)):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from shardhelpers import make_dataset, write_shard
 
+from xrais.sim.dataset import read_labels, shard_paths
 from xrais.training import DataError, QuadrantDataset, launch_environment, open_shards, validation_mask
 
 
@@ -55,6 +56,24 @@ def test_incomplete_and_broken_shards(tmp_path, caplog):
         open_shards([str(tmp_path / "nowhere")])
     with pytest.raises(DataError, match="same image appears twice"):
         open_shards([str(tmp_path / "ok" / "resolution_00000.h5")] * 2)
+
+
+def test_a_label_column_some_shards_lack_is_left_out(tmp_path):
+    """A recipe that records a new column: older shards lack it, and the merged tables (of the
+    training reader and of the dataset's own reader) keep only the columns every shard has, each
+    the length of the whole set."""
+    image = np.zeros((2, 512, 512), np.uint16)
+    labels = {"inverse_d": [0.5, 0.4], "is_multi": [0, 0], "wavelength": [1.0, 1.0], "distance": [200.0, 250.0],
+              "pixel_size": [0.172, 0.172], "downsample": [2, 2]}
+    write_shard(tmp_path / "resolution_00000.h5", image, labels, first_index=0)
+    write_shard(tmp_path / "resolution_00001.h5", image, dict(labels, lattice_split_deg=[0.0, 0.0]), first_index=2)
+    shards = open_shards([str(tmp_path)], "resolution")
+    assert len(shards) == 4 and "lattice_split_deg" not in shards.labels
+    assert all(len(values) == 4 for values in shards.labels.values())
+    table = read_labels(shard_paths(str(tmp_path)))
+    assert "lattice_split_deg" not in table and set(table) == set(labels)
+    assert all(len(values) == 4 for values in table.values())
+    assert "lattice_split_deg" in open_shards([str(tmp_path / "resolution_00001.h5")]).labels
 
 
 def test_lz4_shards_are_read(tmp_path):

@@ -25,7 +25,8 @@ def model_files(tmp_path_factory):
     return folder
 
 
-def test_evaluate_program_on_shards(resolution_shards, model_files, tmp_path, capsys, monkeypatch):
+def test_evaluate_program_on_shards(resolution_shards, multilattice_shards, model_files, tmp_path, capsys,
+                                    monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert evaluate_program([str(resolution_shards), f"model={model_files / 'reso.json'}", "subset=validation",
                              "json=eval.json", "nproc=1"]) == 0
@@ -50,6 +51,16 @@ def test_evaluate_program_on_shards(resolution_shards, model_files, tmp_path, ca
     card_text = (tmp_path / "reso.md").read_text()
     assert "## Evaluation: held-out test" in card_text
     assert card_text.count("\n| 0.") + card_text.count("\n| 1.") >= len(result["by_range"])
+    # Multi-lattice shards: accuracy per range of the lattices' misorientation, in the JSON and the card.
+    for suffix in (".pt", ".json"):
+        shutil.copy(model_files / f"multi{suffix}", tmp_path / f"multi{suffix}")
+    assert evaluate_program([str(multilattice_shards), f"model={tmp_path / 'multi.json'}", "json=split.json",
+                             "output.card=held-out test"]) == 0
+    assert "lattice split" in capsys.readouterr().out
+    split = json.loads((tmp_path / "split.json").read_text())
+    assert [row["label"] for row in split["by_split"]] == ["one lattice/blank", "0.3–1.0°", "1.0–3.0°"]
+    assert sum(row["n"] for row in split["by_split"]) == split["metrics"]["n"] == 64 and "by_range" not in split
+    assert "| 0.3–1.0° |" in (tmp_path / "multi.md").read_text()
     # Any labelled shards serve any model: resolution shards carry is_multi too.
     assert evaluate_program([str(resolution_shards), f"model={model_files / 'multi.json'}", "json=multi.json"]) == 0
     assert json.loads((tmp_path / "multi.json").read_text())["metrics"]["n"] == 96

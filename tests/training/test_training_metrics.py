@@ -64,3 +64,15 @@ def test_resolution_metrics_by_range_of_the_label():
     assert best["accuracy"] == 0.0 and best["bias"] == pytest.approx(-0.2)
     # the ranges partition the images: their counts add up to the whole
     assert sum(row["n"] for row in rows) == len(labels)
+
+
+def test_multilattice_metrics_by_split():
+    probability = np.array([0.1, 0.7, 0.2, 0.9, 0.8, 0.6])
+    labels = np.array([0, 0, 1, 1, 1, 1])
+    splits = np.array([0.0, 0.0, 0.4, 0.5, 2.0, 5.0])
+    rows = metrics.multilattice_metrics_by_split(probability, labels, splits)
+    assert [(row["label"], row["n"]) for row in rows] == [("one lattice/blank", 2), ("0.3–1.0°", 2), ("1.0–3.0°", 1),
+                                                         ("≥ 3.0°", 1)]
+    single, small, medium, wide = rows
+    assert single["accuracy"] == 0.5 and small["accuracy"] == 0.5 and medium["accuracy"] == wide["accuracy"] == 1.0
+    assert single["mean_probability"] == pytest.approx(0.4) and wide["high"] is None

@@ -66,8 +66,7 @@ def run_evaluate(params, inputs) -> int:
     if params.output.card:
         card = annotate(params.model, evaluation=(params.output.card, {
             "source": f"{evaluation.source} ({params.subset}, {params.quadrants} quadrant(s) per image)",
-            "images": len(evaluation.items), **evaluation.metrics,
-            **({"by_range": evaluation.by_range()} if evaluation.kind == "resolution" else {})}))
+            "images": len(evaluation.items), **evaluation.metrics, **evaluation.breakdowns()}))
         log.info("metrics recorded in the model card %s", card.with_suffix(".md"))
     return EXIT_OK
 

@@ -34,6 +34,8 @@ PARAMS = (
           optional=True),
     Param("model.hidden", 100, "FC1 outputs", "int", minimum=1),
     Param("model.input_scale", 1.0 / 16.0, "multiplier of the conditioned values inside the network", "float", minimum=1e-9),
+    Param("model.coordinates", None, "give the network each pixel's distance from the beam as a second input channel "
+          "(None: preset; cpu: yes, paper: no)", "bool", optional=True),
     Param("optimizer.name", None, "sgd or adamw (None: preset)", "choice", choices=("sgd", "adamw"), optional=True),
     Param("optimizer.lr", None, "(peak) learning rate (None: preset)", "float", minimum=1e-12, optional=True),
     Param("optimizer.momentum", None, "SGD momentum, or AdamW beta1 (None: preset)", "float", minimum=0, maximum=1,
@@ -73,7 +75,8 @@ def config_from_params(params, inputs) -> TrainConfig:
     return TrainConfig(
         data=list(inputs), output=p.output.directory, kind=None if p.kind == "auto" else p.kind, preset=p.preset,
         depth=p.model.depth, width=p.model.width, norm=p.model.norm, dropout=p.model.dropout, features=p.model.features,
-        hidden=p.model.hidden, input_scale=p.model.input_scale, optimizer=p.optimizer.name, lr=p.optimizer.lr,
+        hidden=p.model.hidden, input_scale=p.model.input_scale, coordinates=p.model.coordinates,
+        optimizer=p.optimizer.name, lr=p.optimizer.lr,
         momentum=p.optimizer.momentum, weight_decay=p.optimizer.weight_decay, loss=p.loss, schedule=p.schedule.name,
         warmup=p.schedule.warmup, batch_size=p.batch_size, epochs=p.epochs,
         validation_fraction=p.data.validation_fraction, seed=p.data.seed, cache=p.data.cache, augment=p.data.augment,

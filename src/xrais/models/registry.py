@@ -284,7 +284,9 @@ def model_card_markdown(card: dict) -> str:
         "",
         "## Architecture",
         "",
-        f"- ResNet-{a['depth']}, width ×{a['width']:g}, {a['norm']} normalisation, single-channel stem",
+        f"- ResNet-{a['depth']}, width ×{a['width']:g}, {a['norm']} normalisation, "
+        + ("two-channel stem: the image and each pixel's distance from the beam" if a.get("coordinates")
+           else "single-channel stem"),
         f"- FC1 {a['features']} → {a['hidden']} (ReLU{', dropout %g' % a['dropout'] if a['dropout'] else ''}), FC2 {a['hidden']} → 1",
         f"- {card['parameters']:,} parameters; inputs scaled by {a['input_scale']:g}"
         + (f"; radius scale {a['radius_scale']:g} downsampled px" if card["kind"] == "resolution" else ""),
@@ -310,6 +312,7 @@ def model_card_markdown(card: dict) -> str:
         values = dict(values)
         source = values.pop("source", "")
         ranges = values.pop("by_range", None)
+        splits = values.pop("by_split", None)
         lines += ["", f"## Evaluation: {label}", "", f"Data: {source}", "", "| metric | value |", "|---|---|"]
         lines += [f"| {key} | {_format_value(value)} |" for key, value in values.items()]
         if ranges:
@@ -318,6 +321,11 @@ def model_card_markdown(card: dict) -> str:
                       "|---|---|---|---|---|"]
             lines += [f"| {row['low']:.2f}–{'∞' if row['high'] is None else format(row['high'], '.2f')} | {row['n']} "
                       f"| {row['accuracy']:.3f} | {row['bias']:+.3f} | {row['mae']:.3f} |" for row in ranges]
+        if splits:
+            lines += ["", "Per range of the smallest misorientation between the lattices:", "",
+                      "| lattice split | images | accuracy | mean probability |", "|---|---|---|---|"]
+            lines += [f"| {row['label']} | {row['n']} | {row['accuracy']:.3f} | {row['mean_probability']:.3f} |"
+                      for row in splits]
     lines += ["", "## Files", "", f"- weights: `{card['weights']}` (sha256 `{card['sha256']}`)",
               f"- xrais {card['xrais_version']}, written {card['created']}", ""]
     return "\n".join(lines)

@@ -128,7 +128,8 @@ def write_shard(path: str, plan: ShardPlan, recipe: str, seed: int,
 
 
 def read_labels(paths: Sequence[str]) -> Dict[str, np.ndarray]:
-    """Label columns of several shards, concatenated in the given order."""
+    """Label columns of several shards, concatenated in the given order. A column that only some
+    shards have (one added to the recipe's records since the others were made) is left out."""
     import h5py
 
     merged: Dict[str, list] = {}
@@ -139,7 +140,10 @@ def read_labels(paths: Sequence[str]) -> Dict[str, np.ndarray]:
                 if dataset.dtype.kind == "O":
                     values = np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
                 merged.setdefault(name, []).append(values)
-    return {name: np.concatenate(parts) for name, parts in merged.items()}
+    partial = sorted(name for name, parts in merged.items() if len(parts) != len(paths))
+    if partial:
+        log.info("label column(s) %s missing from some shards: left out", ", ".join(partial))
+    return {name: np.concatenate(parts) for name, parts in merged.items() if name not in partial}
 
 
 def shard_paths(directory: str, recipe: Optional[str] = None) -> List[str]:

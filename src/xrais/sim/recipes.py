@@ -10,9 +10,13 @@ Two recipes, as in the paper, each widened where real data are wider than the pa
   Gaussian read noise (0.3–4 photons RMS) on half the images, as integrating detectors and
   pedestal-subtracted data record, so that a noise floor is not taken for the end of diffraction.
 * ``multilattice`` (section 2.1.2): 50 % one lattice, 25 % two, 25 % three; extra lattices rotated
-  about random axes by angles ~ N(0, σ), σ ∈ {0.1°, 1°, 10°} (redrawn below 0.05°, where they
-  would coincide with the first); mosaic spread 0.001–0.01°; d 1.2–4 Å; the Rayonix MX340-HS
-  format of the paper, plus PILATUS/EIGER (the paper found the model transfers).
+  about random axes by angles ~ N(0, σ²) with the paper's variances σ² ∈ {0.1, 1, 10} deg²
+  (σ = 0.32°, 1°, 3.2°), redrawn below :data:`MIN_SPLIT_DEG` (0.3°): a lattice turned by less than
+  the angular width of its reflections (≈ 0.1–0.3° for the recipe's 0.05–0.15 µm domains) lights
+  up the same reflections at the same places, an image that data processing indexes as one
+  lattice with a little more mosaicity, not a split crystal; mosaic spread 0.001–0.01° over 2–5
+  domains (so fine a spread, far inside the reflections' width, needs no more); d 1.2–4 Å; the
+  Rayonix MX340-HS format of the paper, plus PILATUS/EIGER (the paper found the model transfers).
 
 Paper values kept: mosaic domains 0.05/0.1/0.15 µm, beam 30 µm with 0.02 mrad divergence,
 background of 5 mm air + 25 µm water + 25 µm of one parasitic material, scaled by 0.0125–1.25
@@ -42,7 +46,9 @@ from .labels import b_factor_from_resolution
 RECIPES = ("resolution", "multilattice")
 #: Bumped whenever a recipe's draws change, so that shards of an older recipe are never mixed with
 #: new ones. Resolution v4: labels out to the quadrant's corner, small detectors, read noise.
-RECIPE_VERSIONS = {"resolution": 4, "multilattice": 2}
+#: Multilattice v3: the paper's variances (not standard deviations) of the misorientation, splits
+#: of at least 0.3°, 2–5 mosaic domains.
+RECIPE_VERSIONS = {"resolution": 4, "multilattice": 3}
 
 #: Fraction of blank images (no crystal: background, noise and masks only) in every recipe.
 BLANK_FRACTION = 0.04
@@ -51,9 +57,10 @@ INVERSE_D_RANGE = (0.05, 1.0 / 1.2)
 #: Multi-lattice recipe: crystals that diffract visibly (d from 4 Å to 1.2 Å), since lattices can only
 #: be counted from spots.
 MULTILATTICE_INVERSE_D_RANGE = (0.25, 1.0 / 1.2)
-#: Smallest misorientation (degrees) of an extra lattice: below it the lattices coincide within the
-#: mosaic spread and the image is, physically, single-lattice.
-MIN_SPLIT_DEG = 0.05
+#: Smallest misorientation (degrees) of an extra lattice: below it the lattices' reflections
+#: coincide (their angular width, ≈ 1/(domain size · |q|), is 0.1–0.3° at 2 Å for 0.05–0.15 µm
+#: domains) and the image is, physically and for data processing, single-lattice.
+MIN_SPLIT_DEG = 0.3
 #: Resolution recipe: fraction of photon-counting images recorded with Gaussian read noise (as
 #: integrating detectors, pedestal-subtracted or converted data record), and its RMS range
 #: (photons, log-uniform).
@@ -63,7 +70,13 @@ PARASITIC_MATERIALS = ("glycerol", "sucrose", "peg", "mpd", "ice", "paper", "kap
 RESOLUTION_DETECTORS = (("PILATUS 6M", 0.35), ("EIGER 16M", 0.2), ("EIGER2 XE 16M", 0.2), ("EIGER 4M", 0.15),
                         ("PILATUS 2M", 0.1))
 MULTILATTICE_DETECTORS = (("Rayonix MX340-HS", 0.5), ("PILATUS 6M", 0.25), ("EIGER 16M", 0.25))
-MULTILATTICE_SIGMAS_DEG = (0.1, 1.0, 10.0)
+#: Standard deviations (degrees) of the extra lattices' misorientation: the square roots of the
+#: paper's variances 0.1, 1 and 10 deg².
+MULTILATTICE_SIGMAS_DEG = (math.sqrt(0.1), 1.0, math.sqrt(10.0))
+#: Mosaic domains per lattice, [low, high) of a uniform integer draw: the resolution recipe's
+#: spreads (0.05–1°) need many; the multi-lattice recipe's (≤ 0.01°, far inside the reflections'
+#: angular width) render the same spots with a few.
+MOSAIC_DOMAINS = {"resolution": (10, 26), "multilattice": (2, 6)}
 DISTANCE_RANGE_MM = (150.0, 400.0)
 DOMAIN_SIZES_UM = (0.05, 0.1, 0.15)
 
@@ -73,7 +86,8 @@ class ImageSpec:
     """Every parameter of one simulated training image (units in the names).
 
     The crystal orientation is a rotation (3×3, row-major) applied to the crystal's default
-    setting; lattice_rotations holds the extra rotations of lattices 2 and 3 relative to lattice 1.
+    setting; lattice_rotations holds the extra rotations of lattices 2 and 3 relative to lattice 1,
+    lattice_split_deg the smallest of their angles (0 with one lattice).
     """
 
     recipe: str
@@ -92,6 +106,7 @@ class ImageSpec:
     n_lattices: int
     lattice_sigma_deg: float
     lattice_rotations: Tuple[Tuple[float, ...], ...]
+    lattice_split_deg: float
     mosaic_spread_deg: float
     mosaic_domains: int
     domain_size_um: float
@@ -190,14 +205,14 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
         n_lattices = int(rng.choice([1, 2, 3], p=[0.5, 0.25, 0.25]))
         sigma = float(rng.choice(MULTILATTICE_SIGMAS_DEG))
         mosaic = rng.uniform(0.001, 0.01)
-    rotations = []
+    rotations, splits = [], []
     for _ in range(n_lattices - 1):
         axis = rng.normal(size=3)
         angle_deg = rng.normal(0.0, sigma)
         while abs(angle_deg) < MIN_SPLIT_DEG:
             angle_deg = rng.normal(0.0, sigma)
-        angle = math.radians(angle_deg)
-        rotations.append(tuple(axis_angle_rotation(axis, angle).ravel()))
+        splits.append(abs(angle_deg))
+        rotations.append(tuple(axis_angle_rotation(axis, math.radians(angle_deg)).ravel()))
     return ImageSpec(
         recipe=recipe, index=index, seed=seed, detector=detector,
         distance_mm=distance,
@@ -212,8 +227,9 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
         n_lattices=0 if blank else n_lattices,
         lattice_sigma_deg=float(sigma),
         lattice_rotations=tuple(rotations),
+        lattice_split_deg=float(min(splits)) if splits and not blank else 0.0,
         mosaic_spread_deg=float(mosaic),
-        mosaic_domains=int(rng.integers(10, 26)),
+        mosaic_domains=int(rng.integers(*MOSAIC_DOMAINS[recipe])),
         domain_size_um=float(rng.choice(DOMAIN_SIZES_UM)),
         crystal_size_um=float(rng.uniform(20.0, 30.0)),
         photons=_log_uniform(rng, 2e11, 8e11),

@@ -3,12 +3,14 @@
 Presets give every setting a value for each kind of model; any setting given explicitly wins.
 
 * ``cpu`` (default): compact networks (ResNet-18 ×0.25, ≈ 10 ms per quadrant on one CPU core)
-  with group normalisation (no train/eval gap with small batches, and the same result whatever
+  given the distance-from-the-beam channel besides the image (xrais.models.network), with group
+  normalisation (no train/eval gap with small batches, and the same result whatever
   the number of processes), trained with AdamW and a one-cycle schedule, so a whole recipe
   (simulation + training) fits in a couple of hours on a small CPU machine;
 * ``paper``: the networks and optimiser settings of the paper's Table 2 — ResNet-50 (resolution,
   SGD lr 6e-3, momentum 0.9, MAE loss) and ResNet-34 (multi-lattice, SGD lr 1.04e-3, momentum
-  0.9983, weight decay 2.5e-4, dropout after FC1), constant learning rate — meant for GPUs.
+  0.9983, weight decay 2.5e-4, dropout after FC1), single-channel input, constant learning rate —
+  meant for GPUs.
 """
 from __future__ import annotations
 
@@ -29,18 +31,18 @@ PRESETS = {
     "cpu": {
         "resolution": dict(depth=18, width=0.25, norm="group", dropout=0.0, optimizer="adamw", lr=2e-3,
                            momentum=0.9, weight_decay=1e-4, loss="l1", schedule="onecycle", warmup=0.3,
-                           batch_size=16, epochs=16),
+                           batch_size=16, epochs=16, coordinates=True),
         "multilattice": dict(depth=18, width=0.25, norm="group", dropout=0.2, optimizer="adamw", lr=2e-3,
                              momentum=0.9, weight_decay=1e-4, loss="bce", schedule="onecycle", warmup=0.3,
-                             batch_size=16, epochs=16),
+                             batch_size=16, epochs=16, coordinates=True),
     },
     "paper": {
         "resolution": dict(depth=50, width=1.0, norm="batch", dropout=0.0, optimizer="sgd", lr=6e-3,
                            momentum=0.9, weight_decay=0.0, loss="l1", schedule="constant", warmup=0.0,
-                           batch_size=64, epochs=400),
+                           batch_size=64, epochs=400, coordinates=False),
         "multilattice": dict(depth=34, width=1.0, norm="batch", dropout=0.5, optimizer="sgd", lr=1.04e-3,
                              momentum=0.9983, weight_decay=2.5e-4, loss="bce", schedule="constant", warmup=0.0,
-                             batch_size=64, epochs=400),
+                             batch_size=64, epochs=400, coordinates=False),
     },
 }
 
@@ -62,6 +64,7 @@ class TrainConfig:
     data: shard files/folders; output: run folder (checkpoint, history, curves, best model);
     kind: "resolution"/"multilattice" (None: from the shards' recipe); preset: "cpu" or "paper";
     features/hidden/input_scale: network head and input scaling (None: architecture defaults);
+    coordinates: give the network the distance-from-the-beam channel (None: preset);
     validation_fraction/seed: held-out split and every random choice; cache: keep decoded images
     in memory ("auto": when they fit); augment: random transposition; workers: data-loading
     processes per training process (None: 0 on CPUs, up to 8 on GPUs); precision: "auto" (bf16 or
@@ -83,6 +86,7 @@ class TrainConfig:
     features: Optional[int] = None
     hidden: int = 100
     input_scale: float = 1.0 / 16.0
+    coordinates: Optional[bool] = None
     optimizer: Optional[str] = None
     lr: Optional[float] = None
     momentum: Optional[float] = None
@@ -148,6 +152,6 @@ class TrainConfig:
 
 
 #: Settings that must not change when a run is resumed (they define what is being trained).
-RESUME_INVARIANTS = ("kind", "depth", "width", "norm", "dropout", "features", "hidden", "input_scale", "optimizer",
-                     "lr", "momentum", "weight_decay", "loss", "schedule", "warmup", "batch_size", "epochs",
+RESUME_INVARIANTS = ("kind", "depth", "width", "norm", "dropout", "features", "hidden", "input_scale", "coordinates",
+                     "optimizer", "lr", "momentum", "weight_decay", "loss", "schedule", "warmup", "batch_size", "epochs",
                      "validation_fraction", "seed", "augment")

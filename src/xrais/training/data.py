@@ -28,6 +28,9 @@ IMAGE_SHAPE = (512, 512)
 IMAGE_BYTES = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * 2
 GEOMETRY_LABELS = ("wavelength", "distance", "pixel_size", "downsample")
 TARGET_LABEL = {"resolution": "inverse_d", "multilattice": "is_multi"}
+#: Columns read when the shards record them (all of them; a column only some shards have is left
+#: out): the detector's name, and the smallest misorientation between lattices (degrees).
+OPTIONAL_LABELS = ("detector", "lattice_split_deg")
 
 
 class DataError(XraisError):
@@ -118,7 +121,7 @@ def open_shards(inputs: Sequence[str], kind: Optional[str] = None) -> ShardSet:
             missing = [c for c in needed if c not in group]
             if missing:
                 raise DataError(f"{path}: label column(s) {', '.join(missing)} missing")
-            for name in needed + (["detector"] if "detector" in group else []):
+            for name in needed + [name for name in OPTIONAL_LABELS if name in group]:
                 values = group[name][()]
                 if len(values) != n:
                     raise DataError(f"{path}: label column {name} has {len(values)} values for {n} images")
@@ -136,8 +139,9 @@ def open_shards(inputs: Sequence[str], kind: Optional[str] = None) -> ShardSet:
                     len(skipped), ", ".join(skipped[:5]) + (" …" if len(skipped) > 5 else ""))
     if not paths:
         raise DataError("no complete shard among the inputs" + (f" ({len(skipped)} incomplete)" if skipped else ""))
-    if "detector" in columns and len(columns["detector"]) != len(paths):
-        del columns["detector"]  # recorded by some shards only
+    for name in OPTIONAL_LABELS:
+        if name in columns and len(columns[name]) != len(paths):
+            del columns[name]  # recorded by some shards only
     labels = {name: np.concatenate(parts) for name, parts in columns.items()}
     identity = np.concatenate(identities)
     if len(np.unique(identity)) != len(identity):

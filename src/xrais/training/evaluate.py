@@ -48,6 +48,21 @@ class Evaluation:
         return metrics.resolution_metrics_by_range([item["prediction"] for item in self.items],
                                                    [item["label"] for item in self.items])
 
+    def by_split(self) -> List[dict]:
+        """Multi-lattice models on simulated shards: the metrics per range of the smallest
+        misorientation between lattices (see :func:`xrais.training.metrics.multilattice_metrics_by_split`);
+        otherwise []."""
+        if self.kind != "multilattice" or not self.items or any("split_deg" not in item for item in self.items):
+            return []
+        return metrics.multilattice_metrics_by_split([item["prediction"] for item in self.items],
+                                                     [item["label"] for item in self.items],
+                                                     [item["split_deg"] for item in self.items])
+
+    def breakdowns(self) -> dict:
+        """The per-range tables that apply: {"by_range": …} (resolution) or {"by_split": …}."""
+        tables = {"by_range": self.by_range(), "by_split": self.by_split()}
+        return {name: rows for name, rows in tables.items() if rows}
+
     def table(self) -> str:
         """The metrics as a two-column text table (resolution: then per range of 1/d)."""
         names = [n for n in metrics.METRIC_NAMES[self.kind] if n in self.metrics] + ["n"]
@@ -61,12 +76,15 @@ class Evaluation:
             lines += ["", "label 1/d (Å⁻¹)      n  accuracy     bias      mae"]
             lines += [f"{row['low']:.2f} – {'∞' if row['high'] is None else format(row['high'], '.2f'):<5} {row['n']:>7}  "
                       f"{row['accuracy']:8.3f} {row['bias']:+8.3f} {row['mae']:8.3f}" for row in ranges]
+        splits = self.by_split()
+        if splits:
+            lines += ["", "lattice split (°)        n  accuracy  mean p"]
+            lines += [f"{row['label']:<17} {row['n']:>7}  {row['accuracy']:8.3f} {row['mean_probability']:7.3f}"
+                      for row in splits]
         return "\n".join(lines)
 
     def as_dict(self, with_items: bool = True) -> dict:
-        payload = {"kind": self.kind, "source": self.source, "metrics": self.metrics}
-        if self.kind == "resolution":
-            payload["by_range"] = self.by_range()
+        payload = {"kind": self.kind, "source": self.source, "metrics": self.metrics, **self.breakdowns()}
         if with_items:
             payload["items"] = self.items
         return payload
@@ -95,6 +113,9 @@ def evaluate_shards(model: XraisModel, inputs: Sequence[str], subset: str = "all
         predicted[start:stop] = model.predict(images, geometry[start:stop])
     items = [{"image": str(shards.identity[i]), "label": float(y), "prediction": float(p)}
              for i, y, p in zip(indices, labels, predicted)]
+    if model.kind == "multilattice" and "lattice_split_deg" in shards.labels:
+        for item, split in zip(items, shards.labels["lattice_split_deg"][indices]):
+            item["split_deg"] = float(split)
     source = f"{len(shards.paths)} shard(s), {subset} images"
     return Evaluation(model.kind, metrics.compute(model.kind, predicted, labels), items, source)
 
@@ -162,3 +183,4 @@ def _frame(path: str, index: int, geometry: Optional[object]):
         if frame.index == index:
             return frame
     raise ImageError(path, f"has no frame {index}")
+

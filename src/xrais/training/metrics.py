@@ -91,6 +91,29 @@ def resolution_metrics_by_range(predicted, labels, edges=RESOLUTION_RANGES) -> L
     return rows
 
 
+#: Misorientation ranges (degrees, [low, high)) of the multi-lattice breakdown; 0 is one lattice.
+SPLIT_RANGES = (0.0, 0.3, 1.0, 3.0, math.inf)
+
+
+def multilattice_metrics_by_split(probability, labels, splits, edges=SPLIT_RANGES) -> List[Dict[str, float]]:
+    """Per range of the smallest misorientation between lattices (degrees; 0 with one lattice):
+    a label ("one lattice/blank", "0.3–1.0°", "≥ 3.0°"), n, accuracy (probability rounded at 0.5
+    against the label) and the mean probability. Empty ranges are left out; an open upper end is
+    ``high: None``."""
+    probability, labels = np.asarray(probability, dtype=float), np.asarray(labels, dtype=float)
+    splits = np.asarray(splits, dtype=float)
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (splits >= low) & (splits < high)
+        if inside.any():
+            label = ("one lattice/blank" if low == 0.0 else f"≥ {low:.1f}°" if math.isinf(high)
+                     else f"{low:.1f}–{high:.1f}°")
+            rows.append({"label": label, "low": low, "high": None if math.isinf(high) else high, "n": int(inside.sum()),
+                         "accuracy": float(np.mean((probability[inside] >= 0.5) == (labels[inside] > 0.5))),
+                         "mean_probability": float(probability[inside].mean())})
+    return rows
+
+
 def multilattice_metrics(probability, labels) -> Dict[str, float]:
     """accuracy (probability rounded at 0.5), auc, n."""
     probability, labels = np.asarray(probability, dtype=float), np.asarray(labels, dtype=float)

@@ -161,7 +161,8 @@ class Trainer:
         self.train_loader, self.validation_loader = self._loaders()
 
         self.architecture = Architecture(kind, config.depth, config.width, config.features, config.hidden,
-                                         config.dropout, config.norm, config.input_scale)
+                                         config.dropout, config.norm, config.input_scale,
+                                         coordinates=config.coordinates)
         self.network = XraisNet(self.architecture).to(self.device)
         if config.channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
