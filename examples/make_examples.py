@@ -3,8 +3,8 @@
     python examples/make_examples.py
 
 Five PILATUS 2M images (gzipped miniCBF, whole detector) from the two recipes: a 1.5 Å and a 3.3 Å
-crystal and a blank, none with read noise (resolution recipe, seed 3496), three lattices and a
-single lattice (multi-lattice recipe, seed 11); their true labels go to ``examples.json``. Seeds were chosen by
+crystal and a blank, none with read noise (resolution recipe, seed 3496), two lattices 2.7° apart
+and a single lattice (multi-lattice recipe, seed 25); their true labels go to ``examples.json``. Seeds were chosen by
 scanning the recipes for that mix of contents.
 """
 import gzip
@@ -19,7 +19,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = os.path.join(HERE, "..", "src", "xrais", "examples")
-RUNS = (("resolution", 3496, 3), ("multilattice", 11, 2))
+RUNS = (("resolution", 3496, 3), ("multilattice", 25, 2))
 DETECTOR = "PILATUS 2M"
 
 

@@ -9,7 +9,7 @@ export PATH="$PWD/.venv/bin:$PATH" XRAIS_CACHE="$PWD/cache"
 NPROC=${NPROC:-2}
 # Sizes that fit the 2-hour-per-model budget of a 2-core CPU (raise them on bigger machines).
 N_RESOLUTION=${N_RESOLUTION:-5000}
-N_MULTILATTICE=${N_MULTILATTICE:-3000}
+N_MULTILATTICE=${N_MULTILATTICE:-5000}
 N_TEST=${N_TEST:-300}
 
 model_card_facts() { python scripts/model_card_facts.py "$1"; }
@@ -35,7 +35,7 @@ multilattice() {
     output.directory=data/multilattice output.log=data/simulate_multilattice.log
   xrais.simulate recipe=multilattice n_images=$N_TEST seed=1 nproc=$NPROC output.directory=data/multilattice_test \
     output.log=data/simulate_multilattice_test.log
-  xrais.train data/multilattice kind=multilattice epochs=${EPOCHS_MULTILATTICE:-15} \
+  xrais.train data/multilattice kind=multilattice epochs=${EPOCHS_MULTILATTICE:-10} \
     output.directory=runs/multilattice output.export=multilattice output.log=runs/train_multilattice.log
   xrais.evaluate data/multilattice_test model=multilattice output.json=runs/multilattice_test.json \
     output.card="held-out test set (Rayonix MX340-HS, PILATUS 6M, EIGER 16M; seed 1)"

@@ -83,3 +83,13 @@ def test_program_turns_failures_into_one_line(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "internal error: RuntimeError: boom (details in bug.log)" in out and "Traceback" not in out
     assert "Traceback" in (tmp_path / "bug.log").read_text()
+
+
+def test_log_file_folder_is_made_and_an_unwritable_log_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _program(lambda params, inputs: 0)(["output.log=logs/new/run.log"]) == 0
+    assert "xrais.test" in (tmp_path / "logs/new/run.log").read_text()
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert _program(lambda params, inputs: 0)(["output.log=taken/run.log"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("xrais.test: error: cannot write the log file taken/run.log") and len(err) == 1

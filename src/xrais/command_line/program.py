@@ -69,7 +69,11 @@ class Program:
         log_path = params.as_dict()["output.log"]
         if log_path == "auto":
             log_path = f"{self.name}.log"
-        handlers = setup_logging(log_path, params.verbose)
+        try:
+            handlers = setup_logging(log_path, params.verbose)
+        except XraisError as exc:
+            print(f"{self.name}: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         try:
             log.info("%s (xrais %s) %s", self.name, _version(), " ".join(argv))
             log.debug("configuration:\n%s", self.parameters.show(params))
@@ -108,6 +112,7 @@ def setup_logging(log_path: Optional[str], verbose: bool = False) -> list:
     handlers = [console]
     if log_path:
         try:
+            os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
             file_handler = logging.FileHandler(log_path, mode="w", encoding="utf-8")
         except OSError as exc:
             raise XraisError(f"cannot write the log file {log_path}: {exc.strerror}") from None

@@ -10,9 +10,10 @@ Inputs are raw conditioned quadrants (floor(√max-pool) values, beam at the out
 (0, 0)); the network multiplies them by ``input_scale`` (default 1/16, which maps typical
 background (0–10) to 0–0.6 and strong Bragg peaks (≈ 50–300) to ≈ 3–20) itself. With
 ``coordinates`` it also gives the ResNet a second channel, each pixel's distance from the beam
-(:data:`RADIUS_CHANNEL_PER_PIXEL`), so that its convolutions know where on the quadrant a feature lies (a ResNet's
-global average pool otherwise keeps only what padding betrays of position): where the spots fade
-out is then a matter of reading that channel, which is what the resolution network's radius is.
+(:data:`RADIUS_CHANNEL_PER_PIXEL`), so that its convolutions know where on the quadrant a feature
+lies (a ResNet's global average pool otherwise keeps only what padding betrays of position): where
+the spots fade out is then a matter of reading that channel, which is what the resolution
+network's radius is.
 """
 from __future__ import annotations
 
