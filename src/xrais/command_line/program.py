@@ -112,7 +112,7 @@ def setup_logging(log_path: Optional[str], verbose: bool = False) -> list:
     handlers = [console]
     if log_path:
         try:
-            os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+            os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
             file_handler = logging.FileHandler(log_path, mode="w", encoding="utf-8")
         except OSError as exc:
             raise XraisError(f"cannot write the log file {log_path}: {exc.strerror}") from None
