@@ -2,10 +2,13 @@
 real data as the method requires — the thaumatin grid scan of shared/data (19 PILATUS3 6M stills):
 blank frames 0016–0019 are no diffraction (or d_min > 5 Å), frame 0003 is among the three best,
 and the predicted 1/d follows the visible diffraction strength from frame to frame."""
+import shlex
+
 import numpy as np
 import pytest
 
 from xrais import examples, models, plugins
+from xrais.command_line import train as train_program
 from xrais.predict import Predictor
 from xrais.spotfinder import analyse_image
 from xrais.training.metrics import spearman
@@ -29,6 +32,19 @@ def test_shipped_model_loads_with_its_card(name):
     assert model.kind == name and card["sha256"] and card["training"]
     assert (models.WEIGHTS_DIR / f"{name}.md").read_text().count("\n") > 10
     assert (models.WEIGHTS_DIR / card["weights"]).stat().st_size <= 25 * 2**20
+
+
+@pytest.mark.parametrize("name", ["resolution", "multilattice"])
+def test_card_training_command_trains_the_shipped_architecture(name):
+    """The xrais.train command a card gives to reproduce its model, read as the program reads it
+    (preset defaults filled in), builds the shipped network, not one the presets drifted to."""
+    card = models.read_card(name)
+    command = next(line for line in card["training"]["commands"] if line.startswith("xrais.train "))
+    values, inputs = train_program.program.parameters.parse(shlex.split(command)[1:])
+    config = train_program.config_from_params(values, inputs).resolved(card["kind"])
+    shipped = card["architecture"]
+    assert (config.depth, config.width, config.norm, config.dropout, config.coordinates) == (
+        shipped["depth"], shipped["width"], shipped["norm"], shipped["dropout"], shipped.get("coordinates", False))
 
 
 @pytest.fixture(scope="module")

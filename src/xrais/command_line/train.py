@@ -35,7 +35,7 @@ PARAMS = (
     Param("model.hidden", 100, "FC1 outputs", "int", minimum=1),
     Param("model.input_scale", 1.0 / 16.0, "multiplier of the conditioned values inside the network", "float", minimum=1e-9),
     Param("model.coordinates", None, "give the network each pixel's distance from the beam as a second input channel "
-          "(None: preset; cpu: yes, paper: no)", "bool", optional=True),
+          "(None: preset; cpu: multi-lattice yes, resolution no; paper: no)", "bool", optional=True),
     Param("optimizer.name", None, "sgd or adamw (None: preset)", "choice", choices=("sgd", "adamw"), optional=True),
     Param("optimizer.lr", None, "(peak) learning rate (None: preset)", "float", minimum=1e-12, optional=True),
     Param("optimizer.momentum", None, "SGD momentum, or AdamW beta1 (None: preset)", "float", minimum=0, maximum=1,

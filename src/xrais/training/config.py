@@ -31,7 +31,7 @@ PRESETS = {
     "cpu": {
         "resolution": dict(depth=18, width=0.25, norm="group", dropout=0.0, optimizer="adamw", lr=2e-3,
                            momentum=0.9, weight_decay=1e-4, loss="l1", schedule="onecycle", warmup=0.3,
-                           batch_size=16, epochs=16, coordinates=True),
+                           batch_size=16, epochs=16, coordinates=False),
         "multilattice": dict(depth=18, width=0.25, norm="group", dropout=0.2, optimizer="adamw", lr=2e-3,
                              momentum=0.9, weight_decay=1e-4, loss="bce", schedule="onecycle", warmup=0.3,
                              batch_size=16, epochs=16, coordinates=True),
