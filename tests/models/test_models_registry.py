@@ -142,3 +142,20 @@ def test_annotate_adds_commands_and_evaluations_without_touching_the_weights(tmp
     assert "## Evaluation: test_set" in text and "| auc | 0.95 |" in text and "```bash\nxrais.simulate recipe=multilattice n_images=10\nxrais.train data\n```" in text
     assert (tmp_path / "tiny.pt").read_bytes() == before
     load(card_path, device="cpu")  # hash still matches
+
+
+def test_loading_an_experimental_model_warns_with_its_first_limitation(tmp_path, caplog):
+    from xrais.models.registry import annotate, export, load
+
+    card_path = export(_network("multilattice"), tmp_path / "cracks", {"epochs": 1})
+    with caplog.at_level("WARNING", logger="xrais.models.registry"):
+        load(card_path, device="cpu")
+    assert not caplog.records
+
+    annotate(card_path, training={"limitations": "experimental: held-out AUC 0.57, near chance. Needs more data."})
+    with caplog.at_level("WARNING", logger="xrais.models.registry"):
+        load(card_path, device="cpu")
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert message.startswith("model cracks is experimental: held-out AUC 0.57, near chance (model card: ")
+    assert "Needs more data" not in message and str(tmp_path / "cracks.md") in message

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -34,6 +35,8 @@ ENVIRONMENT_VARIABLE = "XRAIS_MODELS"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SUFFIXES = (".json", ".pt", ".md")
 _REGISTERED: Dict[str, Path] = {}
+
+log = logging.getLogger(__name__)
 
 INPUT_CONVENTIONS = {
     "shape": [512, 512],
@@ -173,8 +176,22 @@ def load(name_or_path: Union[str, Path] = "resolution", device="auto", precision
     of a model's ``.json``/``.pt``. The weights' sha256 and their fit to the declared architecture
     are checked (:class:`ModelError` otherwise). device: "auto", "cpu", "cuda", "cuda:1"…"""
     network, card = load_network(name_or_path)
+    notice = experimental_notice(card)
+    if notice:
+        log.warning("model %s is experimental: %s (model card: %s)", card.get("name", card["path"]), notice,
+                    Path(card["path"]).with_suffix(".md"))
     return XraisModel(network, card, device=device, precision=precision, channels_last=channels_last,
                       batch_size=batch_size)
+
+
+def experimental_notice(card: dict) -> Optional[str]:
+    """The first sentence of a card's limitations when they begin "experimental:" (a model short of
+    its quality targets), without that word; else None."""
+    limitations = str(card.get("training", {}).get("limitations", "")).strip()
+    prefix = "experimental:"
+    if not limitations.lower().startswith(prefix):
+        return None
+    return limitations[len(prefix):].split(". ")[0].strip().rstrip(".")
 
 
 def unwrap(model) -> XraisNet:
