@@ -1,5 +1,6 @@
 """xrais.evaluate on shards and on image files listed in a labels JSON; xrais.train's command line."""
 import json
+import os
 import shutil
 
 import numpy as np
@@ -111,6 +112,55 @@ def test_evaluate_program_reports_bad_labels_in_one_line(model_files, tmp_path, 
     assert "entry 0 (a.cbf): no resolution label (inverse_d, d or b_factor)" in capsys.readouterr().out
     assert evaluate_program([str(tmp_path / "images"), "model=not-a-model"]) == 1
     assert "model 'not-a-model' is not available" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("label, message", [
+    ({"d": -3}, "d -3 is not a resolution > 0 (Å)"),
+    ({"d": "2.0"}, "d '2.0' is not a resolution > 0 (Å)"),
+    ({"inverse_d": -0.5}, "inverse_d -0.5 is not a 1/d ≥ 0"),
+    ({"b_factor": 5.0}, "b_factor 5.0 has no resolution by the label relation"),
+    ({"d": 2.0, "frame": -1}, "frame -1 is not a frame number ≥ 0"),
+])
+def test_evaluate_program_refuses_label_values_that_are_not_resolutions(model_files, tmp_path, capsys, monkeypatch,
+                                                                        label, message):
+    monkeypatch.chdir(tmp_path)
+    _write_images(tmp_path / "images")
+    (tmp_path / "images" / "labels.json").write_text(json.dumps({"images": [{"image": "a.cbf", **label}]}))
+    assert evaluate_program([str(tmp_path / "images"), f"model={model_files / 'reso.json'}", "json=eval.json"]) == 1
+    out = capsys.readouterr().out
+    assert f"labels.json: entry 0 (a.cbf): {message}" in out and "Traceback" not in out
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_evaluate_program_refuses_a_multilattice_label_other_than_0_or_1(model_files, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_images(tmp_path / "images")
+    (tmp_path / "images" / "labels.json").write_text(json.dumps({"images": [{"image": "a.cbf", "is_multi": 2}]}))
+    assert evaluate_program([str(tmp_path / "images"), f"model={model_files / 'multi.json'}"]) == 1
+    assert "entry 0 (a.cbf): is_multi 2 is not 0 or 1" in capsys.readouterr().out
+
+
+def test_evaluate_program_leaves_out_unreadable_images_and_keeps_the_others(model_files, tmp_path, capsys,
+                                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _write_images(tmp_path / "images")
+    labels = json.loads((tmp_path / "images" / "labels.json").read_text())
+    (tmp_path / "images" / "truncated.cbf").write_bytes((tmp_path / "images" / "a.cbf").read_bytes()[:4000])
+    labels["images"][1:1] = [{"image": "truncated.cbf", "d": 2.0}, {"image": "missing.cbf", "d": 2.0}]
+    (tmp_path / "images" / "labels.json").write_text(json.dumps(labels))
+    assert evaluate_program([str(tmp_path / "images"), f"model={model_files / 'reso.json'}", "json=eval.json"]) == 1
+    out = capsys.readouterr().out
+    assert "truncated.cbf: " in out and "missing.cbf: no such file" in out and "Traceback" not in out
+    assert "2 image(s) could not be read and were left out of the metrics" in out
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["metrics"]["n"] == 3 and [os.path.basename(i["image"]) for i in result["items"]] == [
+        "a.cbf", "b.cbf", "blank.cbf"]
+    assert [os.path.basename(f["image"]) for f in result["failed"]] == ["truncated.cbf", "missing.cbf"]
+
+    labels["images"] = labels["images"][1:3]
+    (tmp_path / "images" / "labels.json").write_text(json.dumps(labels))
+    assert evaluate_program([str(tmp_path / "images"), f"model={model_files / 'reso.json'}", "json=none.json"]) == 1
+    assert "labels.json: none of its 2 image(s) could be read" in capsys.readouterr().out
 
 
 def test_train_program_parameters(tmp_path, capsys):

@@ -68,6 +68,10 @@ def run_evaluate(params, inputs) -> int:
             "source": f"{evaluation.source} ({params.subset}, {params.quadrants} quadrant(s) per image)",
             "images": len(evaluation.items), **evaluation.metrics, **evaluation.breakdowns()}))
         log.info("metrics recorded in the model card %s", card.with_suffix(".md"))
+    if evaluation.failed:
+        log.error("xrais.evaluate: %d image(s) could not be read and were left out of the metrics (listed in %s)",
+                  len(evaluation.failed), params.output.json)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -5,15 +5,19 @@ JSON::
                 {"image": "blank.cbf", "d": null},
                 {"image": "series.h5", "frame": 3, "d": 2.0}, ...]}
 
-Image paths are relative to the JSON file. Resolution labels: ``inverse_d`` (Å⁻¹), ``d`` (Å; null,
-0 or inf: no diffraction) or ``b_factor`` (Å²); multi-lattice labels: ``is_multi`` (0/1) or
-``n_lattices``. Each image is conditioned (:func:`xrais.conditioning.condition`) and its prediction
-is the mean over the chosen quadrants (all four, or quadrant 0).
+Image paths are relative to the JSON file. Resolution labels: ``inverse_d`` (Å⁻¹, ≥ 0), ``d`` (Å,
+> 0; null, 0 or inf: no diffraction) or ``b_factor`` (Å², above the label relation's 12 Å²; null or
+inf: no diffraction); multi-lattice labels: ``is_multi`` (0/1) or ``n_lattices`` (≥ 0). A label that
+is not such a number is an error naming the entry. Each image is conditioned
+(:func:`xrais.conditioning.condition`) and its prediction is the mean over the chosen quadrants (all
+four, or quadrant 0); an image that cannot be read is reported and left out, and the metrics are
+those of the others.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 from typing import List, Optional, Sequence
@@ -21,7 +25,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from ..io import open_images
-from ..io.errors import ImageError
+from ..io.errors import ImageError, XraisError
 from ..models.geometry import inverse_d_from_b_factor
 from ..models.predictor import XraisModel
 from . import metrics
@@ -29,16 +33,20 @@ from .data import DataError, ShardReader, open_shards, validation_mask
 
 SUBSETS = ("all", "validation", "train")
 
+log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass
 class Evaluation:
     """kind: the model's kind; metrics: see :mod:`xrais.training.metrics`; items: per image
-    (name, label, prediction[, per-quadrant predictions]); source: what was evaluated."""
+    (name, label, prediction[, per-quadrant predictions]); source: what was evaluated; failed:
+    images left out because they could not be read (image, frame, error)."""
 
     kind: str
     metrics: dict
     items: List[dict]
     source: str
+    failed: List[dict] = dataclasses.field(default_factory=list)
 
     def by_range(self) -> List[dict]:
         """Resolution models: the metrics per range of the label 1/d (see
@@ -85,6 +93,8 @@ class Evaluation:
 
     def as_dict(self, with_items: bool = True) -> dict:
         payload = {"kind": self.kind, "source": self.source, "metrics": self.metrics, **self.breakdowns()}
+        if self.failed:
+            payload["failed"] = self.failed
         if with_items:
             payload["items"] = self.items
         return payload
@@ -135,27 +145,49 @@ def read_labels_json(path: str, kind: str) -> List[dict]:
     for number, entry in enumerate(entries):
         if not isinstance(entry, dict) or "image" not in entry:
             raise DataError(f"{path}: entry {number} has no 'image'")
-        image = os.path.join(folder, entry["image"])
-        result.append({"image": image, "frame": int(entry.get("frame", 0)), "label": _label(entry, kind, path, number)})
+        where = f"{path}: entry {number} ({entry['image']})"
+        frame = _number(entry.get("frame", 0), "frame", where, lambda v: v >= 0 and v == int(v), "a frame number ≥ 0")
+        result.append({"image": os.path.join(folder, str(entry["image"])), "frame": int(frame),
+                       "label": _label(entry, kind, where)})
     return result
 
 
-def _label(entry: dict, kind: str, path: str, number: int) -> float:
-    where = f"{path}: entry {number} ({entry['image']})"
+def _label(entry: dict, kind: str, where: str) -> float:
+    """The entry's label as the model's target: 0/1 (multi-lattice) or 1/d in Å⁻¹ (0: no diffraction)."""
     if kind == "multilattice":
         if "is_multi" in entry:
-            return float(bool(entry["is_multi"]))
+            return _number(entry["is_multi"], "is_multi", where, lambda v: v in (0, 1), "0 or 1", allow_bool=True)
         if "n_lattices" in entry:
-            return float(int(entry["n_lattices"]) > 1)
+            lattices = _number(entry["n_lattices"], "n_lattices", where, lambda v: v >= 0 and v == int(v),
+                               "a whole number ≥ 0")
+            return float(lattices > 1)
         raise DataError(f"{where}: no multi-lattice label (is_multi or n_lattices)")
     if "inverse_d" in entry:
-        return float(entry["inverse_d"] or 0.0)
+        return _number(entry["inverse_d"] or 0.0, "inverse_d", where, lambda v: 0 <= v < math.inf, "a 1/d ≥ 0 (Å⁻¹)")
     if "d" in entry:
-        d = entry["d"]
-        return 0.0 if d is None or d == 0 or math.isinf(float(d)) else 1.0 / float(d)
+        if entry["d"] is None:
+            return 0.0
+        d = _number(entry["d"], "d", where, lambda v: v >= 0, "a resolution > 0 (Å), or null/0/inf for no diffraction")
+        return 0.0 if d == 0 or math.isinf(d) else 1.0 / d
     if "b_factor" in entry:
-        return float(inverse_d_from_b_factor(entry["b_factor"]))
+        if entry["b_factor"] is None:
+            return 0.0
+        b_factor = _number(entry["b_factor"], "b_factor", where, lambda v: v > -math.inf, "a B factor (Å²)")
+        inverse_d = float(inverse_d_from_b_factor(b_factor))
+        if not 0.0 <= inverse_d < math.inf:
+            raise DataError(f"{where}: b_factor {entry['b_factor']!r} has no resolution by the label relation "
+                            f"(B = 4·d² + 12 Å²: B must exceed 12 Å², or be null/inf for no diffraction)")
+        return inverse_d
     raise DataError(f"{where}: no resolution label (inverse_d, d or b_factor)")
+
+
+def _number(value, name: str, where: str, valid, expected: str, allow_bool: bool = False) -> float:
+    """``value`` as a float when it is a JSON number (true/false only if ``allow_bool``) that ``valid``
+    accepts, else a DataError naming the entry."""
+    if (isinstance(value, bool) and not allow_bool) or not isinstance(value, (int, float)) \
+            or math.isnan(value) or not valid(float(value)):
+        raise DataError(f"{where}: {name} {value!r} is not {expected}")
+    return float(value)
 
 
 def evaluate_images(model: XraisModel, labels_json: str, quadrants: Sequence[int] = (0,), geometry=None) -> Evaluation:
@@ -165,17 +197,26 @@ def evaluate_images(model: XraisModel, labels_json: str, quadrants: Sequence[int
     :class:`~xrais.io.GeometryOverride` for headers that are wrong or missing.
     """
     entries = read_labels_json(labels_json, model.kind)
-    items, predicted, labels = [], [], []
+    items, predicted, labels, failed = [], [], [], []
     for entry in entries:
-        frame = _frame(entry["image"], entry["frame"], geometry)
-        per_quadrant = model.predict_frame(frame, quadrants)
+        try:
+            frame = _frame(entry["image"], entry["frame"], geometry)
+            per_quadrant = model.predict_frame(frame, quadrants)
+        except XraisError as exc:
+            log.error("%s", exc)
+            failed.append({"image": entry["image"], "frame": entry["frame"], "error": str(exc)})
+            continue
         value = float(np.mean(per_quadrant))
         items.append({"image": entry["image"], "frame": entry["frame"], "label": entry["label"], "prediction": value,
                       "quadrants": {str(q): float(v) for q, v in zip(quadrants, per_quadrant)}})
         predicted.append(value)
         labels.append(entry["label"])
+    if not items:
+        raise DataError(f"{labels_json}: none of its {len(entries)} image(s) could be read")
     source = f"{labels_json}, quadrant(s) {','.join(str(q) for q in quadrants)}"
-    return Evaluation(model.kind, metrics.compute(model.kind, predicted, labels), items, source)
+    if failed:
+        source += f", {len(failed)} of {len(entries)} image(s) left out (unreadable)"
+    return Evaluation(model.kind, metrics.compute(model.kind, predicted, labels), items, source, failed)
 
 
 def _frame(path: str, index: int, geometry: Optional[object]):
