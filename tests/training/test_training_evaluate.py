@@ -120,6 +120,7 @@ def test_evaluate_program_reports_bad_labels_in_one_line(model_files, tmp_path, 
     ("reso", {"inverse_d": -0.5}, "inverse_d -0.5 is not a 1/d ≥ 0"),
     ("reso", {"b_factor": 5.0}, "b_factor 5.0 has no resolution by the label relation"),
     ("reso", {"d": 2.0, "frame": -1}, "frame -1 is not a frame number ≥ 0"),
+    ("reso", {"d": 2.0, "frame": float("inf")}, "frame inf is not a frame number ≥ 0"),
     ("multi", {"is_multi": 2}, "is_multi 2 is not 0 or 1"),
 ])
 def test_evaluate_program_refuses_label_values_that_are_not_labels(model_files, tmp_path, capsys, monkeypatch,

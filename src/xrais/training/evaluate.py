@@ -146,7 +146,7 @@ def read_labels_json(path: str, kind: str) -> List[dict]:
         if not isinstance(entry, dict) or "image" not in entry:
             raise DataError(f"{path}: entry {number} has no 'image'")
         where = f"{path}: entry {number} ({entry['image']})"
-        frame = _number(entry.get("frame", 0), "frame", where, lambda v: v >= 0 and v == int(v), "a frame number ≥ 0")
+        frame = _number(entry.get("frame", 0), "frame", where, _is_count, "a frame number ≥ 0")
         result.append({"image": os.path.join(folder, str(entry["image"])), "frame": int(frame),
                        "label": _label(entry, kind, where)})
     return result
@@ -158,8 +158,7 @@ def _label(entry: dict, kind: str, where: str) -> float:
         if "is_multi" in entry:
             return _number(entry["is_multi"], "is_multi", where, lambda v: v in (0, 1), "0 or 1", allow_bool=True)
         if "n_lattices" in entry:
-            lattices = _number(entry["n_lattices"], "n_lattices", where, lambda v: v >= 0 and v == int(v),
-                               "a whole number ≥ 0")
+            lattices = _number(entry["n_lattices"], "n_lattices", where, _is_count, "a whole number ≥ 0")
             return float(lattices > 1)
         raise DataError(f"{where}: no multi-lattice label (is_multi or n_lattices)")
     if "inverse_d" in entry:
@@ -179,6 +178,11 @@ def _label(entry: dict, kind: str, where: str) -> float:
                             f"(B = 4·d² + 12 Å²: B must exceed 12 Å², or be null/inf for no diffraction)")
         return inverse_d
     raise DataError(f"{where}: no resolution label (inverse_d, d or b_factor)")
+
+
+def _is_count(value: float) -> bool:
+    """A whole number ≥ 0 (a frame index, a number of lattices); not inf."""
+    return value >= 0 and value.is_integer()
 
 
 def _number(value, name: str, where: str, valid, expected: str, allow_bool: bool = False) -> float:
