@@ -39,9 +39,11 @@ def test_export_and_load_round_trip(tmp_path, images):
     assert loaded.kind == "resolution" and loaded.name == "best"
     with torch.no_grad():
         expected = network.eval()(torch.from_numpy(images), models.geometry_tensor(GEOMETRY, 3)).numpy()
-    np.testing.assert_array_equal(loaded.predict(images, GEOMETRY), expected)
+    # the weights are the same bits; the predictions come from another code path (batched in
+    # another order, possibly other threads), so they agree to float32 rounding, not bit for bit
     for key, value in network.state_dict().items():
         assert torch.equal(loaded.network.state_dict()[key], value)
+    np.testing.assert_allclose(loaded.predict(images, GEOMETRY), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_corrupted_weights_are_refused(tmp_path):
