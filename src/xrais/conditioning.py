@@ -196,15 +196,18 @@ def _quadrant_list(quadrants) -> Sequence[int]:
 
 
 def condition(pixels, mask, geometry: Geometry, quadrants: Union[None, int, Iterable[int]] = None,
-              factor: Optional[int] = None, out: Optional[np.ndarray] = None):
+              factor: Optional[int] = None, out: Optional[np.ndarray] = None, origin=(0, 0)):
     """Condition one image into quadrants: float32 array (len(quadrants), 512, 512).
 
     pixels: (slow, fast) counts (NumPy array, or a torch tensor on any device: then the result is
     a tensor on that device); mask: True where invalid, or None; geometry: supplies the beam centre
     and the downsample factor (``factor`` overrides it); quadrants: None for all four (0–3), an
-    int, or a sequence of quadrant indices.
+    int, or a sequence of quadrant indices; origin: (slow, fast) detector pixel of ``pixels[0, 0]``
+    when the array holds only part of the detector (NumPy arrays only; pixels beyond it count as 0).
     """
     if _is_tensor(pixels):
+        if tuple(origin) != (0, 0):
+            raise ValueError("origin is supported for NumPy arrays only")
         return condition_batch([pixels], [mask], [geometry], quadrants, factor)[0]
     quads = _quadrant_list(quadrants)
     pixels, mask_arr, use_mask = _as_kernel_input(pixels, mask)
@@ -212,7 +215,7 @@ def condition(pixels, mask, geometry: Geometry, quadrants: Union[None, int, Iter
         out = np.empty((len(quads), QUADRANT_SIZE, QUADRANT_SIZE), dtype=np.float32)
     for k, q in enumerate(quads):
         region = quadrant_region(geometry, q, factor)
-        _block_max(pixels, mask_arr, use_mask, region.start[0], region.start[1], region.step[0],
+        _block_max(pixels, mask_arr, use_mask, region.start[0] - origin[0], region.start[1] - origin[1], region.step[0],
                    region.step[1], region.factor, QUADRANT_SIZE, out[k])
     return out
 

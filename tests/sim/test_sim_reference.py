@@ -10,7 +10,7 @@ CASES = ("case01", "case02", "case03")
 pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"reference cases not found at {REFERENCE}")
 
 
-@pytest.mark.parametrize("path", ["exact", "fast"])
+@pytest.mark.parametrize("path", ["exact", "fast", "reflections"])
 @pytest.mark.parametrize("case", CASES)
 def test_matches_nanobragg(case, path):
     params, structure, reference = load_reference_case(case)

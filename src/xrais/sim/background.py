@@ -255,21 +255,28 @@ def scattering_curve(layers: Sequence[Layer]) -> np.ndarray:
 
 
 def render_background(layers: Sequence[Layer], beam: Beam, detector: Union[DetectorFrame, Geometry], *,
-                      photons: float, window=None) -> np.ndarray:
+                      photons: float, window=None, window_only: bool = False) -> np.ndarray:
     """Expected background photons per pixel, float32 (slow, fast); zero outside ``window``.
 
     layers: (material or name, thickness mm) pairs, e.g. the paper's
     [("air", 5.0), ("water", 0.025), ("glycerol", 0.025)]; beam: wavelength (Å), direction and
-    polarization (its fluence is not used); photons: incident photons through the layers.
+    polarization (its fluence is not used); photons: incident photons through the layers;
+    window_only: return the window's pixels alone (an array of the window's shape).
     Scale the result for the paper's background factor (0.0125–1.25).
     """
     frame = as_detector_frame(detector)
     window = resolve_window(window, frame.shape)
-    image = np.zeros(frame.shape, dtype=np.float32)
+    image = np.zeros(window.shape if window_only else frame.shape, dtype=np.float32)
     if window.size == 0:
         return image
     curve = float(photons) * R_E_SQUARED_M2 * scattering_curve(layers)
-    render_isotropic_cpu(image, window.slow_start, window.slow_stop, window.fast_start, window.fast_stop,
-                         coprime_stride(window.shape[0]), frame.as_array(), beam.polarization_array(),
-                         float(beam.wavelength), curve, STOL_STEP)
+    # the kernel's detector frame, moved so that the window's first pixel is its pixel (0, 0)
+    packed = frame.as_array()
+    if window_only:
+        packed[0:3] += packed[12] * (window.slow_start * packed[6:9] + window.fast_start * packed[3:6])
+        rows, columns = (0, window.shape[0]), (0, window.shape[1])
+    else:
+        rows, columns = (window.slow_start, window.slow_stop), (window.fast_start, window.fast_stop)
+    render_isotropic_cpu(image, rows[0], rows[1], columns[0], columns[1], coprime_stride(window.shape[0]), packed,
+                         beam.polarization_array(), float(beam.wavelength), curve, STOL_STEP)
     return image

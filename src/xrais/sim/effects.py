@@ -8,6 +8,7 @@ import dataclasses
 import math
 from typing import NamedTuple, Optional
 
+import numba
 import numpy as np
 
 from ..io import detectors
@@ -47,7 +48,8 @@ class DetectorEffects:
 
 class RecordedImage(NamedTuple):
     """pixels: float32 (slow, fast) as recorded (0 outside the rendered window); mask: bool, True
-    where invalid (gaps, the beamstop if requested, everything outside the window)."""
+    where invalid (gaps, the beamstop if requested, everything outside the window). Of the window's
+    shape when made by :func:`record_window`."""
 
     pixels: np.ndarray
     mask: np.ndarray
@@ -62,15 +64,26 @@ def apply_detector_effects(expected: np.ndarray, geometry: Geometry, effects: De
     if expected.shape != geometry.shape:
         raise ValueError(f"expected image shape {expected.shape} differs from the geometry's {geometry.shape}")
     window = resolve_window(window, geometry.shape)
-    model = detectors.find(geometry.detector, geometry.shape) if geometry.detector != "generic" else None
     pixels = np.zeros(geometry.shape, dtype=np.float32)
     mask = np.ones(geometry.shape, dtype=bool)
-    rows, cols = window.slices
-    mask[rows, cols] = False
     if window.size == 0:
         return RecordedImage(pixels, mask)
+    recorded = record_window(expected[window.slices], geometry, window, effects, rng)
+    pixels[window.slices] = recorded.pixels
+    mask[window.slices] = recorded.mask
+    return RecordedImage(pixels, mask)
 
-    values = np.array(expected[rows, cols], dtype=np.float64)
+
+def record_window(expected: np.ndarray, geometry: Geometry, window: Window, effects: DetectorEffects,
+                  rng: np.random.Generator) -> RecordedImage:
+    """:func:`apply_detector_effects` of the pixels of ``window`` alone: ``expected`` and the
+    returned pixels and mask have the window's shape (the same random draws, in the same order)."""
+    window = Window(*window)
+    if expected.shape != window.shape:
+        raise ValueError(f"expected window shape {expected.shape} differs from the window's {window.shape}")
+    model = detectors.find(geometry.detector, geometry.shape) if geometry.detector != "generic" else None
+    mask = np.zeros(window.shape, dtype=bool)
+    values = np.array(expected, dtype=np.float64)
     shadow = beamstop_shadow(geometry, window, effects)
     values[shadow] = 0.0
     if effects.psf_fwhm > 0.0:
@@ -86,13 +99,12 @@ def apply_detector_effects(expected: np.ndarray, geometry: Geometry, effects: De
     flat[_random_pixels(rng, flat.size, effects.dead_pixels)] = 0.0
     flat[_random_pixels(rng, flat.size, effects.hot_pixels)] = HOT_PIXEL_VALUE
     if effects.mask_beamstop:
-        mask[rows, cols] |= shadow
+        mask |= shadow
     if effects.module_gaps and model is not None and model.shape == geometry.shape:
-        gaps = model.gap_mask()[rows, cols]
+        gaps = model.gap_mask()[window.slices]
         values[gaps] = GAP_VALUE
-        mask[rows, cols] |= gaps
-    pixels[rows, cols] = values
-    return RecordedImage(pixels, mask)
+        mask |= gaps
+    return RecordedImage(values.astype(np.float32), mask)
 
 
 def beamstop_shadow(geometry: Geometry, window: Window, effects: DetectorEffects) -> np.ndarray:
@@ -115,15 +127,28 @@ def beamstop_shadow(geometry: Geometry, window: Window, effects: DetectorEffects
 
 def gaussian_blur(values: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian blur of standard deviation ``sigma`` (pixels), kernel truncated at 4σ and
-    normalized, edges extended with their nearest value (photons are conserved away from edges)."""
+    normalized, edges extended with their nearest value (photons are conserved away from edges).
+    Returns a new float64 array."""
     radius = max(1, int(math.ceil(4.0 * sigma)))
     weights = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     weights /= weights.sum()
-    for axis in (0, 1):
-        padded = np.pad(values, [(radius, radius) if a == axis else (0, 0) for a in (0, 1)], mode="edge")
-        length = values.shape[axis]
-        values = sum(weight * padded.take(np.arange(k, k + length), axis=axis) for k, weight in enumerate(weights))
-    return values
+    rows = _blur_rows(np.ascontiguousarray(values, dtype=np.float64), weights)
+    return _blur_rows(np.ascontiguousarray(rows.T), weights).T.copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def _blur_rows(values, weights):
+    """Convolve every row with ``weights`` (odd length, centred), edges extended."""
+    rows, columns = values.shape
+    radius = weights.shape[0] // 2
+    out = np.empty_like(values)
+    for i in range(rows):
+        for j in range(columns):
+            total = 0.0
+            for k in range(-radius, radius + 1):
+                total += weights[k + radius] * values[i, min(columns - 1, max(0, j + k))]
+            out[i, j] = total
+    return out
 
 
 def _random_pixels(rng: np.random.Generator, size: int, count: int) -> np.ndarray:

@@ -95,14 +95,15 @@ def make_geometry_functions(jit):
     return centre_direction, solid_angle, polarization_factor
 
 
-def make_pixel_function(jit):
-    """Per-pixel physics compiled with ``jit`` (numba.njit or numba.cuda.jit(device=True)).
+def make_lattice_functions(jit):
+    """Per-term physics compiled with ``jit``: returns ``(squared_lattice_factor, table_value,
+    debye_waller_exponent)``.
 
-    Returns ``pixel_value(s, f, frame, oversample, sources, polarization, domains, weights,
-    lattice_start, lattice_nominal, lattice_chord, axis_lengths, cuts, reciprocal_metric, cells,
-    shape, table, origin, b_factor)``: Σ weight·|F|²·F_latt² × Ω × polarization for pixel (s, f).
+    squared_lattice_factor(shape, dh, dk, dl, cells, reciprocal_metric, log_scale) → F_latt² ·
+    exp(log_scale) at fractional offsets (dh, dk, dl) from a node; table_value(table, origin, h0,
+    k0, l0) → |F|² of the node (0 outside the table); debye_waller_exponent(b_factor, h0, k0, l0,
+    reciprocal_metric) → −2B·stol² of the node.
     """
-    centre_direction, solid_angle, polarization_factor = make_geometry_functions(jit)
 
     @jit
     def sincg(x, n):
@@ -174,6 +175,19 @@ def make_pixel_function(jit):
                  + 2.0 * (h0 * k0 * g[0, 1] + h0 * l0 * g[0, 2] + k0 * l0 * g[1, 2]))
         return -0.5 * b_factor * q_sqr
 
+    return squared_lattice_factor, table_value, debye_waller_exponent
+
+
+def make_pixel_function(jit):
+    """Per-pixel physics compiled with ``jit`` (numba.njit or numba.cuda.jit(device=True)).
+
+    Returns ``pixel_value(s, f, frame, oversample, sources, polarization, domains, weights,
+    lattice_start, lattice_nominal, lattice_chord, axis_lengths, cuts, reciprocal_metric, cells,
+    shape, table, origin, b_factor)``: Σ weight·|F|²·F_latt² × Ω × polarization for pixel (s, f).
+    """
+    centre_direction, solid_angle, polarization_factor = make_geometry_functions(jit)
+    squared_lattice_factor, table_value, debye_waller_exponent = make_lattice_functions(jit)
+
     @jit
     def pixel_value(s, f, frame, oversample, sources, polarization, domains, weights, lattice_start,
                     lattice_nominal, lattice_chord, axis_lengths, cuts, reciprocal_metric, cells, shape,
@@ -244,6 +258,7 @@ def make_pixel_function(jit):
 _cpu_jit = numba.njit(cache=True, nogil=True, inline="always")
 pixel_value_cpu = make_pixel_function(_cpu_jit)
 centre_direction_cpu, solid_angle_cpu, polarization_factor_cpu = make_geometry_functions(_cpu_jit)
+squared_lattice_factor_cpu, table_value_cpu, debye_waller_exponent_cpu = make_lattice_functions(_cpu_jit)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

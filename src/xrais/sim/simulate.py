@@ -8,15 +8,17 @@ import numpy as np
 from ..io.geometry import Geometry
 from .background import Layer, render_background
 from .beam import Beam
-from .bragg import FAST_PATH_THRESHOLD, render_bragg
-from .effects import DetectorEffects, apply_detector_effects
-from .frame import Window, resolve_window
+from .bragg import FAST_PATH_THRESHOLD, render_bragg, render_bragg_window
+from .crystal import as_lattice_list
+from .effects import DetectorEffects, apply_detector_effects, record_window
+from .frame import Window, as_detector_frame, resolve_window
 from .structure_factors import StructureFactors
 
 
 class SimulatedImage(NamedTuple):
     """pixels: recorded image, float32 (slow, fast); mask: True where invalid; expected: noise-free
-    photons (Bragg + scaled background), float32; window: the rendered pixels (zero elsewhere)."""
+    photons (Bragg + scaled background), float32; window: the rendered pixels (zero elsewhere).
+    From :func:`simulate_window`, the three arrays hold the window's pixels only."""
 
     pixels: np.ndarray
     mask: np.ndarray
@@ -53,4 +55,31 @@ def simulate_image(geometry: Geometry, beam: Beam, rng: np.random.Generator, *, 
         expected += np.float32(background_scale) * render_background(background, beam, geometry, photons=photons,
                                                                      window=window)
     recorded = apply_detector_effects(expected, geometry, effects, rng, window=window)
+    return SimulatedImage(recorded.pixels, recorded.mask, expected, window)
+
+
+def simulate_window(geometry: Geometry, beam: Beam, rng: np.random.Generator, window, *, lattices=None,
+                    structure: Optional[StructureFactors] = None, b_factor: float = 0.0,
+                    background: Sequence[Layer] = (), photons: Optional[float] = None,
+                    background_scale: float = 1.0, effects: DetectorEffects = DetectorEffects(),
+                    oversample: int = 1, threshold: float = FAST_PATH_THRESHOLD) -> SimulatedImage:
+    """:func:`simulate_image` of the pixels of ``window`` only, with the reflection-driven Bragg
+    kernel (:mod:`xrais.sim.reflections`): pixels, mask and expected have the window's shape, and
+    no array of the whole detector is made. The same random draws, in the same order, as
+    :func:`simulate_image` with the same ``window``; arguments as there."""
+    window = resolve_window(window, geometry.shape)
+    frame = as_detector_frame(geometry)
+    if lattices is not None:
+        if structure is None:
+            raise ValueError("lattices need a structure-factor table")
+        expected = render_bragg_window(as_lattice_list(lattices), structure, beam, frame, window, b_factor=b_factor,
+                                       oversample=oversample, threshold=threshold)
+    else:
+        expected = np.zeros(window.shape, dtype=np.float32)
+    if background:
+        if photons is None:
+            raise ValueError("background layers need the number of incident photons")
+        expected += np.float32(background_scale) * render_background(background, beam, frame, photons=photons,
+                                                                     window=window, window_only=True)
+    recorded = record_window(expected, geometry, window, effects, rng)
     return SimulatedImage(recorded.pixels, recorded.mask, expected, window)

@@ -12,13 +12,17 @@ from ..io.geometry import Geometry
 from .beam import Beam, fluence_from_photons
 from .crystal import Lattice, blocks_in_crystal, cells_per_domain, mosaic_rotations
 from .effects import DetectorEffects
-from .frame import quadrant_window
+from .frame import Window, quadrant_window
 from .pool import StructurePool
 from .recipes import ImageSpec
-from .simulate import SimulatedImage, simulate_image
+from .simulate import SimulatedImage, simulate_image, simulate_window
 
 #: Largest conditioned value stored (uint16 holds √(2³²)); real values stay far below.
 CONDITIONED_MAX = 65535
+#: Relative lattice-transform threshold of training images: terms with F_latt² below 1e-5 of the
+#: peak are left out, which loses a few 1e-5 of the Bragg photons (measured on both recipes;
+#: tests/sim/test_sim_training_path.py) and renders 2–4× faster than the reference 1e-10.
+TRAINING_THRESHOLD = 1e-5
 
 
 class TrainingImage(NamedTuple):
@@ -62,10 +66,15 @@ def spec_lattices(spec: ImageSpec, pool: StructurePool, rng: np.random.Generator
 
 
 def render_training_image(spec: ImageSpec, pool: StructurePool, device: str = "cpu", keep_raw: bool = False,
-                          whole_detector: bool = False) -> TrainingImage:
+                          whole_detector: bool = False, reference: bool = False) -> TrainingImage:
     """Simulate, record and condition one training image (quadrant ``spec.quadrant``).
 
-    whole_detector: render every pixel (slower; for inspection images), not only the quadrant.
+    By default only the quadrant's pixels are rendered and recorded (:func:`simulate_window`, the
+    reflection-driven Bragg kernel at :data:`TRAINING_THRESHOLD`). reference: the pixel kernel's
+    fast path at :data:`~xrais.sim.bragg.FAST_PATH_THRESHOLD` on whole-detector arrays (the
+    simulator before the reflection kernel; ``device`` applies to it), to check the default
+    against; whole_detector: render every pixel (slower; for inspection images), not only the
+    quadrant.
     """
     rng = np.random.default_rng([spec.seed, spec.index, 1_000_003])
     geometry = spec_geometry(spec)
@@ -78,15 +87,36 @@ def render_training_image(spec: ImageSpec, pool: StructurePool, device: str = "c
                               beamstop_arm_angle=float(rng.uniform(0.0, 360.0)), hot_pixels=spec.n_hot_pixels,
                               dead_pixels=spec.n_dead_pixels, psf_fwhm=spec.psf_fwhm_px,
                               read_noise=spec.read_noise_photons)
-    window = None if whole_detector else quadrant_window(geometry, spec.quadrant)
-    image = simulate_image(geometry, beam, rng, lattices=lattices, structure=structure, b_factor=spec.b_factor,
-                           background=background, photons=spec.photons, background_scale=spec.background_scale,
-                           effects=effects, window=window, device=device)
+    window = Window.full(geometry.shape) if whole_detector else quadrant_window(geometry, spec.quadrant)
+    scene = dict(lattices=lattices, structure=structure, b_factor=spec.b_factor, background=background,
+                 photons=spec.photons, background_scale=spec.background_scale, effects=effects)
+    if reference:
+        image = simulate_image(geometry, beam, rng, window=window, device=device, **scene)
+        origin = (0, 0)
+    else:
+        image = simulate_window(geometry, beam, rng, window, threshold=TRAINING_THRESHOLD, **scene)
+        origin = (window.slow_start, window.fast_start)
     counts = recorded_counts(image.pixels, image.mask)
-    quadrant = conditioning.condition(counts, image.mask, geometry, quadrants=spec.quadrant)[0]
+    quadrant = conditioning.condition(counts, image.mask, geometry, quadrants=spec.quadrant, origin=origin)[0]
     conditioned = np.minimum(quadrant, CONDITIONED_MAX).astype(np.uint16)
-    raw = image._replace(pixels=counts) if keep_raw else None
+    raw = None
+    if keep_raw:
+        raw = image._replace(pixels=counts) if reference else _on_whole_detector(image._replace(pixels=counts),
+                                                                                 geometry.shape)
     return TrainingImage(conditioned, spec.label_columns(), geometry, raw)
+
+
+def _on_whole_detector(image: SimulatedImage, shape) -> SimulatedImage:
+    """A window's :class:`SimulatedImage` placed on the whole detector (0 and masked outside the
+    window, as :func:`simulate_image` records it)."""
+    counts = np.zeros(shape, dtype=image.pixels.dtype)
+    mask = np.ones(shape, dtype=bool)
+    expected = np.zeros(shape, dtype=image.expected.dtype)
+    rows, columns = image.window.slices
+    counts[rows, columns] = image.pixels
+    mask[rows, columns] = image.mask
+    expected[rows, columns] = image.expected
+    return SimulatedImage(counts, mask, expected, image.window)
 
 
 def recorded_counts(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
