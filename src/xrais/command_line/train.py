@@ -1,6 +1,8 @@
-"""xrais.train: train a resolution or multi-lattice model on simulated shards.
+"""xrais.train: train a resolution or multi-lattice model on simulated shards, or on a stream of
+images simulated while it trains.
 
-One process: ``xrais.train data/resolution output.directory=runs/res``. Several GPUs or nodes:
+One process: ``xrais.train data/resolution output.directory=runs/res``; from a stream:
+``xrais.train stream.recipe=resolution stream.images_per_epoch=5000 epochs=10``. Several GPUs or nodes:
 ``torchrun --nproc_per_node=4 -m xrais.command_line.train ...`` or ``mpirun -n 8 xrais.train ...``.
 """
 from __future__ import annotations
@@ -9,6 +11,7 @@ import logging
 import sys
 
 from ..training import TrainConfig, launch_environment, train
+from ..training.stream import StreamSettings
 from .params import Param
 from .program import EXIT_OK, Program
 
@@ -65,7 +68,24 @@ PARAMS = (
     Param("precision", "auto", "auto (bf16/fp16 autocast on GPUs, fp32 on CPUs), fp32, fp16, bf16", "choice",
           choices=("auto", "fp32", "fp16", "bf16")),
     Param("channels_last", True, "NHWC memory layout (faster on CPUs and tensor-core GPUs)", "bool"),
-    Param("nproc", None, "torch threads per process (None: the node's cores / processes)", "int", minimum=1, optional=True),
+    Param("nproc", None, "torch threads per process (None: the node's cores / processes; with a stream: 1)", "int",
+          minimum=1, optional=True),
+    Param("stream.recipe", None, "train on images simulated while training, from this recipe (resolution or "
+          "multilattice), instead of shards: every training image a fresh (seed, index), no shards written; "
+          "data.workers are the simulation processes (None: one per core)", "choice",
+          choices=("resolution", "multilattice"), optional=True),
+    Param("stream.seed", 0, "recipe seed of the stream (image i is drawn from (seed, i) alone)", "int", minimum=0),
+    Param("stream.images_per_epoch", 2000, "training images per epoch", "int", minimum=1),
+    Param("stream.validation_images", 200, "validation images: the stream's first ones, simulated when the run starts "
+          "(and again, identically, when it resumes)", "int", minimum=1),
+    Param("stream.replay", 1, "epochs each training image is used for (1: every image fresh)", "int", minimum=1),
+    Param("stream.detector", None, "simulate every image on this catalogue detector (None: the recipe's mix)", "str",
+          optional=True),
+    Param("structures.pool_size", 40, "stream: random protein-like structures in the pool (as xrais.simulate)", "int",
+          minimum=1),
+    Param("structures.seed", 0, "stream: seed of the structure pool", "int", minimum=0),
+    Param("structures.cache", None, "stream: structure cache folder (default $XRAIS_CACHE/structures or "
+          "~/.cache/xrais)", "path", optional=True),
 )
 
 
@@ -81,7 +101,11 @@ def config_from_params(params, inputs) -> TrainConfig:
         warmup=p.schedule.warmup, batch_size=p.batch_size, epochs=p.epochs,
         validation_fraction=p.data.validation_fraction, seed=p.data.seed, cache=p.data.cache, augment=p.data.augment,
         workers=p.data.workers, precision=p.precision, channels_last=p.channels_last, threads=p.nproc,
-        resume=p.resume, export=p.output.export, max_minutes=p.max_minutes, clip_grad=p.clip_grad, select=p.select)
+        resume=p.resume, export=p.output.export, max_minutes=p.max_minutes, clip_grad=p.clip_grad, select=p.select,
+        stream=None if p.stream.recipe is None else StreamSettings(
+            recipe=p.stream.recipe, seed=p.stream.seed, images_per_epoch=p.stream.images_per_epoch,
+            validation_images=p.stream.validation_images, replay=p.stream.replay, pool_size=p.structures.pool_size,
+            pool_seed=p.structures.seed, cache=p.structures.cache, detector=p.stream.detector))
 
 
 def run_train(params, inputs) -> int:
@@ -99,7 +123,7 @@ program = Program(
     "10% held out for validation, metrics and learning curves every epoch, a checkpoint every epoch (resume=True "
     "continues a killed run), the best model in the registry format. Runs on CPUs and GPUs, in one process or "
     "several (torchrun, mpirun).",
-    "xrais.train <shard folders|.h5 files> [key=value ...]",
+    "xrais.train <shard folders|.h5 files> [key=value ...]  |  xrais.train stream.recipe=<recipe> [key=value ...]",
     PARAMS,
     run_train,
 )

@@ -20,6 +20,7 @@ from typing import Optional, Sequence, Tuple
 from ..io.errors import XraisError
 from ..models.network import KINDS
 from .metrics import DEFAULT_SELECTION, METRIC_NAMES
+from .stream import StreamSettings
 
 OPTIMIZERS = ("sgd", "adamw")
 LOSSES = {"resolution": ("l1", "mse"), "multilattice": ("bce",)}
@@ -72,7 +73,10 @@ class TrainConfig:
     processes on the node); resume: continue the run in ``output``; export: registry name or path
     to write the best model to at the end; max_minutes: stop after the epoch that passes this
     wall time; clip_grad: gradient norm limit (0: none); select: validation metric that picks the
-    best epoch ("auto": MAE for resolution, AUC for multi-lattice).
+    best epoch ("auto": MAE for resolution, AUC for multi-lattice); stream: train on images
+    simulated while training (:mod:`xrais.training.stream`) instead of ``data`` (then empty); its
+    validation set replaces ``validation_fraction``, and ``workers`` are its simulation processes
+    (None: one per core).
     """
 
     data: Sequence[str]
@@ -109,6 +113,7 @@ class TrainConfig:
     max_minutes: Optional[float] = None
     clip_grad: float = 0.0
     select: str = "auto"
+    stream: Optional[StreamSettings] = None
 
     def resolved(self, kind: str) -> "TrainConfig":
         """A copy for ``kind`` with every preset setting filled in and checked."""
@@ -140,6 +145,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        if self.stream is not None:
+            self.stream.check()
 
     @property
     def selection_metric(self) -> str:
@@ -154,4 +161,4 @@ class TrainConfig:
 #: Settings that must not change when a run is resumed (they define what is being trained).
 RESUME_INVARIANTS = ("kind", "depth", "width", "norm", "dropout", "features", "hidden", "input_scale", "coordinates",
                      "optimizer", "lr", "momentum", "weight_decay", "loss", "schedule", "warmup", "batch_size", "epochs",
-                     "validation_fraction", "seed", "augment")
+                     "validation_fraction", "seed", "augment", "stream")

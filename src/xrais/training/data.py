@@ -222,6 +222,12 @@ def should_cache(mode: str, n_images: int, processes_per_node: int = 1) -> bool:
     return available is not None and n_images * IMAGE_BYTES * processes_per_node < 0.5 * available
 
 
+def transpositions(seed: int, epoch: int, count: int) -> np.ndarray:
+    """Which of ``count`` images an epoch transposes (the augmentation): from (seed, epoch) alone,
+    the same in every process."""
+    return np.random.default_rng([seed, epoch]).random(count) < 0.5
+
+
 class QuadrantDataset(torch.utils.data.Dataset):
     """(image float32 (512, 512), geometry float32 (4,), target float32) for some images of a shard set.
 
@@ -246,7 +252,7 @@ class QuadrantDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's transpositions (call before iterating; worker processes copy them)."""
         if self.augment:
-            self.transpose = np.random.default_rng([self.seed, epoch]).random(len(self.indices)) < 0.5
+            self.transpose = transpositions(self.seed, epoch, len(self.indices))
 
     def __len__(self) -> int:
         return len(self.indices)

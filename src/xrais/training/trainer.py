@@ -38,6 +38,7 @@ from . import distributed, metrics
 from .config import RESUME_INVARIANTS, ConfigError, TrainConfig
 from .data import DataError, QuadrantDataset, ShardReader, open_shards, should_cache, validation_mask
 from .history import plot_curves, write_json
+from .stream import StreamDataset, StreamSampler, loader_options, render_all
 
 log = logging.getLogger(__name__)
 
@@ -131,32 +132,48 @@ class Trainer:
         self.device = context.device
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed 512×512 inputs: pick the fastest kernels once
-        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // context.local_world_size))
-        shards = open_shards(config.data, config.kind)
-        kind = config.kind or shards.recipe
+        stream = config.stream
+        if stream is not None:
+            if config.data:
+                raise ConfigError("train either on shards or on a stream (stream.recipe), not on both")
+            # the simulation workers are the parallelism; the training process needs one thread
+            torch.set_num_threads(config.threads or 1)
+            shards, recipe = None, stream.recipe
+        else:
+            torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // context.local_world_size))
+            shards = open_shards(config.data, config.kind)
+            recipe = shards.recipe
+        kind = config.kind or recipe
         if kind not in ("resolution", "multilattice"):
-            raise DataError(f"the shards' recipe is {shards.recipe!r}: say which model to train (kind=resolution "
+            raise DataError(f"the shards' recipe is {recipe!r}: say which model to train (kind=resolution "
                             "or kind=multilattice)")
         self.config = config = config.resolved(kind)
         self.kind = kind
         self.shards = shards
+        self.recipe = recipe
         self.precision = self._precision(config.precision)
         self.output = config.output
         self._check_run_folder()
 
         torch.manual_seed(config.seed)
-        held_out = validation_mask(shards.identity, config.validation_fraction, config.seed)
-        self.train_indices = np.flatnonzero(~held_out)
-        self.validation_indices = np.flatnonzero(held_out)
         if config.batch_size % context.world_size:
             raise ConfigError(f"batch_size={config.batch_size} must be a multiple of the number of processes "
                               f"({context.world_size})")
         self.rank_batch = config.batch_size // context.world_size
-        if len(self.train_indices) < config.batch_size or len(self.validation_indices) == 0:
-            raise DataError(f"too few images: {len(self.train_indices)} for training (batch size {config.batch_size}) "
-                            f"and {len(self.validation_indices)} for validation")
-        self._log(f"{kind} model, {shards.summary()['images']} images in {len(shards.paths)} shard(s): "
-                  f"{len(self.train_indices)} training, {len(self.validation_indices)} validation")
+        if stream is None:
+            held_out = validation_mask(shards.identity, config.validation_fraction, config.seed)
+            self.train_indices = np.flatnonzero(~held_out)
+            self.validation_indices = np.flatnonzero(held_out)
+            n_train, n_validation = len(self.train_indices), len(self.validation_indices)
+            self._log(f"{kind} model, {shards.summary()['images']} images in {len(shards.paths)} shard(s): "
+                      f"{n_train} training, {n_validation} validation")
+        else:
+            n_train, n_validation = stream.images_per_epoch, stream.validation_images
+            self._log(f"{kind} model on a stream of {stream.recipe} images (seed {stream.seed}): {n_train} per epoch "
+                      f"(each used for {stream.replay} epoch(s)), {n_validation} for validation")
+        if n_train < config.batch_size or n_validation == 0:
+            raise DataError(f"too few images: {n_train} for training (batch size {config.batch_size}) "
+                            f"and {n_validation} for validation")
         self.train_set, self.validation_set = self._datasets()
         self.train_loader, self.validation_loader = self._loaders()
 
@@ -206,6 +223,8 @@ class Trainer:
             os.makedirs(self.output, exist_ok=True)
 
     def _datasets(self):
+        if self.config.stream is not None:
+            return self._stream_datasets()
         config, shards = self.config, self.shards
         cached = should_cache(config.cache, len(self.train_indices) + len(self.validation_indices),
                               self.context.local_world_size)
@@ -225,13 +244,46 @@ class Trainer:
                                          images.get("validation"))
         return train_set, validation_set
 
+    def _stream_datasets(self):
+        """A stream's training set and its validation set, rendered now (this rank's part)."""
+        from ..command_line.program import Progress
+
+        config, context, stream = self.config, self.context, self.config.stream
+        started = time.perf_counter()
+        stream.pool().build()  # before the workers start, so that none of them builds a structure
+        self._log(f"structure pool: {stream.pool_size} structures ready in {time.perf_counter() - started:.0f} s")
+        train_set = StreamDataset(stream, self.kind, stream.images_per_epoch)
+        mine = list(range(context.rank, stream.validation_images, context.world_size))
+        validation = torch.utils.data.Subset(StreamDataset(stream, self.kind, stream.validation_images), mine)
+        started = time.perf_counter()
+        with Progress(len(mine), "simulating the validation images",
+                      enabled=None if context.is_main else False) as progress:
+            rendered = render_all(validation, self._workers(), progress)
+        self._log(f"{len(mine)} validation images simulated in {time.perf_counter() - started:.0f} s")
+        return train_set, rendered
+
+    def _workers(self) -> int:
+        """Data-loading (for a stream: simulation) processes of this training process."""
+        config, context = self.config, self.context
+        if config.workers is not None:
+            return config.workers
+        per_process = max(1, (os.cpu_count() or 1) // context.local_world_size)
+        if config.stream is not None:
+            return per_process
+        return min(8, max(1, per_process - 1)) if self.device.type == "cuda" else 0
+
     def _loaders(self):
         config, context = self.config, self.context
         cuda = self.device.type == "cuda"
-        workers = config.workers if config.workers is not None else (
-            min(8, max(1, (os.cpu_count() or 1) // context.local_world_size - 1)) if cuda else 0)
+        workers = self._workers()
         # drop_last: every process gets floor(n / world) images, so global batch k is images
         # [k·batch, (k+1)·batch) of the epoch's permutation whatever the number of processes.
+        if config.stream is not None:
+            self.sampler = StreamSampler(config.stream, context.rank, context.world_size, config.seed, config.augment)
+            train_loader = DataLoader(self.train_set, batch_size=self.rank_batch, sampler=self.sampler, drop_last=True,
+                                      pin_memory=cuda, **loader_options(workers))
+            # the validation images are in memory, already this rank's part
+            return train_loader, DataLoader(self.validation_set, batch_size=2 * self.rank_batch, shuffle=False)
         self.sampler = DistributedSampler(self.train_set, num_replicas=context.world_size, rank=context.rank,
                                           shuffle=True, seed=config.seed, drop_last=True)
         train_loader = DataLoader(self.train_set, batch_size=self.rank_batch, sampler=self.sampler, drop_last=True,
@@ -308,8 +360,9 @@ class Trainer:
             raise DataError(f"{self.checkpoint_path}: cannot read the checkpoint: {exc}") from None
         if state.get("format") != CHECKPOINT_FORMAT:
             raise DataError(f"{self.checkpoint_path}: not an xrais checkpoint")
-        changed = [f"{key} {state['config'].get(key)!r} → {getattr(self.config, key)!r}" for key in RESUME_INVARIANTS
-                   if state["config"].get(key) != getattr(self.config, key)]
+        now = self.config.as_dict()
+        changed = [f"{key} {state['config'].get(key)!r} → {now[key]!r}" for key in RESUME_INVARIANTS
+                   if state["config"].get(key) != now[key]]
         if changed:
             raise ConfigError(f"cannot resume {self.output}: settings differ from the run's ({'; '.join(changed)})")
         self.network.load_state_dict(state["model"])
@@ -346,7 +399,8 @@ class Trainer:
 
         self.model.train()
         self.sampler.set_epoch(epoch)
-        self.train_set.set_epoch(epoch)
+        if self.config.stream is None:
+            self.train_set.set_epoch(epoch)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         predictions, targets = [], []
         with Progress(len(self.train_loader), f"epoch {epoch} training",
@@ -445,9 +499,9 @@ class Trainer:
         c = self.config
         return {
             "description": f"xrais {self.kind} model ({self.architecture.label}) trained by xrais.train",
-            "recipe": self.shards.recipe,
-            "training_data": self.shards.summary(self.train_indices),
-            "validation_images": int(len(self.validation_indices)),
+            "recipe": self.recipe,
+            "training_data": self._training_data(entry["epoch"]),
+            "validation_images": int(c.stream.validation_images if c.stream else len(self.validation_indices)),
             "epoch": entry["epoch"],
             "epochs_planned": c.epochs,
             "selected_by": f"validation {c.selection_metric}",
@@ -463,6 +517,16 @@ class Trainer:
             "validation_metrics": entry["validation"],
             "train_metrics": entry["train"],
         }
+
+    def _training_data(self, epoch: int) -> dict:
+        """The card's account of the training images seen up to ``epoch``."""
+        stream = self.config.stream
+        if stream is None:
+            return self.shards.summary(self.train_indices)
+        distinct = stream.first_training_index(epoch) + stream.images_per_epoch - stream.validation_images
+        return {"images": int(distinct), "source": "stream", "recipe": stream.recipe, "seed": stream.seed,
+                "replay": stream.replay, "images_per_epoch": stream.images_per_epoch,
+                "detector": stream.detector or "recipe's"}
 
     def _write_history(self) -> None:
         write_json(os.path.join(self.output, HISTORY), {
