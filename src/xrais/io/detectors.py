@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -119,18 +119,26 @@ _CATALOGUE: Tuple[DetectorModel, ...] = (
 # fmt: on
 
 _EXTRA: Dict[str, DetectorModel] = {}
+_SOURCES: List[Callable[[], Iterable[DetectorModel]]] = []
 
 
 def catalogue() -> Tuple[DetectorModel, ...]:
-    """Every known detector model: built-ins, then those registered at run time, then plugins'."""
-    from ..plugins import detector_models
-
-    return _CATALOGUE + tuple(_EXTRA.values()) + tuple(detector_models())
+    """Every known detector model: built-ins, then those registered at run time, then those of the
+    registered sources (the installed plugins')."""
+    return _CATALOGUE + tuple(_EXTRA.values()) + tuple(model for source in _SOURCES for model in source())
 
 
 def register(model: DetectorModel) -> None:
-    """Add (or replace) a detector model, e.g. from a plugin."""
+    """Add (or replace) a detector model."""
     _EXTRA[model.name] = model
+
+
+def register_source(source: Callable[[], Iterable[DetectorModel]]) -> None:
+    """Add a callable that returns detector models, asked at every catalogue look-up. The plugin
+    layer registers its ``xrais_detector_models`` hook here, so that this package imports nothing
+    above it."""
+    if source not in _SOURCES:
+        _SOURCES.append(source)
 
 
 def get(name: str) -> DetectorModel:
