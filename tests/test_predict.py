@@ -106,6 +106,26 @@ def test_api_matches_the_model_on_arrays_frames_and_one_quadrant(tmp_path, model
     assert len(one["d_quadrants"]) == 1 and one["image"] == frame.source
 
 
+def test_an_array_and_its_file_are_masked_alike_and_agree(shared_data):
+    """(pixels, Geometry) from a real PILATUS3 file gives the file's answer: the array is masked by
+    the same rules (here the catalogue's trusted maximum takes out the two overflowed pixels next to
+    the beam that the file's Count_cutoff masks), and an explicit mask or cut-off can be given."""
+    path = shared_data / "thaumatin_grid" / "thau_3_2_0003.cbf.bz2"
+    frame = xrais.open_image(path)
+    from_array = xrais.Frame.from_pixels(frame.pixels, frame.geometry)
+    assert np.array_equal(from_array.mask, frame.mask)
+    predictor = Predictor(predictors=("resolution",), device="cpu")
+    from_file, from_pair = predictor.predict([str(path), (frame.pixels, frame.geometry)])
+    assert from_pair["error"] is None and from_pair["d_min"] == pytest.approx(from_file["d_min"], abs=1e-3)
+    assert from_pair["inverse_d_quadrants"] == pytest.approx(from_file["inverse_d_quadrants"], abs=1e-4)
+    geometry = Geometry(distance=200.0, wavelength=1.0, pixel_size=0.075, beam_centre=(2.0, 2.0), shape=(3, 4))
+    counts = np.array([[0, 5, 65535, 7], [1, 2, 3, 4], [9, 9, 9, 9]], dtype=np.uint16)
+    explicit = np.zeros((3, 4), dtype=bool)
+    explicit[2, 0] = True
+    masked = xrais.Frame.from_pixels(counts, geometry, mask=explicit, trusted_max=8).mask
+    assert masked.tolist() == [[False, False, True, False], [False, False, False, False], [True, True, True, True]]
+
+
 def test_threads_and_concurrent_callers_agree(tmp_path, model_folder):
     paths = _images(tmp_path, 4)
     serial = Predictor(device="cpu", batch_size=3).predict(paths)

@@ -7,7 +7,9 @@
 
 Inputs: paths, globs, folders, NeXus masters, .expt files (read with :func:`xrais.open_images`),
 :class:`xrais.io.Frame` objects, ``(pixels, Geometry)`` pairs, or dxtbx imagesets (in a DIALS
-environment). Reading, conditioning and the raw-frame predictors run in a pool of ``nproc``
+environment). An array is masked by the rules the file readers apply (negative values, the detector
+catalogue's trusted maximum, overflow markers; :meth:`xrais.io.Frame.from_pixels` takes a file's own
+mask or cut-off). Reading, conditioning and the raw-frame predictors run in a pool of ``nproc``
 threads (the kernels release the GIL); the networks run on batches of ``batch_size`` images on
 the device. A frame that cannot be read gives a result with its ``error`` and the run goes on.
 """
@@ -26,7 +28,6 @@ import numpy as np
 
 from . import conditioning
 from .io import Frame, FrameError, Geometry, GeometryOverride, ImageError
-from .io.frame import invalid_mask
 from .io.open import expand_inputs, identify
 from .plugins import PredictionInput, PredictorPlugin
 from .plugins import predictors as installed_predictors
@@ -266,8 +267,7 @@ def _input_items(inputs) -> Iterator[Tuple[str, Any]]:
             yield "frame", item
         elif _is_array_pair(item):
             pixels, geometry = item
-            pixels = np.asarray(pixels)
-            yield "frame", Frame(pixels, invalid_mask(pixels), geometry, source="<array>", index=array_count)
+            yield "frame", Frame.from_pixels(pixels, geometry, index=array_count)
             array_count += 1
         elif _is_imageset(item):
             from .io.dxtbx_adapter import frames_from_imageset

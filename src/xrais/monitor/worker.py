@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import zmq
 
 from ..io.errors import GeometryError
-from ..io.frame import Frame, FrameError, invalid_mask
+from ..io.frame import Frame, FrameError
 from ..io.open import open_images
 from ..predict import Predictor
 from .protocol import DEFAULT_WORK, MonitorError, ProtocolError, decode, encode, finite, pixels_from_message
@@ -50,7 +50,7 @@ def load_frame(header: Dict[str, Any], pixels: Optional[zmq.Frame]) -> Union[Fra
                                                pixels.buffer if pixels is not None else None)
     except (ProtocolError, GeometryError) as exc:
         return FrameError(source, None, f"unusable stream frame: {exc}")
-    return Frame(values, invalid_mask(values), geometry, source=source, index=index)
+    return Frame.from_pixels(values, geometry, source=source, index=index)
 
 
 class Worker:
