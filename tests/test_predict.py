@@ -74,7 +74,7 @@ def test_results_in_order_with_errors_and_designed_values(tmp_path, model_folder
         assert r["d_min"] == pytest.approx(1 / expected_inverse_d, rel=1e-3)
         assert r["d_quadrants"] == pytest.approx([1 / expected_inverse_d] * 4, rel=1e-3)
         assert r["b_factor"] == pytest.approx(4 * (1 / expected_inverse_d) ** 2 + 12, rel=1e-3)
-        assert r["diffraction"] is True and 0 <= r["p_multilattice"] <= 1 and len(r["p_multilattice_quadrants"]) == 4
+        assert r["diffraction"] is True and 0 <= r["p_multilattice"] <= 1 and len(r["p_multilattice_quadrants"]) == 1
     assert list(results[0]) == list(Predictor(device="cpu").fields)
 
 
@@ -98,9 +98,11 @@ def test_api_matches_the_model_on_arrays_frames_and_one_quadrant(tmp_path, model
     pixels = rng.poisson(30, SHAPE).astype(np.int32)
     network = models.load("multilattice", device="cpu")
     direct = network.predict(condition(pixels, None, GEOMETRY), GEOMETRY)
-    (from_array,) = Predictor(predictors=("multilattice",), device="cpu").predict([(pixels, GEOMETRY)])
+    (from_array,) = Predictor(predictors=("multilattice",), device="cpu", quadrants=4).predict([(pixels, GEOMETRY)])
     assert from_array["p_multilattice_quadrants"] == pytest.approx(direct.tolist(), abs=1e-4)
     assert from_array["p_multilattice"] == pytest.approx(float(direct.mean()), abs=1e-4)
+    (quadrant_0,) = Predictor(predictors=("multilattice",), device="cpu").predict([(pixels, GEOMETRY)])
+    assert quadrant_0["p_multilattice"] == pytest.approx(float(direct[0]), abs=1e-4)
     frame = xrais.open_image(_images(tmp_path, 1)[0])
     (one,) = Predictor(predictors=("resolution",), device="cpu", quadrants=1).predict([frame])
     assert len(one["d_quadrants"]) == 1 and one["image"] == frame.source
@@ -124,6 +126,35 @@ def test_an_array_and_its_file_are_masked_alike_and_agree(shared_data):
     explicit[2, 0] = True
     masked = xrais.Frame.from_pixels(counts, geometry, mask=explicit, trusted_max=8).mask
     assert masked.tolist() == [[False, False, True, False], [False, False, False, False], [True, True, True, True]]
+
+
+def test_the_api_and_the_programs_share_each_predictors_quadrants(tmp_path, model_folder, monkeypatch, capsys):
+    """One default per predictor (the paper's: resolution 4 quadrants, multi-lattice quadrant 0), used
+    by xrais.Predictor and by dials.xrais_multilattice / dials.xrais_resolution alike, so that an image
+    gets the same p_multilattice from all of them; quadrants=4 still asks for all four everywhere."""
+    monkeypatch.chdir(tmp_path)
+    (path,) = _images(tmp_path, 1)
+    assert Predictor(device="cpu").plugin_quadrants == {"resolution": (0, 1, 2, 3), "multilattice": (0,)}
+    assert Predictor(device="cpu", quadrants=4).plugin_quadrants["multilattice"] == (0, 1, 2, 3)
+    (api,) = Predictor(device="cpu").predict([path])
+    (alone,) = Predictor(predictors=("multilattice",), device="cpu").predict([path])
+    assert len(api["p_multilattice_quadrants"]) == 1 and len(api["d_quadrants"]) == 4
+    assert multilattice_program([path, "output.json=m.json", "output.plot=None", "output.log=None"]) == 0
+    assert resolution_program([path, "predictors=resolution,multilattice", "output.json=r.json", "output.plot=None",
+                               "output.log=None"]) == 0
+    from_programs = [json.loads((tmp_path / name).read_text())["images"][0] for name in ("m.json", "r.json")]
+    for result in [alone] + from_programs:
+        assert result["p_multilattice"] == pytest.approx(api["p_multilattice"], abs=1e-4)
+    assert multilattice_program([path, "quadrants=4", "output.json=m4.json", "output.plot=None",
+                                 "output.log=None"]) == 0
+    assert len(json.loads((tmp_path / "m4.json").read_text())["images"][0]["p_multilattice_quadrants"]) == 4
+    capsys.readouterr()
+    assert multilattice_program(["-h"]) == 0
+    multilattice_help = capsys.readouterr().out
+    assert resolution_program(["-h"]) == 0
+    resolution_help = capsys.readouterr().out
+    assert "quadrants" in multilattice_help and "reduce" not in multilattice_help
+    assert "reduce" in resolution_help and "multilattice 1" in resolution_help
 
 
 def test_threads_and_concurrent_callers_agree(tmp_path, model_folder):

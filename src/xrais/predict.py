@@ -1,7 +1,7 @@
 """The Python API: ``xrais.Predictor`` turns images into results, one per image, in input order.
 
     import xrais
-    predictor = xrais.Predictor(predictors=("resolution", "multilattice"), device="auto", quadrants=4)
+    predictor = xrais.Predictor(predictors=("resolution", "multilattice"), device="auto")
     for result in predictor.predict_iter(["run1/*.cbf"]):
         print(result["image"], result["frame"], result["d_min"], result["p_multilattice"], result["error"])
 
@@ -71,19 +71,25 @@ class Predictor:
     """Runs predictors (built-in and plugins) on images.
 
     predictors: names (see ``xrais.plugins``), default resolution and multi-lattice;
-    device: "auto" (GPU if present), "cpu" or "cuda"; quadrants: 4 (all) or 1 (quadrant 0);
+    device: "auto" (GPU if present), "cpu" or "cuda";
+    quadrants: None (default) gives each predictor its own number (its ``quadrants`` attribute:
+    resolution all 4, multi-lattice quadrant 0 alone, as in the paper), or 4 (all) / 1 (quadrant 0)
+    for every predictor;
     batch_size: images per network batch; nproc: threads reading and conditioning;
     geometry: a :class:`~xrais.io.GeometryOverride` (or dict) for files with wrong headers;
     shard: (rank, size) to process only every size-th image starting at rank (MPI).
     """
 
-    def __init__(self, predictors=DEFAULT_PREDICTORS, device: str = "auto", quadrants: int = 4, batch_size: int = 16,
-                 nproc: int = 1, geometry=None, shard: Tuple[int, int] = (0, 1)):
-        if quadrants not in (1, 4):
-            raise ValueError(f"quadrants must be 1 or 4, got {quadrants}")
+    def __init__(self, predictors=DEFAULT_PREDICTORS, device: str = "auto", quadrants: Optional[int] = None,
+                 batch_size: int = 16, nproc: int = 1, geometry=None, shard: Tuple[int, int] = (0, 1)):
+        if quadrants not in (None, 1, 4):
+            raise ValueError(f"quadrants must be None (each predictor's own), 1 or 4, got {quadrants}")
         self.plugins = resolve_predictors(predictors)
         self.device = _resolve_device(device)
-        self.quadrant_indices = conditioning.ALL_QUADRANTS if quadrants == 4 else (0,)
+        #: Quadrant numbers each predictor is given, by predictor name.
+        self.plugin_quadrants = {p.name: _quadrant_numbers(quadrants or p.quadrants) for p in self.plugins}
+        #: Quadrant numbers conditioned for each image (those of every predictor).
+        self.quadrant_indices = tuple(sorted({q for numbers in self.plugin_quadrants.values() for q in numbers}))
         self.batch_size = max(1, int(batch_size))
         self.nproc = max(1, int(nproc))
         self.override = GeometryOverride.coerce(geometry)
@@ -204,10 +210,9 @@ class Predictor:
                                                             quadrants=self.quadrant_indices)
             prepared.condition_ms = round(1000.0 * (time.perf_counter() - started), 2)
             started = time.perf_counter()
-            item = PredictionInput(frame.geometry, prepared.quadrants, self.quadrant_indices, frame)
             for plugin in self.plugins:
                 if plugin.needs == "frame":
-                    prepared.fields.update(plugin.predict([item])[0])
+                    prepared.fields.update(plugin.predict([self._input(plugin, prepared, frame)])[0])
             prepared.frame_predict_ms = 1000.0 * (time.perf_counter() - started)
         except Exception as exc:  # one image must not stop the run; the error goes in its row
             prepared.error = f"{type(exc).__name__}: {exc}"
@@ -216,11 +221,11 @@ class Predictor:
     def _flush(self, pending, batch: List[_Prepared], with_ordinal: bool = False) -> Iterator:
         if batch:
             started = time.perf_counter()
-            items = [PredictionInput(p.geometry, p.quadrants, self.quadrant_indices) for p in batch]
             for plugin in self.plugins:
                 if plugin.needs != "quadrants":
                     continue
                 try:
+                    items = [self._input(plugin, prepared) for prepared in batch]
                     for prepared, fields in zip(batch, plugin.predict(items)):
                         prepared.fields.update(fields)
                 except Exception as exc:
@@ -232,6 +237,14 @@ class Predictor:
             result = self._result(prepared, per_image if batch and prepared.error is None else 0.0)
             yield (prepared.ordinal, result) if with_ordinal else result
 
+    def _input(self, plugin: PredictorPlugin, prepared: _Prepared, frame: Optional[Frame] = None) -> PredictionInput:
+        """What one predictor is given of one image: its own quadrants of those conditioned."""
+        numbers = self.plugin_quadrants[plugin.name]
+        quadrants = prepared.quadrants
+        if quadrants is not None and numbers != self.quadrant_indices:
+            quadrants = quadrants[[self.quadrant_indices.index(q) for q in numbers]]
+        return PredictionInput(prepared.geometry, quadrants, numbers, frame)
+
     def _result(self, prepared: _Prepared, predict_ms: float) -> Dict[str, Any]:
         result: Dict[str, Any] = {"image": prepared.source, "frame": prepared.index}
         for name in self.fields[len(BASE_FIELDS):]:
@@ -241,6 +254,13 @@ class Predictor:
         result["condition_ms"] = prepared.condition_ms
         result["predict_ms"] = round(predict_ms + prepared.frame_predict_ms, 2)
         return result
+
+
+def _quadrant_numbers(count: int) -> Tuple[int, ...]:
+    """Quadrant numbers for a count: 4 → all, 1 → quadrant 0 (the one the paper trains on)."""
+    if count not in (1, 4):
+        raise ValueError(f"a predictor's quadrants must be 1 or 4, got {count}")
+    return conditioning.ALL_QUADRANTS if count == 4 else (0,)
 
 
 def _resolve_device(device: str) -> str:

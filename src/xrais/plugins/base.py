@@ -26,14 +26,17 @@ class PredictionInput:
 
 
 class PredictorPlugin:
-    """Base class of predictors. Subclasses set ``name``, ``description``, ``fields`` and ``needs``
-    and implement :meth:`predict`; heavy set-up (loading a network) belongs in :meth:`setup`,
+    """Base class of predictors. Subclasses set ``name``, ``description``, ``fields``, ``needs`` and
+    ``quadrants`` and implement :meth:`predict`; heavy set-up (loading a network) belongs in :meth:`setup`,
     which is called once, before the first batch, with the device chosen by the user."""
 
     name: str = ""
     description: str = ""
     fields: Tuple[str, ...] = ()
     needs: str = "quadrants"
+    #: Quadrants per image it is given unless the user chooses (``quadrants=1`` or ``4``): 4 (all)
+    #: or 1 (quadrant 0). The one place each predictor's default is set (see the built-in ones).
+    quadrants: int = 4
 
     def setup(self, device: str) -> None:
         """Prepare for predictions on ``device`` ("cpu" or "cuda"); default: nothing to do."""

@@ -62,6 +62,9 @@ class ResolutionPredictor(_NetworkPredictor):
     description = "resolution (1/d, d, B) per quadrant from the shipped geometry-aware ResNet"
     fields = ("d_min", "d_mean", "d_quadrants", "inverse_d_quadrants", "inverse_d_spread", "b_factor", "diffraction")
     model_name = "resolution"
+    #: All four, as in the paper's resolution results: d_min is the best quadrant's, and the
+    #: spread between quadrants is an uncertainty.
+    quadrants = 4
 
     def predict(self, batch):
         from ..models import b_factor_from_inverse_d
@@ -89,6 +92,9 @@ class MultilatticePredictor(_NetworkPredictor):
     description = "probability that the image holds several lattices, from the shipped ResNet classifier"
     fields = ("p_multilattice", "p_multilattice_quadrants", "multilattice")
     model_name = "multilattice"
+    #: Quadrant 0 alone, as the paper and the model card (trained and evaluated on one quadrant per
+    #: image); the mean over four quadrants is another, untested, number.
+    quadrants = 1
 
     def predict(self, batch):
         results = []
