@@ -211,6 +211,54 @@ def test_program_outputs_and_exit_codes(tmp_path, model_folder, monkeypatch, cap
     assert resolution_program(["nproc=0"]) == 2
 
 
+@pytest.fixture()
+def experimental_multilattice(tmp_path, monkeypatch):
+    """The tiny models, the multi-lattice one's card marked experimental (as the shipped one's)."""
+    folder = tmp_path / "experimental_models"
+    models.export(_tiny("resolution", constant_radius=120.0), folder / "resolution")
+    models.export(_tiny("multilattice", seed=1), folder / "multilattice",
+                  {"limitations": "experimental: near chance on held-out images. It needs more data."})
+    monkeypatch.setenv("XRAIS_MODELS", str(folder))
+    plugins.predictors.cache_clear()
+    yield folder
+    plugins.predictors.cache_clear()
+
+
+def test_experimental_numbers_say_so_and_the_threshold_is_a_parameter(tmp_path, experimental_multilattice,
+                                                                      monkeypatch, capsys):
+    """Numbers from a model whose card says "experimental:" carry that caveat in the summary (lines
+    and JSON), the table header and the plot; the resolution numbers do not. The multi-lattice
+    threshold is a parameter of the API and the programs."""
+    import matplotlib
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(matplotlib.rcParams, "svg.fonttype", "none")  # text stays text in the SVG
+    paths = _images(tmp_path)
+    predictor = Predictor(device="cpu")
+    assert predictor.experimental == {field: "near chance on held-out images" for field in
+                                      ("p_multilattice", "p_multilattice_quadrants", "multilattice")}
+    assert resolution_program(paths + ["predictors=resolution,multilattice", "output.json=r.json",
+                                       "output.plot=r.svg", "output.log=None"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "r.json").read_text())["summary"]
+    assert summary["experimental"] == {"fraction_multilattice": "near chance on held-out images"}
+    fraction_line = next(line for line in out.splitlines() if "fraction multi-lattice" in line)
+    assert fraction_line.endswith("(experimental model: near chance on held-out images)")
+    assert "experimental" not in next(line for line in out.splitlines() if "median d_min" in line)
+    assert "p_multi*" in out and "* p_multi: experimental model, near chance on held-out images" in out
+    plot = (tmp_path / "r.svg").read_text()
+    assert plot.count("EXPERIMENTAL model: near chance") == 1
+    for threshold, fraction in (("0", 1.0), ("1", 0.0)):
+        assert multilattice_program(paths + [f"multilattice_threshold={threshold}", f"output.json=m{threshold}.json",
+                                             "output.plot=None", "output.log=None"]) == 0
+        document = json.loads((tmp_path / f"m{threshold}.json").read_text())
+        assert document["summary"]["fraction_multilattice"] == fraction
+        assert document["parameters"]["multilattice_threshold"] == float(threshold)
+    strict = Predictor(predictors=("multilattice",), device="cpu", multilattice_threshold=1.0).predict(paths)
+    assert not any(r["multilattice"] for r in strict)
+    assert multilattice_program(paths + ["multilattice_threshold=1.5"]) == 2
+
+
 def _mpiexec():
     local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     return local if os.path.exists(local) else shutil.which("mpiexec")

@@ -31,6 +31,7 @@ from .io import Frame, FrameError, Geometry, GeometryOverride, ImageError
 from .io.open import expand_inputs, identify
 from .plugins import PredictionInput, PredictorPlugin
 from .plugins import predictors as installed_predictors
+from .plugins.builtin_predictors import MULTILATTICE_THRESHOLD
 
 DEFAULT_PREDICTORS = ("resolution", "multilattice")
 #: Keys every result has, in this order, before the predictors' own fields.
@@ -75,15 +76,20 @@ class Predictor:
     quadrants: None (default) gives each predictor its own number (its ``quadrants`` attribute:
     resolution all 4, multi-lattice quadrant 0 alone, as in the paper), or 4 (all) / 1 (quadrant 0)
     for every predictor;
+    multilattice_threshold: p_multilattice above which an image counts as multi-lattice;
     batch_size: images per network batch; nproc: threads reading and conditioning;
     geometry: a :class:`~xrais.io.GeometryOverride` (or dict) for files with wrong headers;
     shard: (rank, size) to process only every size-th image starting at rank (MPI).
     """
 
     def __init__(self, predictors=DEFAULT_PREDICTORS, device: str = "auto", quadrants: Optional[int] = None,
-                 batch_size: int = 16, nproc: int = 1, geometry=None, shard: Tuple[int, int] = (0, 1)):
+                 multilattice_threshold: float = MULTILATTICE_THRESHOLD, batch_size: int = 16, nproc: int = 1,
+                 geometry=None, shard: Tuple[int, int] = (0, 1)):
         if quadrants not in (None, 1, 4):
             raise ValueError(f"quadrants must be None (each predictor's own), 1 or 4, got {quadrants}")
+        if not 0.0 <= multilattice_threshold <= 1.0:
+            raise ValueError(f"multilattice_threshold must lie between 0 and 1, got {multilattice_threshold}")
+        self.settings = {"multilattice_threshold": float(multilattice_threshold)}
         self.plugins = resolve_predictors(predictors)
         self.device = _resolve_device(device)
         #: Quadrant numbers each predictor is given, by predictor name.
@@ -97,6 +103,7 @@ class Predictor:
         self._needs_quadrants = any(p.needs == "quadrants" for p in self.plugins)
         self._setup_lock = threading.Lock()
         self._ready = False
+        self._experimental: Dict[str, str] = {}
 
     @property
     def fields(self) -> Tuple[str, ...]:
@@ -110,7 +117,16 @@ class Predictor:
             if not self._ready:
                 for plugin in self.plugins:
                     plugin.setup(self.device)
+                    notice = plugin.experimental()
+                    if notice:
+                        self._experimental.update({field: notice for field in plugin.fields})
                 self._ready = True
+
+    @property
+    def experimental(self) -> Dict[str, str]:
+        """Result fields whose predictor's model is experimental, each with the reason (its card's)."""
+        self.setup()
+        return dict(self._experimental)
 
     def predict(self, inputs) -> List[Dict[str, Any]]:
         """One result dict per image (see :attr:`fields`), in input order."""
@@ -243,7 +259,7 @@ class Predictor:
         quadrants = prepared.quadrants
         if quadrants is not None and numbers != self.quadrant_indices:
             quadrants = quadrants[[self.quadrant_indices.index(q) for q in numbers]]
-        return PredictionInput(prepared.geometry, quadrants, numbers, frame)
+        return PredictionInput(prepared.geometry, quadrants, numbers, frame, self.settings)
 
     def _result(self, prepared: _Prepared, predict_ms: float) -> Dict[str, Any]:
         result: Dict[str, Any] = {"image": prepared.source, "frame": prepared.index}
@@ -323,10 +339,18 @@ def _is_imageset(item) -> bool:
     return hasattr(item, "get_raw_data") and hasattr(item, "get_detector")
 
 
-def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min") -> Dict[str, Any]:
+#: The result field each summary value is made from (for the experimental notices).
+SUMMARY_SOURCES = {"n_diffraction": "diffraction", "median_d_min": "d_min", "median_d_mean": "d_mean",
+                   "best_d_min": "d_min", "xrais_b": "b_factor", "fraction_multilattice": "multilattice",
+                   "median_n_spots": "n_spots"}
+
+
+def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min",
+              experimental: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """Dataset summary: counts, median resolution (d_min or d_mean), the dataset "XRAIS B" (mean
     over images of each image's lowest-quadrant B, paper section 3.2), fraction of multi-lattice
-    images, fraction with diffraction."""
+    images, fraction with diffraction. experimental: :attr:`Predictor.experimental`; the summary
+    then says, under "experimental", which of its values come from an experimental model and why."""
     results = list(results)
     good = [r for r in results if not r.get("error")]
     key = "d_min" if reduce == "min" else "d_mean"
@@ -345,4 +369,8 @@ def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min") -> Dict[st
         summary["fraction_multilattice"] = round(sum(flags) / len(flags), 4) if flags else None
     if any(r.get("n_spots") is not None for r in good):
         summary["median_n_spots"] = float(np.median([r["n_spots"] for r in good if r.get("n_spots") is not None]))
+    caveats = {name: experimental[SUMMARY_SOURCES[name]] for name in summary
+               if experimental and SUMMARY_SOURCES.get(name) in experimental}
+    if caveats:
+        summary["experimental"] = caveats
     return summary

@@ -71,11 +71,15 @@ def _atomic_write(path: str, text: str) -> None:
     os.replace(partial, path)
 
 
-def table_lines(results: Sequence[Dict[str, Any]]) -> List[str]:
-    """Per-image table (only the columns some result has), errors on their own rows."""
+def table_lines(results: Sequence[Dict[str, Any]], experimental: Optional[Dict[str, str]] = None) -> List[str]:
+    """Per-image table (only the columns some result has), errors on their own rows. experimental:
+    result fields from an experimental model (``Predictor.experimental``): their headers get a "*"
+    and a last line says why."""
+    experimental = experimental or {}
     columns = [c for c in TABLE_COLUMNS if any(r.get(c[0]) is not None for r in results)]
     name_width = min(48, max([len("image")] + [len(_short_name(r)) for r in results]))
-    header = f"{'image':<{name_width}} " + " ".join(f"{h:>10}" for _, h, _ in columns)
+    header = f"{'image':<{name_width}} " + " ".join(
+        f"{h + ('*' if key in experimental else ''):>10}" for key, h, _ in columns)
     lines = [header, "-" * len(header)]
     for r in results:
         name = _short_name(r)[-name_width:]
@@ -90,6 +94,9 @@ def table_lines(results: Sequence[Dict[str, Any]]) -> List[str]:
             else:
                 cells.append(f"{fmt.format(value):>10}")
         lines.append(f"{name:<{name_width}} " + " ".join(cells))
+    for notice in dict.fromkeys(experimental[key] for key, _, _ in columns if key in experimental):
+        starred = ", ".join(h for key, h, _ in columns if experimental.get(key) == notice)
+        lines.append(f"* {starred}: experimental model, {notice}")
     return lines
 
 
@@ -99,17 +106,25 @@ def _short_name(result: Dict[str, Any]) -> str:
 
 
 def summary_lines(summary: Dict[str, Any]) -> List[str]:
+    """The summary as aligned lines; a value from an experimental model says so beside it."""
+    caveats = summary.get("experimental") or {}
     labels = {
         "n_images": "images", "n_failed": "failed", "n_diffraction": "with diffraction",
         "median_d_min": "median d_min (Å)", "median_d_mean": "median d_mean (Å)", "best_d_min": "best d_min (Å)",
         "xrais_b": "XRAIS B (Å²)", "fraction_multilattice": "fraction multi-lattice", "median_n_spots": "median spots",
     }
-    return [f"  {labels.get(k, k):<24} {v}" for k, v in summary.items()]
+    return [f"  {labels.get(k, k):<24} {v}" + (f"  (experimental model: {caveats[k]})" if k in caveats else "")
+            for k, v in summary.items() if k != "experimental"]
 
 
-def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", reduce: str = "min") -> None:
+def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", reduce: str = "min",
+                 experimental: Optional[Dict[str, str]] = None, multilattice_threshold: float = 0.5) -> None:
     """Resolution vs image number (d_min red, d_mean blue, spot-based grey; paper Figure 8) and/or
-    multi-lattice probability vs image number (Figure 14)."""
+    multi-lattice probability vs image number (Figure 14) with the decision threshold. A panel
+    whose numbers come from an experimental model (``experimental``: Predictor.experimental) says
+    so in its title."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,9 +158,13 @@ def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", 
             xs = [n for n, r in zip(numbers, results) if r.get("p_multilattice") is not None]
             ys = [r["p_multilattice"] for r in results if r.get("p_multilattice") is not None]
             ax.plot(xs, ys, ".", color="k", markersize=5)
-            ax.axhline(0.5, color="0.6", linestyle="--", linewidth=1)
+            ax.axhline(multilattice_threshold, color="0.6", linestyle="--", linewidth=1)
             ax.set_ylim(-0.03, 1.03)
             ax.set_ylabel("p(multi-lattice)")
+        caveat = (experimental or {}).get("d_min" if panel == "resolution" else "p_multilattice")
+        if caveat:
+            ax.set_title(textwrap.shorten(f"EXPERIMENTAL model: {caveat}", 110, placeholder=" …"), fontsize=8,
+                         color="tab:red")
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("image number")
     if title:

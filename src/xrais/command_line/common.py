@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..io.geometry import GeometryOverride
-from ..plugins.builtin_predictors import MultilatticePredictor, ResolutionPredictor
+from ..plugins.builtin_predictors import MULTILATTICE_THRESHOLD, MultilatticePredictor, ResolutionPredictor
 from .params import Param
 
 GEOMETRY_PARAMS = (
@@ -20,6 +20,10 @@ QUADRANTS_PARAM = Param(
     "quadrants", "auto", f"quadrants per image: auto (each predictor its own, as in the paper: resolution "
     f"{ResolutionPredictor.quadrants}, multilattice {MultilatticePredictor.quadrants}), or 4 (all; the spread between "
     "them is an uncertainty) or 1 (quadrant 0, 4x faster) for every predictor", "choice", choices=("auto", "1", "4"))
+
+MULTILATTICE_THRESHOLD_PARAM = Param(
+    "multilattice_threshold", MULTILATTICE_THRESHOLD, "p_multilattice above which an image counts as multi-lattice "
+    "(the multilattice column and the summary's fraction)", "float", minimum=0.0, maximum=1.0)
 
 
 def quadrants_choice(value: str) -> Optional[int]:

@@ -12,7 +12,8 @@ from typing import Dict, List, Tuple
 
 from ..predict import Predictor, summarise
 from ..results import plot_results, summary_lines, table_lines, write_csv, write_json
-from .common import GEOMETRY_PARAMS, QUADRANTS_PARAM, geometry_override, quadrants_choice
+from .common import (GEOMETRY_PARAMS, MULTILATTICE_THRESHOLD_PARAM, QUADRANTS_PARAM, geometry_override,
+                     quadrants_choice)
 from .params import Param
 from .program import EXIT_FAILED, EXIT_OK, Program, Progress
 
@@ -28,6 +29,7 @@ def _params(stem: str, predictors: str, resolution_params: Tuple[Param, ...]) ->
         Param("predictors", tuple(predictors.split(",")), "predictors to run, comma-separated (see xrais.plugins): "
               "resolution, multilattice, spots, or any installed plugin", "strs"),
         QUADRANTS_PARAM,
+        MULTILATTICE_THRESHOLD_PARAM,
     ) + resolution_params + (
         Param("nproc", 1, "threads reading and conditioning images (also torch threads on the CPU)", "int", minimum=1),
         Param("device", "auto", "where the networks run: auto (GPU if present), cpu, cuda", "choice",
@@ -54,7 +56,8 @@ def run_predictions(params, inputs) -> int:
 
         torch.set_num_threads(params.nproc)
     predictor = Predictor(predictors=params.predictors, device=params.device,
-                          quadrants=quadrants_choice(params.quadrants), batch_size=params.batch_size,
+                          quadrants=quadrants_choice(params.quadrants),
+                          multilattice_threshold=params.multilattice_threshold, batch_size=params.batch_size,
                           nproc=params.nproc, geometry=geometry_override(params), shard=(rank, size))
     if rank == 0:
         log.info("predictors on %s (quadrants per image): %s%s", predictor.device,
@@ -75,8 +78,8 @@ def run_predictions(params, inputs) -> int:
         mine = [pair for part in gathered for pair in part]
     results = [result for _, result in sorted(mine, key=lambda pair: (pair[0], pair[1]["frame"]))]
     reduce = params.as_dict().get("reduce", REDUCE_PARAM.default)  # dials.xrais_multilattice has no reduce=
-    summary = summarise(results, reduce=reduce)
-    for line in table_lines(results):
+    summary = summarise(results, reduce=reduce, experimental=predictor.experimental)
+    for line in table_lines(results, predictor.experimental):
         log.info("%s", line)
     log.info("Summary:")
     for line in summary_lines(summary):
@@ -88,7 +91,8 @@ def run_predictions(params, inputs) -> int:
         write_csv(params.output.csv, results, predictor.fields)
         log.info("table written to %s", params.output.csv)
     if params.output.plot and results:
-        plot_results(params.output.plot, results, title=f"{len(results)} images", reduce=reduce)
+        plot_results(params.output.plot, results, title=f"{len(results)} images", reduce=reduce,
+                     experimental=predictor.experimental, multilattice_threshold=params.multilattice_threshold)
         log.info("plot written to %s", params.output.plot)
     failed = summary["n_failed"]
     if failed:

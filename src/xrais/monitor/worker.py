@@ -194,6 +194,7 @@ class Worker:
         except Exception as exc:  # a failing predictor must not stop the worker: every frame gets the error
             log.exception("worker %s: predictor failed", self.id)
             results = [{"error": f"{type(exc).__name__}: {exc}"} for _ in frames]
+        experimental = sorted(self.predictor.experimental)  # result fields from experimental models
         rows = []
         for (header, _), result, milliseconds in zip(batch, results, read_ms):
             result["read_ms"] = milliseconds
@@ -203,5 +204,6 @@ class Worker:
                 "source": header.get("source"), "status": "error" if result.get("error") else "ok",
                 "error": result.get("error"), "worker": self.id, "received": header.get("since"),
                 "analysed": time.time(), "result": finite(result),
+                "experimental": experimental,
             }))
         return rows

@@ -3,7 +3,7 @@ a batched ``predict``."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -17,12 +17,14 @@ NEEDS = ("quadrants", "frame")
 class PredictionInput:
     """One image handed to predictors: its geometry, its conditioned quadrants (float32
     (Q, 512, 512), quadrant numbers in ``quadrant_indices``) and — for predictors that need it —
-    the raw frame."""
+    the raw frame — and the run's settings (``multilattice_threshold``: the probability above which
+    an image counts as multi-lattice)."""
 
     geometry: Geometry
     quadrants: Optional[np.ndarray]
     quadrant_indices: Tuple[int, ...]
     frame: Optional[Frame] = None
+    settings: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class PredictorPlugin:
@@ -40,6 +42,11 @@ class PredictorPlugin:
 
     def setup(self, device: str) -> None:
         """Prepare for predictions on ``device`` ("cpu" or "cuda"); default: nothing to do."""
+
+    def experimental(self) -> Optional[str]:
+        """Why this predictor's numbers cannot yet be relied on (its model card's limitations begin
+        "experimental:"), or None; asked after :meth:`setup`."""
+        return None
 
     def predict(self, batch: Sequence[PredictionInput]) -> List[Dict[str, object]]:  # pragma: no cover
         """One dict per input, with (at least) this predictor's ``fields``."""

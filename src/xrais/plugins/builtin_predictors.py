@@ -17,7 +17,7 @@ from .hookspecs import hookimpl
 
 #: Below this 1/d (Å⁻¹) an image (or quadrant) is reported as "no diffraction" (d > 20 Å).
 DIFFRACTION_THRESHOLD_INVERSE_D = 1.0 / 20.0
-#: Multi-lattice decision threshold on the probability.
+#: Default multi-lattice decision threshold on the probability (``multilattice_threshold``).
 MULTILATTICE_THRESHOLD = 0.5
 
 
@@ -42,6 +42,11 @@ class _NetworkPredictor(PredictorPlugin):
                 from .. import models
 
                 self._model = models.load(self.model_name, device=device)
+
+    def experimental(self) -> Optional[str]:
+        from ..models.registry import experimental_notice
+
+        return experimental_notice(self.model.card)
 
     @property
     def model(self):
@@ -98,12 +103,12 @@ class MultilatticePredictor(_NetworkPredictor):
 
     def predict(self, batch):
         results = []
-        for values in self._per_quadrant(batch):
+        for item, values in zip(batch, self._per_quadrant(batch)):
             p = float(values.mean())
             results.append({
                 "p_multilattice": round(p, 4),
                 "p_multilattice_quadrants": [round(float(v), 4) for v in values],
-                "multilattice": bool(p > MULTILATTICE_THRESHOLD),
+                "multilattice": bool(p > item.settings.get("multilattice_threshold", MULTILATTICE_THRESHOLD)),
             })
         return results
 
