@@ -197,7 +197,7 @@ def test_program_outputs_and_exit_codes(tmp_path, model_folder, monkeypatch, cap
     assert document["summary"]["n_images"] == 3 and document["summary"]["xrais_b"] == pytest.approx(row["b_factor"])
     with open(tmp_path / "r.csv") as handle:
         table = list(csv.DictReader(handle))
-    assert set(row) <= set(table[0]) and len(table) == 3
+    assert {k for k, v in row.items() if not isinstance(v, list)} <= set(table[0]) and len(table) == 3
     assert float(table[0]["d_min"]) == pytest.approx(row["d_min"])
     assert (tmp_path / "xrais_resolution.png").stat().st_size > 5000
     out = capsys.readouterr().out
@@ -257,6 +257,30 @@ def test_experimental_numbers_say_so_and_the_threshold_is_a_parameter(tmp_path, 
     strict = Predictor(predictors=("multilattice",), device="cpu", multilattice_threshold=1.0).predict(paths)
     assert not any(r["multilattice"] for r in strict)
     assert multilattice_program(paths + ["multilattice_threshold=1.5"]) == 2
+
+
+def test_units_and_names_in_the_table_the_csv_and_the_help(tmp_path, model_folder, monkeypatch, capsys):
+    """σ(1/d) has its unit; b_factor is said to be the label relation's B, not a Wilson B; the CSV
+    has one value per cell, a column per quadrant for the per-quadrant lists."""
+    monkeypatch.chdir(tmp_path)
+    paths = _images(tmp_path, 2)
+    assert resolution_program(paths + ["predictors=resolution,multilattice", "output.csv=r.csv", "output.json=r.json",
+                                       "output.plot=None", "output.log=None"]) == 0
+    assert "σ(1/d)/Å⁻¹" in capsys.readouterr().out
+    images = json.loads((tmp_path / "r.json").read_text())["images"]
+    with open(tmp_path / "r.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    header = list(table[0])
+    assert [c for c in header if c.startswith("d_quadrants")] == [f"d_quadrants_{q}" for q in range(4)]
+    assert [c for c in header if c.startswith("p_multilattice_quadrants")] == ["p_multilattice_quadrants_0"]
+    assert not any(";" in cell for row in table for cell in row.values())
+    for row, image in zip(table, images):
+        assert [float(row[f"inverse_d_quadrants_{q}"]) for q in range(4)] == \
+            pytest.approx(image["inverse_d_quadrants"], rel=1e-6)
+        assert float(row["p_multilattice_quadrants_0"]) == pytest.approx(image["p_multilattice_quadrants"][0])
+    assert resolution_program(["-h"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "B = 4d² + 12 at d_min, not a Wilson B" in help_text
 
 
 def _mpiexec():

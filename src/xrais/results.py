@@ -15,7 +15,7 @@ TABLE_COLUMNS = (
     ("d_min", "d_min/Å", "{:.2f}"),
     ("d_mean", "d_mean/Å", "{:.2f}"),
     ("b_factor", "B/Å²", "{:.1f}"),
-    ("inverse_d_spread", "σ(1/d)", "{:.3f}"),
+    ("inverse_d_spread", "σ(1/d)/Å⁻¹", "{:.3f}"),
     ("p_multilattice", "p_multi", "{:.3f}"),
     ("n_spots", "spots", "{:d}"),
     ("d_min_spots", "d_spots/Å", "{:.2f}"),
@@ -33,7 +33,13 @@ def _plain(value):
 
 def write_json(path: str, results: Sequence[Dict[str, Any]], summary: Dict[str, Any],
                parameters: Optional[Dict[str, Any]] = None) -> None:
-    """``{"images": [...], "summary": {...}, "parameters": {...}, "xrais_version": ...}``."""
+    """``{"images": [...], "summary": {...}, "parameters": {...}, "xrais_version": ...}``.
+
+    Per image (``xrais.Predictor`` fields): d_min, d_mean (Å), d_quadrants (Å, quadrant order),
+    inverse_d_quadrants and inverse_d_spread (Å⁻¹), b_factor (Å²: the label relation's
+    B = 4d² + 12 at d_min, not a Wilson B), p_multilattice (0–1), multilattice, diffraction,
+    read_ms/condition_ms/predict_ms (ms), error; lists are JSON arrays. NaN/inf are written as null.
+    """
     document = {"images": [{k: _plain(v) for k, v in r.items()} for r in results], "summary": _plain_dict(summary),
                 "parameters": parameters or {}, "xrais_version": __version__}
     _atomic_write(path, json.dumps(document, indent=1, allow_nan=False))
@@ -44,22 +50,30 @@ def _plain_dict(values: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def write_csv(path: str, results: Sequence[Dict[str, Any]], fields: Sequence[str]) -> None:
-    """One row per image; the columns are the result keys (lists joined with ';', None empty)."""
+    """One row per image, one value per cell: a column per result key, and a per-quadrant list
+    (d_quadrants…) as one column per quadrant, ``<key>_<quadrant number>`` (d_quadrants_0 …
+    d_quadrants_3; quadrant 0 alone with one quadrant per image). None is an empty cell."""
+    widths = {f: max((len(r[f]) for r in results if isinstance(r.get(f), (list, tuple))), default=0) for f in fields}
+    header = [name for f in fields for name in ([f"{f}_{q}" for q in range(widths[f])] if widths[f] else [f])]
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(fields)
+        writer.writerow(header)
         for result in results:
-            writer.writerow([_csv_cell(_plain(result.get(f))) for f in fields])
+            row = []
+            for f in fields:
+                value = _plain(result.get(f))
+                if widths[f]:
+                    values = list(value) if isinstance(value, list) else []
+                    row += [_csv_cell(v) for v in values + [None] * (widths[f] - len(values))]
+                else:
+                    row.append(_csv_cell(value))
+            writer.writerow(row)
 
 
 def _csv_cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ";".join("" if v is None else str(v) for v in value)
-    return str(value)
+    return "" if value is None else str(value)
 
 
 def _atomic_write(path: str, text: str) -> None:

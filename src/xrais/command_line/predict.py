@@ -134,7 +134,9 @@ resolution_program = _program(
     "dials.xrais_resolution", "xrais_resolution", "resolution", (REDUCE_PARAM,),
     "Predict the resolution of every diffraction image (1/d, d and B factor per quadrant; d_min is the best "
     "quadrant, d_mean from the mean 1/d) with the shipped geometry-aware ResNet. Images without diffraction "
-    "(1/d < 1/20 Å⁻¹) are reported as such. Add predictors=resolution,multilattice,spots for more.")
+    "(1/d < 1/20 Å⁻¹) are reported as such. b_factor (Å²) is the B of the training labels' relation "
+    "B = 4d² + 12 at d_min, not a Wilson B fitted to intensities. Add predictors=resolution,multilattice,spots "
+    "for more.")
 multilattice_program = _program(
     "dials.xrais_multilattice", "xrais_multilattice", "multilattice", (),
     "Predict for every diffraction image the probability that it holds more than one lattice (split or cracked "
