@@ -157,6 +157,36 @@ def test_the_api_and_the_programs_share_each_predictors_quadrants(tmp_path, mode
     assert "reduce" in resolution_help and "multilattice 1" in resolution_help
 
 
+def test_noise_is_blank_or_refused_as_too_small_at_any_size():
+    """Pure Poisson noise, with the shipped models: an array too small for them (no quadrant with
+    320×320 downsampled pixels of image) is refused with one error line; on every size they take it
+    is read as no diffraction, whatever the noise level."""
+    rng = np.random.default_rng(12)
+    predictor = Predictor(device="cpu")
+    cases = []
+    for shape, detector, accepted in (((100, 100), "generic", False), ((300, 300), "generic", False),
+                                      ((600, 640), "PILATUS 6M", False), ((1000, 1000), "generic", True),
+                                      ((1300, 1200), "generic", True), ((1679, 1475), "PILATUS 2M", True)):
+        for level in (5, 50, 500):
+            geometry = Geometry(distance=200.0, wavelength=1.0, pixel_size=0.172, detector=detector, shape=shape,
+                                beam_centre=(shape[1] / 2 + 20.3, shape[0] / 2 - 10.7))
+            cases.append((shape, level, accepted, (rng.poisson(level, shape).astype(np.int32), geometry)))
+    for (shape, level, accepted, _), result in zip(cases, predictor.predict([case[-1] for case in cases])):
+        if accepted:
+            assert result["error"] is None and result["diffraction"] is False and result["d_min"] is None, \
+                (shape, level, result["inverse_d_quadrants"])
+        else:
+            assert result["error"].startswith(f"image too small to analyse: {shape[1]}×{shape[0]} pixels")
+            assert "\n" not in result["error"] and "needs 320×320" in result["error"], result["error"]
+    near_the_edge = Geometry(distance=200.0, wavelength=1.0, pixel_size=0.172, beam_centre=(200.5, 650.5),
+                             shape=(1300, 1200))
+    noise = rng.poisson(5, (1300, 1200)).astype(np.int32)
+    (result,) = Predictor(predictors=("resolution",), device="cpu").predict([(noise, near_the_edge)])
+    assert result["error"] is None and [v is None for v in result["inverse_d_quadrants"]] == [True, False, True, False]
+    (result,) = predictor.predict([(noise, near_the_edge)])  # the multi-lattice model reads quadrant 0 alone
+    assert result["error"].endswith("in quadrant 0 after the 1×1 max-pool; the multilattice model needs 320×320")
+
+
 def test_threads_and_concurrent_callers_agree(tmp_path, model_folder):
     paths = _images(tmp_path, 4)
     serial = Predictor(device="cpu", batch_size=3).predict(paths)

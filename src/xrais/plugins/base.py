@@ -43,6 +43,11 @@ class PredictorPlugin:
     def setup(self, device: str) -> None:
         """Prepare for predictions on ``device`` ("cpu" or "cuda"); default: nothing to do."""
 
+    def problem(self, geometry: Geometry, quadrant_indices: Tuple[int, ...]) -> Optional[str]:
+        """Why this predictor cannot analyse an image of this geometry (one line), or None; asked
+        before the image is conditioned, and the image's result then carries it as its error."""
+        return None
+
     def experimental(self) -> Optional[str]:
         """Why this predictor's numbers cannot yet be relied on (its model card's limitations begin
         "experimental:"), or None; asked after :meth:`setup`."""
