@@ -177,8 +177,8 @@ def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", 
             ax.set_ylabel("p(multi-lattice)")
         caveat = (experimental or {}).get("d_min" if panel == "resolution" else "p_multilattice")
         if caveat:
-            ax.set_title(textwrap.shorten(f"EXPERIMENTAL model: {caveat}", 110, placeholder=" …"), fontsize=8,
-                         color="tab:red")
+            ax.set_title(textwrap.fill(textwrap.shorten(f"EXPERIMENTAL model: {caveat}", 220, placeholder=" …"), 115),
+                         fontsize=8, color="tab:red")
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("image number")
     if title:
