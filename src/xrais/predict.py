@@ -219,11 +219,11 @@ class Predictor:
         if self.override:
             frame = dataclasses.replace(frame, geometry=self.override.apply(frame.geometry))
         prepared = _Prepared(frame.source, frame.index, ordinal, geometry=frame.geometry)
-        for plugin in self.plugins:
-            prepared.error = prepared.error or plugin.problem(frame.geometry, self.plugin_quadrants[plugin.name])
-        if prepared.error:
-            return prepared
         try:
+            for plugin in self.plugins:  # an image a predictor cannot analyse gets its one-line reason
+                prepared.error = prepared.error or plugin.problem(frame.geometry, self.plugin_quadrants[plugin.name])
+            if prepared.error:
+                return prepared
             started = time.perf_counter()
             if self._needs_quadrants:
                 prepared.quadrants = conditioning.condition(frame.pixels, frame.mask, frame.geometry,
