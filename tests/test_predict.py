@@ -74,7 +74,7 @@ def test_results_in_order_with_errors_and_designed_values(tmp_path, model_folder
         assert r["d_min"] == pytest.approx(1 / expected_inverse_d, rel=1e-3)
         assert r["d_quadrants"] == pytest.approx([1 / expected_inverse_d] * 4, rel=1e-3)
         assert r["b_factor"] == pytest.approx(4 * (1 / expected_inverse_d) ** 2 + 12, rel=1e-3)
-        assert r["diffraction"] is True and 0 <= r["p_multilattice"] <= 1 and len(r["p_multilattice_quadrants"]) == 4
+        assert r["diffraction"] is True and 0 <= r["p_multilattice"] <= 1 and len(r["p_multilattice_quadrants"]) == 1
     assert list(results[0]) == list(Predictor(device="cpu").fields)
 
 
@@ -98,12 +98,93 @@ def test_api_matches_the_model_on_arrays_frames_and_one_quadrant(tmp_path, model
     pixels = rng.poisson(30, SHAPE).astype(np.int32)
     network = models.load("multilattice", device="cpu")
     direct = network.predict(condition(pixels, None, GEOMETRY), GEOMETRY)
-    (from_array,) = Predictor(predictors=("multilattice",), device="cpu").predict([(pixels, GEOMETRY)])
+    (from_array,) = Predictor(predictors=("multilattice",), device="cpu", quadrants=4).predict([(pixels, GEOMETRY)])
     assert from_array["p_multilattice_quadrants"] == pytest.approx(direct.tolist(), abs=1e-4)
     assert from_array["p_multilattice"] == pytest.approx(float(direct.mean()), abs=1e-4)
+    (quadrant_0,) = Predictor(predictors=("multilattice",), device="cpu").predict([(pixels, GEOMETRY)])
+    assert quadrant_0["p_multilattice"] == pytest.approx(float(direct[0]), abs=1e-4)
     frame = xrais.open_image(_images(tmp_path, 1)[0])
     (one,) = Predictor(predictors=("resolution",), device="cpu", quadrants=1).predict([frame])
     assert len(one["d_quadrants"]) == 1 and one["image"] == frame.source
+
+
+def test_an_array_and_its_file_are_masked_alike_and_agree(shared_data):
+    """(pixels, Geometry) from a real PILATUS3 file gives the file's answer: the array is masked by
+    the same rules (here the catalogue's trusted maximum takes out the two overflowed pixels next to
+    the beam that the file's Count_cutoff masks), and an explicit mask or cut-off can be given."""
+    path = shared_data / "thaumatin_grid" / "thau_3_2_0003.cbf.bz2"
+    frame = xrais.open_image(path)
+    from_array = xrais.Frame.from_pixels(frame.pixels, frame.geometry)
+    assert np.array_equal(from_array.mask, frame.mask)
+    predictor = Predictor(predictors=("resolution",), device="cpu")
+    from_file, from_pair = predictor.predict([str(path), (frame.pixels, frame.geometry)])
+    assert from_pair["error"] is None and from_pair["d_min"] == pytest.approx(from_file["d_min"], abs=1e-3)
+    assert from_pair["inverse_d_quadrants"] == pytest.approx(from_file["inverse_d_quadrants"], abs=1e-4)
+    geometry = Geometry(distance=200.0, wavelength=1.0, pixel_size=0.075, beam_centre=(2.0, 2.0), shape=(3, 4))
+    counts = np.array([[0, 5, 65535, 7], [1, 2, 3, 4], [9, 9, 9, 9]], dtype=np.uint16)
+    explicit = np.zeros((3, 4), dtype=bool)
+    explicit[2, 0] = True
+    masked = xrais.Frame.from_pixels(counts, geometry, mask=explicit, trusted_max=8).mask
+    assert masked.tolist() == [[False, False, True, False], [False, False, False, False], [True, True, True, True]]
+
+
+def test_the_api_and_the_programs_share_each_predictors_quadrants(tmp_path, model_folder, monkeypatch, capsys):
+    """One default per predictor (the paper's: resolution 4 quadrants, multi-lattice quadrant 0), used
+    by xrais.Predictor and by dials.xrais_multilattice / dials.xrais_resolution alike, so that an image
+    gets the same p_multilattice from all of them; quadrants=4 still asks for all four everywhere."""
+    monkeypatch.chdir(tmp_path)
+    (path,) = _images(tmp_path, 1)
+    assert Predictor(device="cpu").plugin_quadrants == {"resolution": (0, 1, 2, 3), "multilattice": (0,)}
+    assert Predictor(device="cpu", quadrants=4).plugin_quadrants["multilattice"] == (0, 1, 2, 3)
+    (api,) = Predictor(device="cpu").predict([path])
+    (alone,) = Predictor(predictors=("multilattice",), device="cpu").predict([path])
+    assert len(api["p_multilattice_quadrants"]) == 1 and len(api["d_quadrants"]) == 4
+    assert multilattice_program([path, "output.json=m.json", "output.plot=None", "output.log=None"]) == 0
+    assert resolution_program([path, "predictors=resolution,multilattice", "output.json=r.json", "output.plot=None",
+                               "output.log=None"]) == 0
+    from_programs = [json.loads((tmp_path / name).read_text())["images"][0] for name in ("m.json", "r.json")]
+    for result in [alone] + from_programs:
+        assert result["p_multilattice"] == pytest.approx(api["p_multilattice"], abs=1e-4)
+    assert multilattice_program([path, "quadrants=4", "output.json=m4.json", "output.plot=None",
+                                 "output.log=None"]) == 0
+    assert len(json.loads((tmp_path / "m4.json").read_text())["images"][0]["p_multilattice_quadrants"]) == 4
+    capsys.readouterr()
+    assert multilattice_program(["-h"]) == 0
+    multilattice_help = capsys.readouterr().out
+    assert resolution_program(["-h"]) == 0
+    resolution_help = capsys.readouterr().out
+    assert "quadrants" in multilattice_help and "reduce" not in multilattice_help
+    assert "reduce" in resolution_help and "multilattice 1" in resolution_help
+
+
+def test_noise_is_blank_or_refused_as_too_small_at_any_size():
+    """Pure Poisson noise, with the shipped models: an array too small for them (no quadrant with
+    320×320 downsampled pixels of image) is refused with one error line; on every size they take it
+    is read as no diffraction, whatever the noise level."""
+    rng = np.random.default_rng(12)
+    predictor = Predictor(device="cpu")
+    cases = []
+    for shape, detector, accepted in (((100, 100), "generic", False), ((300, 300), "generic", False),
+                                      ((600, 640), "PILATUS 6M", False), ((1000, 1000), "generic", True),
+                                      ((1300, 1200), "generic", True), ((1679, 1475), "PILATUS 2M", True)):
+        for level in (5, 50, 500):
+            geometry = Geometry(distance=200.0, wavelength=1.0, pixel_size=0.172, detector=detector, shape=shape,
+                                beam_centre=(shape[1] / 2 + 20.3, shape[0] / 2 - 10.7))
+            cases.append((shape, level, accepted, (rng.poisson(level, shape).astype(np.int32), geometry)))
+    for (shape, level, accepted, _), result in zip(cases, predictor.predict([case[-1] for case in cases])):
+        if accepted:
+            assert result["error"] is None and result["diffraction"] is False and result["d_min"] is None, \
+                (shape, level, result["inverse_d_quadrants"])
+        else:
+            assert result["error"].startswith(f"image too small to analyse: {shape[1]}×{shape[0]} pixels")
+            assert "\n" not in result["error"] and "needs 320×320" in result["error"], result["error"]
+    near_the_edge = Geometry(distance=200.0, wavelength=1.0, pixel_size=0.172, beam_centre=(200.5, 650.5),
+                             shape=(1300, 1200))
+    noise = rng.poisson(5, (1300, 1200)).astype(np.int32)
+    (result,) = Predictor(predictors=("resolution",), device="cpu").predict([(noise, near_the_edge)])
+    assert result["error"] is None and [v is None for v in result["inverse_d_quadrants"]] == [True, False, True, False]
+    (result,) = predictor.predict([(noise, near_the_edge)])  # the multi-lattice model reads quadrant 0 alone
+    assert result["error"].endswith("in quadrant 0 after the 1×1 max-pool; the multilattice model needs 320×320")
 
 
 def test_threads_and_concurrent_callers_agree(tmp_path, model_folder):
@@ -146,7 +227,7 @@ def test_program_outputs_and_exit_codes(tmp_path, model_folder, monkeypatch, cap
     assert document["summary"]["n_images"] == 3 and document["summary"]["xrais_b"] == pytest.approx(row["b_factor"])
     with open(tmp_path / "r.csv") as handle:
         table = list(csv.DictReader(handle))
-    assert set(row) <= set(table[0]) and len(table) == 3
+    assert {k for k, v in row.items() if not isinstance(v, list)} <= set(table[0]) and len(table) == 3
     assert float(table[0]["d_min"]) == pytest.approx(row["d_min"])
     assert (tmp_path / "xrais_resolution.png").stat().st_size > 5000
     out = capsys.readouterr().out
@@ -158,6 +239,78 @@ def test_program_outputs_and_exit_codes(tmp_path, model_folder, monkeypatch, cap
     assert [bool(r["error"]) for r in document["images"]] == [False, False, False, True]
     assert "p_multilattice" in document["images"][0] and "d_min" not in document["images"][0]
     assert resolution_program(["nproc=0"]) == 2
+
+
+@pytest.fixture()
+def experimental_multilattice(tmp_path, monkeypatch):
+    """The tiny models, the multi-lattice one's card marked experimental (as the shipped one's)."""
+    folder = tmp_path / "experimental_models"
+    models.export(_tiny("resolution", constant_radius=120.0), folder / "resolution")
+    models.export(_tiny("multilattice", seed=1), folder / "multilattice",
+                  {"limitations": "experimental: near chance on held-out images. It needs more data."})
+    monkeypatch.setenv("XRAIS_MODELS", str(folder))
+    plugins.predictors.cache_clear()
+    yield folder
+    plugins.predictors.cache_clear()
+
+
+def test_experimental_numbers_say_so_and_the_threshold_is_a_parameter(tmp_path, experimental_multilattice,
+                                                                      monkeypatch, capsys):
+    """Numbers from a model whose card says "experimental:" carry that caveat in the summary (lines
+    and JSON), the table header and the plot; the resolution numbers do not. The multi-lattice
+    threshold is a parameter of the API and the programs."""
+    import matplotlib
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(matplotlib.rcParams, "svg.fonttype", "none")  # text stays text in the SVG
+    paths = _images(tmp_path)
+    predictor = Predictor(device="cpu")
+    assert predictor.experimental == {field: "near chance on held-out images" for field in
+                                      ("p_multilattice", "p_multilattice_quadrants", "multilattice")}
+    assert resolution_program(paths + ["predictors=resolution,multilattice", "output.json=r.json",
+                                       "output.plot=r.svg", "output.log=None"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "r.json").read_text())["summary"]
+    assert summary["experimental"] == {"fraction_multilattice": "near chance on held-out images"}
+    fraction_line = next(line for line in out.splitlines() if "fraction multi-lattice" in line)
+    assert fraction_line.endswith("(experimental model: near chance on held-out images)")
+    assert "experimental" not in next(line for line in out.splitlines() if "median d_min" in line)
+    assert "p_multi*" in out and "* p_multi: experimental model, near chance on held-out images" in out
+    plot = (tmp_path / "r.svg").read_text()
+    assert plot.count("EXPERIMENTAL model: near chance") == 1
+    for threshold, fraction in (("0", 1.0), ("1", 0.0)):
+        assert multilattice_program(paths + [f"multilattice_threshold={threshold}", f"output.json=m{threshold}.json",
+                                             "output.plot=None", "output.log=None"]) == 0
+        document = json.loads((tmp_path / f"m{threshold}.json").read_text())
+        assert document["summary"]["fraction_multilattice"] == fraction
+        assert document["parameters"]["multilattice_threshold"] == float(threshold)
+    strict = Predictor(predictors=("multilattice",), device="cpu", multilattice_threshold=1.0).predict(paths)
+    assert not any(r["multilattice"] for r in strict)
+    assert multilattice_program(paths + ["multilattice_threshold=1.5"]) == 2
+
+
+def test_units_and_names_in_the_table_the_csv_and_the_help(tmp_path, model_folder, monkeypatch, capsys):
+    """σ(1/d) has its unit; b_factor is said to be the label relation's B, not a Wilson B; the CSV
+    has one value per cell, a column per quadrant for the per-quadrant lists."""
+    monkeypatch.chdir(tmp_path)
+    paths = _images(tmp_path, 2)
+    assert resolution_program(paths + ["predictors=resolution,multilattice", "output.csv=r.csv", "output.json=r.json",
+                                       "output.plot=None", "output.log=None"]) == 0
+    assert "σ(1/d)/Å⁻¹" in capsys.readouterr().out
+    images = json.loads((tmp_path / "r.json").read_text())["images"]
+    with open(tmp_path / "r.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    header = list(table[0])
+    assert [c for c in header if c.startswith("d_quadrants")] == [f"d_quadrants_{q}" for q in range(4)]
+    assert [c for c in header if c.startswith("p_multilattice_quadrants")] == ["p_multilattice_quadrants_0"]
+    assert not any(";" in cell for row in table for cell in row.values())
+    for row, image in zip(table, images):
+        assert [float(row[f"inverse_d_quadrants_{q}"]) for q in range(4)] == \
+            pytest.approx(image["inverse_d_quadrants"], rel=1e-6)
+        assert float(row["p_multilattice_quadrants_0"]) == pytest.approx(image["p_multilattice_quadrants"][0])
+    assert resolution_program(["-h"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "B = 4d² + 12 at d_min, not a Wilson B" in help_text
 
 
 def _mpiexec():

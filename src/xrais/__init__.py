@@ -4,6 +4,7 @@ on physics-based simulations (Mendez et al., XRAIS)."""
 __version__ = "0.1.0"
 
 from .io import Frame, Geometry, GeometryOverride, ImageError, XraisError, open_image, open_images  # noqa: E402
+from . import plugins  # noqa: E402,F401  (hands the io layer the installed readers and detector models)
 
 _LAZY = {"Predictor": ("predict", "Predictor"), "conditioning": ("conditioning", None), "models": ("models", None)}
 

@@ -74,6 +74,14 @@ def quadrant_region(geometry: Geometry, quadrant: int, factor: Optional[int] = N
     return QuadrantRegion(start, (step_slow, step_fast), int(factor or geometry.downsample))
 
 
+def quadrant_extent(geometry: Geometry, quadrant: int, factor: Optional[int] = None):
+    """Output pixels (slow, fast) of quadrant ``quadrant`` that hold image data, the rest of its
+    512×512 being zero padding beyond the detector's edge."""
+    region = quadrant_region(geometry, quadrant, factor)
+    (rows, _), (cols, _) = region.spans(geometry.shape)
+    return (-(-(rows.stop - rows.start) // region.factor), -(-(cols.stop - cols.start) // region.factor))
+
+
 def beam_offset_in_quadrant(geometry: Geometry, quadrant: int, factor: Optional[int] = None):
     """Position (slow, fast) of the beam centre in the quadrant's output pixels, measured from the
     outer corner of output pixel (0, 0) (within ±0.5 raw pixel of that corner, by construction)."""

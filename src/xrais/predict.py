@@ -1,13 +1,15 @@
 """The Python API: ``xrais.Predictor`` turns images into results, one per image, in input order.
 
     import xrais
-    predictor = xrais.Predictor(predictors=("resolution", "multilattice"), device="auto", quadrants=4)
+    predictor = xrais.Predictor(predictors=("resolution", "multilattice"), device="auto")
     for result in predictor.predict_iter(["run1/*.cbf"]):
         print(result["image"], result["frame"], result["d_min"], result["p_multilattice"], result["error"])
 
 Inputs: paths, globs, folders, NeXus masters, .expt files (read with :func:`xrais.open_images`),
 :class:`xrais.io.Frame` objects, ``(pixels, Geometry)`` pairs, or dxtbx imagesets (in a DIALS
-environment). Reading, conditioning and the raw-frame predictors run in a pool of ``nproc``
+environment). An array is masked by the rules the file readers apply (negative values, the detector
+catalogue's trusted maximum, overflow markers; :meth:`xrais.io.Frame.from_pixels` takes a file's own
+mask or cut-off). Reading, conditioning and the raw-frame predictors run in a pool of ``nproc``
 threads (the kernels release the GIL); the networks run on batches of ``batch_size`` images on
 the device. A frame that cannot be read gives a result with its ``error`` and the run goes on.
 """
@@ -26,10 +28,10 @@ import numpy as np
 
 from . import conditioning
 from .io import Frame, FrameError, Geometry, GeometryOverride, ImageError
-from .io.frame import invalid_mask
 from .io.open import expand_inputs, identify
 from .plugins import PredictionInput, PredictorPlugin
 from .plugins import predictors as installed_predictors
+from .plugins.builtin_predictors import MULTILATTICE_THRESHOLD
 
 DEFAULT_PREDICTORS = ("resolution", "multilattice")
 #: Keys every result has, in this order, before the predictors' own fields.
@@ -70,19 +72,30 @@ class Predictor:
     """Runs predictors (built-in and plugins) on images.
 
     predictors: names (see ``xrais.plugins``), default resolution and multi-lattice;
-    device: "auto" (GPU if present), "cpu" or "cuda"; quadrants: 4 (all) or 1 (quadrant 0);
+    device: "auto" (GPU if present), "cpu" or "cuda";
+    quadrants: None (default) gives each predictor its own number (its ``quadrants`` attribute:
+    resolution all 4, multi-lattice quadrant 0 alone, as in the paper), or 4 (all) / 1 (quadrant 0)
+    for every predictor;
+    multilattice_threshold: p_multilattice above which an image counts as multi-lattice;
     batch_size: images per network batch; nproc: threads reading and conditioning;
     geometry: a :class:`~xrais.io.GeometryOverride` (or dict) for files with wrong headers;
     shard: (rank, size) to process only every size-th image starting at rank (MPI).
     """
 
-    def __init__(self, predictors=DEFAULT_PREDICTORS, device: str = "auto", quadrants: int = 4, batch_size: int = 16,
-                 nproc: int = 1, geometry=None, shard: Tuple[int, int] = (0, 1)):
-        if quadrants not in (1, 4):
-            raise ValueError(f"quadrants must be 1 or 4, got {quadrants}")
+    def __init__(self, predictors=DEFAULT_PREDICTORS, device: str = "auto", quadrants: Optional[int] = None,
+                 multilattice_threshold: float = MULTILATTICE_THRESHOLD, batch_size: int = 16, nproc: int = 1,
+                 geometry=None, shard: Tuple[int, int] = (0, 1)):
+        if quadrants not in (None, 1, 4):
+            raise ValueError(f"quadrants must be None (each predictor's own), 1 or 4, got {quadrants}")
+        if not 0.0 <= multilattice_threshold <= 1.0:
+            raise ValueError(f"multilattice_threshold must lie between 0 and 1, got {multilattice_threshold}")
+        self.settings = {"multilattice_threshold": float(multilattice_threshold)}
         self.plugins = resolve_predictors(predictors)
         self.device = _resolve_device(device)
-        self.quadrant_indices = conditioning.ALL_QUADRANTS if quadrants == 4 else (0,)
+        #: Quadrant numbers each predictor is given, by predictor name.
+        self.plugin_quadrants = {p.name: _quadrant_numbers(quadrants or p.quadrants) for p in self.plugins}
+        #: Quadrant numbers conditioned for each image (those of every predictor).
+        self.quadrant_indices = tuple(sorted({q for numbers in self.plugin_quadrants.values() for q in numbers}))
         self.batch_size = max(1, int(batch_size))
         self.nproc = max(1, int(nproc))
         self.override = GeometryOverride.coerce(geometry)
@@ -90,6 +103,7 @@ class Predictor:
         self._needs_quadrants = any(p.needs == "quadrants" for p in self.plugins)
         self._setup_lock = threading.Lock()
         self._ready = False
+        self._experimental: Dict[str, str] = {}
 
     @property
     def fields(self) -> Tuple[str, ...]:
@@ -103,7 +117,16 @@ class Predictor:
             if not self._ready:
                 for plugin in self.plugins:
                     plugin.setup(self.device)
+                    notice = plugin.experimental()
+                    if notice:
+                        self._experimental.update({field: notice for field in plugin.fields})
                 self._ready = True
+
+    @property
+    def experimental(self) -> Dict[str, str]:
+        """Result fields whose predictor's model is experimental, each with the reason (its card's)."""
+        self.setup()
+        return dict(self._experimental)
 
     def predict(self, inputs) -> List[Dict[str, Any]]:
         """One result dict per image (see :attr:`fields`), in input order."""
@@ -197,16 +220,19 @@ class Predictor:
             frame = dataclasses.replace(frame, geometry=self.override.apply(frame.geometry))
         prepared = _Prepared(frame.source, frame.index, ordinal, geometry=frame.geometry)
         try:
+            for plugin in self.plugins:  # an image a predictor cannot analyse gets its one-line reason
+                prepared.error = prepared.error or plugin.problem(frame.geometry, self.plugin_quadrants[plugin.name])
+            if prepared.error:
+                return prepared
             started = time.perf_counter()
             if self._needs_quadrants:
                 prepared.quadrants = conditioning.condition(frame.pixels, frame.mask, frame.geometry,
                                                             quadrants=self.quadrant_indices)
             prepared.condition_ms = round(1000.0 * (time.perf_counter() - started), 2)
             started = time.perf_counter()
-            item = PredictionInput(frame.geometry, prepared.quadrants, self.quadrant_indices, frame)
             for plugin in self.plugins:
                 if plugin.needs == "frame":
-                    prepared.fields.update(plugin.predict([item])[0])
+                    prepared.fields.update(plugin.predict([self._input(plugin, prepared, frame)])[0])
             prepared.frame_predict_ms = 1000.0 * (time.perf_counter() - started)
         except Exception as exc:  # one image must not stop the run; the error goes in its row
             prepared.error = f"{type(exc).__name__}: {exc}"
@@ -215,11 +241,11 @@ class Predictor:
     def _flush(self, pending, batch: List[_Prepared], with_ordinal: bool = False) -> Iterator:
         if batch:
             started = time.perf_counter()
-            items = [PredictionInput(p.geometry, p.quadrants, self.quadrant_indices) for p in batch]
             for plugin in self.plugins:
                 if plugin.needs != "quadrants":
                     continue
                 try:
+                    items = [self._input(plugin, prepared) for prepared in batch]
                     for prepared, fields in zip(batch, plugin.predict(items)):
                         prepared.fields.update(fields)
                 except Exception as exc:
@@ -231,6 +257,14 @@ class Predictor:
             result = self._result(prepared, per_image if batch and prepared.error is None else 0.0)
             yield (prepared.ordinal, result) if with_ordinal else result
 
+    def _input(self, plugin: PredictorPlugin, prepared: _Prepared, frame: Optional[Frame] = None) -> PredictionInput:
+        """What one predictor is given of one image: its own quadrants of those conditioned."""
+        numbers = self.plugin_quadrants[plugin.name]
+        quadrants = prepared.quadrants
+        if quadrants is not None and numbers != self.quadrant_indices:
+            quadrants = quadrants[[self.quadrant_indices.index(q) for q in numbers]]
+        return PredictionInput(prepared.geometry, quadrants, numbers, frame, self.settings)
+
     def _result(self, prepared: _Prepared, predict_ms: float) -> Dict[str, Any]:
         result: Dict[str, Any] = {"image": prepared.source, "frame": prepared.index}
         for name in self.fields[len(BASE_FIELDS):]:
@@ -240,6 +274,13 @@ class Predictor:
         result["condition_ms"] = prepared.condition_ms
         result["predict_ms"] = round(predict_ms + prepared.frame_predict_ms, 2)
         return result
+
+
+def _quadrant_numbers(count: int) -> Tuple[int, ...]:
+    """Quadrant numbers for a count: 4 → all, 1 → quadrant 0 (the one the paper trains on)."""
+    if count not in (1, 4):
+        raise ValueError(f"a predictor's quadrants must be 1 or 4, got {count}")
+    return conditioning.ALL_QUADRANTS if count == 4 else (0,)
 
 
 def _resolve_device(device: str) -> str:
@@ -266,8 +307,7 @@ def _input_items(inputs) -> Iterator[Tuple[str, Any]]:
             yield "frame", item
         elif _is_array_pair(item):
             pixels, geometry = item
-            pixels = np.asarray(pixels)
-            yield "frame", Frame(pixels, invalid_mask(pixels), geometry, source="<array>", index=array_count)
+            yield "frame", Frame.from_pixels(pixels, geometry, index=array_count)
             array_count += 1
         elif _is_imageset(item):
             from .io.dxtbx_adapter import frames_from_imageset
@@ -303,10 +343,18 @@ def _is_imageset(item) -> bool:
     return hasattr(item, "get_raw_data") and hasattr(item, "get_detector")
 
 
-def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min") -> Dict[str, Any]:
+#: The result field each summary value is made from (for the experimental notices).
+SUMMARY_SOURCES = {"n_diffraction": "diffraction", "median_d_min": "d_min", "median_d_mean": "d_mean",
+                   "best_d_min": "d_min", "xrais_b": "b_factor", "fraction_multilattice": "multilattice",
+                   "median_n_spots": "n_spots"}
+
+
+def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min",
+              experimental: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """Dataset summary: counts, median resolution (d_min or d_mean), the dataset "XRAIS B" (mean
     over images of each image's lowest-quadrant B, paper section 3.2), fraction of multi-lattice
-    images, fraction with diffraction."""
+    images, fraction with diffraction. experimental: :attr:`Predictor.experimental`; the summary
+    then says, under "experimental", which of its values come from an experimental model and why."""
     results = list(results)
     good = [r for r in results if not r.get("error")]
     key = "d_min" if reduce == "min" else "d_mean"
@@ -325,4 +373,8 @@ def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min") -> Dict[st
         summary["fraction_multilattice"] = round(sum(flags) / len(flags), 4) if flags else None
     if any(r.get("n_spots") is not None for r in good):
         summary["median_n_spots"] = float(np.median([r["n_spots"] for r in good if r.get("n_spots") is not None]))
+    caveats = {name: experimental[SUMMARY_SOURCES[name]] for name in summary
+               if experimental and SUMMARY_SOURCES.get(name) in experimental}
+    if caveats:
+        summary["experimental"] = caveats
     return summary

@@ -15,7 +15,7 @@ TABLE_COLUMNS = (
     ("d_min", "d_min/Å", "{:.2f}"),
     ("d_mean", "d_mean/Å", "{:.2f}"),
     ("b_factor", "B/Å²", "{:.1f}"),
-    ("inverse_d_spread", "σ(1/d)", "{:.3f}"),
+    ("inverse_d_spread", "σ(1/d)/Å⁻¹", "{:.3f}"),
     ("p_multilattice", "p_multi", "{:.3f}"),
     ("n_spots", "spots", "{:d}"),
     ("d_min_spots", "d_spots/Å", "{:.2f}"),
@@ -33,7 +33,13 @@ def _plain(value):
 
 def write_json(path: str, results: Sequence[Dict[str, Any]], summary: Dict[str, Any],
                parameters: Optional[Dict[str, Any]] = None) -> None:
-    """``{"images": [...], "summary": {...}, "parameters": {...}, "xrais_version": ...}``."""
+    """``{"images": [...], "summary": {...}, "parameters": {...}, "xrais_version": ...}``.
+
+    Per image (``xrais.Predictor`` fields): d_min, d_mean (Å), d_quadrants (Å, quadrant order),
+    inverse_d_quadrants and inverse_d_spread (Å⁻¹), b_factor (Å²: the label relation's
+    B = 4d² + 12 at d_min, not a Wilson B), p_multilattice (0–1), multilattice, diffraction,
+    read_ms/condition_ms/predict_ms (ms), error; lists are JSON arrays. NaN/inf are written as null.
+    """
     document = {"images": [{k: _plain(v) for k, v in r.items()} for r in results], "summary": _plain_dict(summary),
                 "parameters": parameters or {}, "xrais_version": __version__}
     _atomic_write(path, json.dumps(document, indent=1, allow_nan=False))
@@ -44,22 +50,30 @@ def _plain_dict(values: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def write_csv(path: str, results: Sequence[Dict[str, Any]], fields: Sequence[str]) -> None:
-    """One row per image; the columns are the result keys (lists joined with ';', None empty)."""
+    """One row per image, one value per cell: a column per result key, and a per-quadrant list
+    (d_quadrants…) as one column per quadrant, ``<key>_<quadrant number>`` (d_quadrants_0 …
+    d_quadrants_3; quadrant 0 alone with one quadrant per image). None is an empty cell."""
+    widths = {f: max((len(r[f]) for r in results if isinstance(r.get(f), (list, tuple))), default=0) for f in fields}
+    header = [name for f in fields for name in ([f"{f}_{q}" for q in range(widths[f])] if widths[f] else [f])]
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(fields)
+        writer.writerow(header)
         for result in results:
-            writer.writerow([_csv_cell(_plain(result.get(f))) for f in fields])
+            row = []
+            for f in fields:
+                value = _plain(result.get(f))
+                if widths[f]:
+                    values = list(value) if isinstance(value, list) else []
+                    row += [_csv_cell(v) for v in values + [None] * (widths[f] - len(values))]
+                else:
+                    row.append(_csv_cell(value))
+            writer.writerow(row)
 
 
 def _csv_cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ";".join("" if v is None else str(v) for v in value)
-    return str(value)
+    return "" if value is None else str(value)
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -71,11 +85,15 @@ def _atomic_write(path: str, text: str) -> None:
     os.replace(partial, path)
 
 
-def table_lines(results: Sequence[Dict[str, Any]]) -> List[str]:
-    """Per-image table (only the columns some result has), errors on their own rows."""
+def table_lines(results: Sequence[Dict[str, Any]], experimental: Optional[Dict[str, str]] = None) -> List[str]:
+    """Per-image table (only the columns some result has), errors on their own rows. experimental:
+    result fields from an experimental model (``Predictor.experimental``): their headers get a "*"
+    and a last line says why."""
+    experimental = experimental or {}
     columns = [c for c in TABLE_COLUMNS if any(r.get(c[0]) is not None for r in results)]
     name_width = min(48, max([len("image")] + [len(_short_name(r)) for r in results]))
-    header = f"{'image':<{name_width}} " + " ".join(f"{h:>10}" for _, h, _ in columns)
+    header = f"{'image':<{name_width}} " + " ".join(
+        f"{h + ('*' if key in experimental else ''):>10}" for key, h, _ in columns)
     lines = [header, "-" * len(header)]
     for r in results:
         name = _short_name(r)[-name_width:]
@@ -90,6 +108,9 @@ def table_lines(results: Sequence[Dict[str, Any]]) -> List[str]:
             else:
                 cells.append(f"{fmt.format(value):>10}")
         lines.append(f"{name:<{name_width}} " + " ".join(cells))
+    for notice in dict.fromkeys(experimental[key] for key, _, _ in columns if key in experimental):
+        starred = ", ".join(h for key, h, _ in columns if experimental.get(key) == notice)
+        lines.append(f"* {starred}: experimental model, {notice}")
     return lines
 
 
@@ -99,17 +120,25 @@ def _short_name(result: Dict[str, Any]) -> str:
 
 
 def summary_lines(summary: Dict[str, Any]) -> List[str]:
+    """The summary as aligned lines; a value from an experimental model says so beside it."""
+    caveats = summary.get("experimental") or {}
     labels = {
         "n_images": "images", "n_failed": "failed", "n_diffraction": "with diffraction",
         "median_d_min": "median d_min (Å)", "median_d_mean": "median d_mean (Å)", "best_d_min": "best d_min (Å)",
         "xrais_b": "XRAIS B (Å²)", "fraction_multilattice": "fraction multi-lattice", "median_n_spots": "median spots",
     }
-    return [f"  {labels.get(k, k):<24} {v}" for k, v in summary.items()]
+    return [f"  {labels.get(k, k):<24} {v}" + (f"  (experimental model: {caveats[k]})" if k in caveats else "")
+            for k, v in summary.items() if k != "experimental"]
 
 
-def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", reduce: str = "min") -> None:
+def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", reduce: str = "min",
+                 experimental: Optional[Dict[str, str]] = None, multilattice_threshold: float = 0.5) -> None:
     """Resolution vs image number (d_min red, d_mean blue, spot-based grey; paper Figure 8) and/or
-    multi-lattice probability vs image number (Figure 14)."""
+    multi-lattice probability vs image number (Figure 14) with the decision threshold. A panel
+    whose numbers come from an experimental model (``experimental``: Predictor.experimental) says
+    so in its title."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,9 +172,13 @@ def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", 
             xs = [n for n, r in zip(numbers, results) if r.get("p_multilattice") is not None]
             ys = [r["p_multilattice"] for r in results if r.get("p_multilattice") is not None]
             ax.plot(xs, ys, ".", color="k", markersize=5)
-            ax.axhline(0.5, color="0.6", linestyle="--", linewidth=1)
+            ax.axhline(multilattice_threshold, color="0.6", linestyle="--", linewidth=1)
             ax.set_ylim(-0.03, 1.03)
             ax.set_ylabel("p(multi-lattice)")
+        caveat = (experimental or {}).get("d_min" if panel == "resolution" else "p_multilattice")
+        if caveat:
+            ax.set_title(textwrap.fill(textwrap.shorten(f"EXPERIMENTAL model: {caveat}", 220, placeholder=" …"), 115),
+                         fontsize=8, color="tab:red")
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("image number")
     if title:

@@ -115,3 +115,66 @@ def test_dxtbx_adapter_reads_what_dxtbx_reads(shared_data):
     np.testing.assert_array_equal(frame.pixels, open_image(path).pixels)
     (cspad,) = list(READER.read(str(shared_data / "thermolysin_cspad" / "idx-20130301060858401.cbf"), None))
     assert cspad.metadata["panels"] == 64 and abs(cspad.geometry.distance - 130.1) < 0.1
+
+
+def _imported_modules(path):
+    """Absolute names of the modules a file of the xrais.io package imports (relative ones resolved)."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = ["xrais", "io"]
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+                names += [module] if node.module else [f"{module}.{alias.name}" for alias in node.names]
+            else:
+                names.append(node.module)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module" and node.args \
+                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            names.append(node.args[0].value)
+    return names
+
+
+def test_the_io_layer_imports_nothing_above_it():
+    """No module under xrais/io imports xrais.plugins or any other xrais package above io."""
+    import pathlib
+
+    import xrais.io
+
+    folder = pathlib.Path(xrais.io.__file__).parent
+    upward = {f"{path.name}: {name}" for path in folder.glob("*.py") for name in _imported_modules(path)
+              if name.startswith("xrais") and not (name == "xrais.io" or name.startswith("xrais.io."))}
+    assert not upward, f"xrais.io imports from above its layer: {sorted(upward)}"
+
+
+def test_plugin_detector_models_reach_the_catalogue(tmp_path):
+    """A detector model from a plugin's xrais_detector_models hook is found by the catalogue (and
+    so sets the downsample factor of images from it); the installed readers still come from the
+    plugins (xrais's own among them)."""
+    from xrais import plugins
+    from xrais.io import detectors
+
+    model = detectors.DetectorModel("Test PAD 3M", (1800, 1700), 0.1, 2, "TESTPAD", (r"TESTPAD\s*3M",))
+
+    class DetectorPlugin:
+        @plugins.hookimpl
+        def xrais_detector_models(self):
+            return [model]
+
+    manager = plugins.plugin_manager()
+    manager.register(DetectorPlugin(), name="test_detector_plugin")
+    plugins.detector_models.cache_clear()
+    try:
+        assert detectors.find("TESTPAD 3M S/N 1") is model
+        assert Geometry(distance=200.0, wavelength=1.0, pixel_size=0.1, beam_centre=(850.0, 900.0),
+                        shape=(1800, 1700), detector="Test PAD 3M").downsample == 2
+        assert [type(r).__name__ for r in readers()] == [type(r).__name__ for r in plugins.reader_list()]
+    finally:
+        manager.unregister(name="test_detector_plugin")
+        plugins.detector_models.cache_clear()
+    assert detectors.find("TESTPAD 3M S/N 1") is None

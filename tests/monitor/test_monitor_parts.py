@@ -161,6 +161,32 @@ def test_store_keeps_each_image_once_across_restarts(tmp_path):
     store.close()
 
 
+def test_the_store_keeps_which_numbers_are_experimental(tmp_path):
+    """A worker's rows name the fields from experimental models; the compact rows and the run
+    summaries carry them to the page; a store written before that column existed is upgraded."""
+    import sqlite3
+
+    database = str(tmp_path / "old.sqlite")
+    old = sqlite3.connect(database)
+    old.execute("CREATE TABLE results (id INTEGER PRIMARY KEY, run TEXT NOT NULL, image TEXT NOT NULL, "
+                "frame INTEGER NOT NULL, number INTEGER, source TEXT, status TEXT NOT NULL, d_min REAL, d_mean REAL, "
+                "b_factor REAL, diffraction INTEGER, p_multilattice REAL, multilattice INTEGER, error TEXT, "
+                "worker TEXT, received REAL, analysed REAL, stored REAL NOT NULL, result TEXT, "
+                "UNIQUE (run, image, frame))")
+    old.execute("INSERT INTO results (run, image, frame, status, stored) VALUES ('r0', '/data/a.cbf', 0, 'ok', 1.0)")
+    old.commit()
+    old.close()
+    store = ResultStore(database)
+    store.add([dict(_row(1), experimental=["multilattice", "p_multilattice"]), _row(2, run="r2")])
+    reader = StoreReader(database)
+    rows = {r["number"]: r for r in reader.results_since(0)}
+    assert rows[1]["experimental"] == "multilattice,p_multilattice" and rows[2]["experimental"] is None
+    runs = {r["run"]: r for r in reader.runs()}
+    assert runs["r1"]["experimental"] == "multilattice,p_multilattice" and runs["r2"]["experimental"] is None
+    assert runs["r0"]["n_images"] == 1
+    store.close()
+
+
 def test_the_program_names_its_subcommands(capsys, tmp_path):
     assert monitor_main([]) == 2 and "Subcommands: run, collector, feeder, worker, publish" in capsys.readouterr().out
     assert monitor_main(["nope"]) == 2 and "unknown subcommand 'nope'" in capsys.readouterr().err

@@ -26,9 +26,13 @@ def _browser_paths():
     return chromium, driver
 
 
+#: What a worker running an experimental multi-lattice model says beside each of its rows.
+EXPERIMENTAL = ["multilattice", "p_multilattice", "p_multilattice_quadrants"]
+
+
 def _rows(numbers, seed=0):
-    """Results of a rotation series: resolution drifting 1.8–2.6 Å, a multi-lattice stretch,
-    one unreadable image (number 97) and one skipped (number 131)."""
+    """Results of a rotation series: resolution drifting 1.8–2.6 Å, a multi-lattice stretch (from an
+    experimental model), one unreadable image (number 97) and one skipped (number 131)."""
     rng = np.random.default_rng(seed)
     rows = []
     for n in numbers:
@@ -41,7 +45,7 @@ def _rows(numbers, seed=0):
         else:
             d_min = 2.2 + 0.3 * math.sin(n / 18) + 0.08 * rng.standard_normal()
             p = float(np.clip((0.8 if 60 <= n <= 85 else 0.12) + 0.08 * rng.standard_normal(), 0, 1))
-            rows.append(dict(row, status="ok", error=None, result={
+            rows.append(dict(row, status="ok", error=None, experimental=EXPERIMENTAL, result={
                 "d_min": round(d_min, 3), "d_mean": round(d_min + 0.2, 3), "p_multilattice": round(p, 3),
                 "multilattice": p > 0.5, "diffraction": True}))
     return rows
@@ -108,7 +112,13 @@ def test_the_strip_chart_shows_results_and_follows_new_ones(tmp_path):
         wait.until(lambda _: driver.find_element(By.ID, "lag-received").text == "124")
         assert driver.find_element(By.ID, "lag-queued").text == "3"
         assert driver.find_element(By.ID, "health").text == "ok"
-        assert "120 images (119 analysed, 1 errors" in driver.find_element(By.ID, "summary").text
+        summary = driver.find_element(By.ID, "summary").text
+        assert "120 images (119 analysed, 1 errors" in summary
+        # the multi-lattice numbers say they come from an experimental model; the resolution ones do not
+        assert "experimental model" in summary.split("multi-lattice", 1)[1]
+        assert "experimental" not in summary.split("multi-lattice", 1)[0]
+        assert chart.get_attribute("data-multilattice-experimental") == "true"
+        assert chart.get_attribute("data-resolution-experimental") == "false"
         assert driver.find_element(By.ID, "problem").get_attribute("hidden") is not None
         before = _red_pixels(driver.get_screenshot_as_png())
         driver.execute_script("window.loadedOnce = 'yes'")

@@ -1,7 +1,10 @@
 """Parameters and helpers shared by several programs."""
 from __future__ import annotations
 
+from typing import Optional
+
 from ..io.geometry import GeometryOverride
+from ..plugins.builtin_predictors import MULTILATTICE_THRESHOLD, MultilatticePredictor, ResolutionPredictor
 from .params import Param
 
 GEOMETRY_PARAMS = (
@@ -11,6 +14,21 @@ GEOMETRY_PARAMS = (
           "floats", length=2, optional=True),
     Param("geometry.pixel_size", None, "override the pixel size (mm)", "float", minimum=1e-6, optional=True),
 )
+
+#: quadrants=auto gives each predictor its own number (``PredictorPlugin.quadrants``, set once for each).
+QUADRANTS_PARAM = Param(
+    "quadrants", "auto", f"quadrants per image: auto (each predictor its own, as in the paper: resolution "
+    f"{ResolutionPredictor.quadrants}, multilattice {MultilatticePredictor.quadrants}), or 4 (all; the spread between "
+    "them is an uncertainty) or 1 (quadrant 0, 4x faster) for every predictor", "choice", choices=("auto", "1", "4"))
+
+MULTILATTICE_THRESHOLD_PARAM = Param(
+    "multilattice_threshold", MULTILATTICE_THRESHOLD, "p_multilattice above which an image counts as multi-lattice "
+    "(the multilattice column and the summary's fraction)", "float", minimum=0.0, maximum=1.0)
+
+
+def quadrants_choice(value: str) -> Optional[int]:
+    """The Predictor's ``quadrants`` for a quadrants= value: None for auto, else 1 or 4."""
+    return None if value == "auto" else int(value)
 
 
 def geometry_override(params) -> GeometryOverride:

@@ -27,10 +27,12 @@ def run_demo(params, inputs) -> int:
     folder = params.output.directory
     os.makedirs(folder, exist_ok=True)
     log.info("%d example images (simulated PILATUS 2M, shipped in %s)", len(paths), examples.FOLDER)
-    predictor = Predictor(predictors=("resolution", "multilattice", "spots"), device=params.device, quadrants=4)
+    predictor = Predictor(predictors=("resolution", "multilattice", "spots"), device=params.device)
     results = predictor.predict(paths)
+    experimental = predictor.experimental
+    p_header = "p_multi*" if "p_multilattice" in experimental else "p_multi"
     header = f"{'image':<30} {'true d/Å':>8} {'d_min/Å':>8} {'d_mean/Å':>8} {'B/Å²':>7} {'true lat.':>9} " \
-             f"{'p_multi':>7} {'spots':>6} {'d_spots/Å':>9}"
+             f"{p_header:>8} {'spots':>6} {'d_spots/Å':>9}"
     log.info("%s\n%s", header, "-" * len(header))
     for result in results:
         name = os.path.basename(result["image"])
@@ -38,14 +40,17 @@ def run_demo(params, inputs) -> int:
         if result["error"]:
             log.info("%-30s error: %s", name, result["error"])
             continue
-        log.info("%-30s %8s %8s %8s %7s %9s %7.3f %6d %9s", name, _fmt(known.get("resolution"), "blank"),
+        log.info("%-30s %8s %8s %8s %7s %9s %8.3f %6d %9s", name, _fmt(known.get("resolution"), "blank"),
                  _fmt(result["d_min"], "no diff."), _fmt(result["d_mean"], "-"), _fmt(result["b_factor"], "-", "{:.0f}"),
                  known.get("n_lattices", "?"), result["p_multilattice"], result["n_spots"],
                  _fmt(result["d_min_spots"], "-"))
-    summary = summarise(results)
+    if "p_multilattice" in experimental:
+        log.info("* p_multi: experimental model, %s", experimental["p_multilattice"])
+    summary = summarise(results, experimental=experimental)
     write_json(os.path.join(folder, "results.json"), results, summary, {"device": params.device})
     write_csv(os.path.join(folder, "results.csv"), results, predictor.fields)
-    plot_results(os.path.join(folder, "resolution_and_multilattice.png"), results, title="xrais demo (example images)")
+    plot_results(os.path.join(folder, "resolution_and_multilattice.png"), results, title="xrais demo (example images)",
+                 experimental=experimental)
     for path in paths:
         frame = open_image(path)
         quadrants = conditioning.condition_frame(frame)

@@ -15,7 +15,7 @@ from ..composite import Selection, max_composite, mean_resolution, save_composit
 from ..io import ImageError, open_images
 from ..io.cbf import write_cbf
 from ..predict import Predictor
-from .common import GEOMETRY_PARAMS, geometry_override
+from .common import GEOMETRY_PARAMS, QUADRANTS_PARAM, geometry_override, quadrants_choice
 from .params import Param
 from .program import EXIT_FAILED, EXIT_OK, Program
 
@@ -34,7 +34,7 @@ PARAMS = (
           "ints", length=2, optional=True),
     Param("predictors", ("resolution",), "predictors to run when selecting on predictions without a results file",
           "strs"),
-    Param("quadrants", 4, "quadrants per image for those predictions", "int", choices=("1", "4")),
+    QUADRANTS_PARAM,
     Param("device", "auto", "where the networks run", "choice", choices=("auto", "cpu", "cuda")),
     Param("output.image", "max_composite.cbf", "the composite as a miniCBF image (None: skip)", "path", optional=True),
     Param("output.png", "max_composite.png", "the composite as a PNG (None: skip)", "path", optional=True),
@@ -73,7 +73,7 @@ def _results(params, inputs, selection: Selection) -> List[Dict]:
     if not inputs:
         raise ImageError("inputs", "give images (files, folders, globs) or results=<json>")
     if selection.d_range or selection.p_range:
-        predictor = Predictor(predictors=params.predictors, device=params.device, quadrants=params.quadrants,
+        predictor = Predictor(predictors=params.predictors, device=params.device, quadrants=quadrants_choice(params.quadrants),
                               geometry=geometry_override(params))
         return predictor.predict(inputs)
     return [{"image": f.source, "frame": f.index, "error": getattr(f, "message", None)}

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 from .. import monitor
 from ..monitor.protocol import resolve_token
+from .common import MULTILATTICE_THRESHOLD_PARAM, QUADRANTS_PARAM, quadrants_choice
 from .params import Param
 from .program import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Program
 
@@ -52,7 +53,8 @@ _FEEDER_PARAMS = (
 )
 _WORKER_PARAMS = (
     Param("predictors", ("resolution", "multilattice"), "predictors to run (see xrais.plugins)", "strs"),
-    Param("quadrants", 4, "quadrants per image: 4 (all) or 1 (4x faster)", "int", choices=("1", "4")),
+    QUADRANTS_PARAM,
+    MULTILATTICE_THRESHOLD_PARAM,
     Param("device", "auto", "where the networks run: auto (GPU if present), cpu, cuda", "choice",
           choices=("auto", "cpu", "cuda")),
     Param("nproc", 1, "CPU threads per worker (reading, conditioning, torch)", "int", minimum=1),
@@ -103,8 +105,10 @@ def run_worker(params, inputs) -> int:
         import torch
 
         torch.set_num_threads(params.nproc)
-    predictor = Predictor(predictors=params.predictors, device=params.device, quadrants=params.quadrants,
-                          batch_size=params.prefetch, nproc=params.nproc)
+    predictor = Predictor(predictors=params.predictors, device=params.device,
+                          quadrants=quadrants_choice(params.quadrants),
+                          multilattice_threshold=params.multilattice_threshold, batch_size=params.prefetch,
+                          nproc=params.nproc)
     monitor.Worker(predictor, connect=params.connect, prefetch=params.prefetch, token=resolve_token(params.token),
                    name=params.name).run(stop)
     return EXIT_OK
@@ -153,7 +157,8 @@ def run_everything(params, inputs) -> int:
                      "hwm": params.hwm, "worker_timeout": params.worker_timeout, "job_timeout": params.job_timeout,
                      }) + [log_word("xrais.monitor.feeder")]
     workers = [_words({"connect": params.work, "predictors": params.predictors, "quadrants": params.quadrants,
-                       "device": params.device, "nproc": params.nproc, "prefetch": params.prefetch})
+                       "multilattice_threshold": params.multilattice_threshold, "device": params.device,
+                       "nproc": params.nproc, "prefetch": params.prefetch})
                + [log_word(f"xrais.monitor.worker.{n}")] for n in range(1, params.workers + 1)]
     env = dict(os.environ)
     if token:

@@ -12,21 +12,25 @@ from typing import Dict, List, Tuple
 
 from ..predict import Predictor, summarise
 from ..results import plot_results, summary_lines, table_lines, write_csv, write_json
-from .common import GEOMETRY_PARAMS, geometry_override
+from .common import (GEOMETRY_PARAMS, MULTILATTICE_THRESHOLD_PARAM, QUADRANTS_PARAM, geometry_override,
+                     quadrants_choice)
 from .params import Param
 from .program import EXIT_FAILED, EXIT_OK, Program, Progress
 
 log = logging.getLogger(__name__)
 
 
-def _params(stem: str, predictors: str, quadrants: int) -> Tuple[Param, ...]:
+REDUCE_PARAM = Param("reduce", "min", "image resolution for the summary and plot: min (best quadrant, d_min) or mean "
+                     "(d_mean)", "choice", choices=("min", "mean"))
+
+
+def _params(stem: str, predictors: str, resolution_params: Tuple[Param, ...]) -> Tuple[Param, ...]:
     return (
         Param("predictors", tuple(predictors.split(",")), "predictors to run, comma-separated (see xrais.plugins): "
               "resolution, multilattice, spots, or any installed plugin", "strs"),
-        Param("quadrants", quadrants, "quadrants per image: 4 (all; the spread between them is an uncertainty) or 1 "
-              "(quadrant 0, 4x faster)", "int", choices=("1", "4")),
-        Param("reduce", "min", "image resolution for the summary and plot: min (best quadrant, d_min) or mean (d_mean)",
-              "choice", choices=("min", "mean")),
+        QUADRANTS_PARAM,
+        MULTILATTICE_THRESHOLD_PARAM,
+    ) + resolution_params + (
         Param("nproc", 1, "threads reading and conditioning images (also torch threads on the CPU)", "int", minimum=1),
         Param("device", "auto", "where the networks run: auto (GPU if present), cpu, cuda", "choice",
               choices=("auto", "cpu", "cuda")),
@@ -51,12 +55,14 @@ def run_predictions(params, inputs) -> int:
         import torch
 
         torch.set_num_threads(params.nproc)
-    predictor = Predictor(predictors=params.predictors, device=params.device, quadrants=params.quadrants,
-                          batch_size=params.batch_size, nproc=params.nproc, geometry=geometry_override(params),
-                          shard=(rank, size))
+    predictor = Predictor(predictors=params.predictors, device=params.device,
+                          quadrants=quadrants_choice(params.quadrants),
+                          multilattice_threshold=params.multilattice_threshold, batch_size=params.batch_size,
+                          nproc=params.nproc, geometry=geometry_override(params), shard=(rank, size))
     if rank == 0:
-        log.info("predictors: %s on %s, %d quadrant(s) per image%s", ", ".join(p.name for p in predictor.plugins),
-                 predictor.device, params.quadrants, f", {size} MPI ranks" if size > 1 else "")
+        log.info("predictors on %s (quadrants per image): %s%s", predictor.device,
+                 ", ".join(f"{name} {len(numbers)}" for name, numbers in predictor.plugin_quadrants.items()),
+                 f", {size} MPI ranks" if size > 1 else "")
     mine: List[Tuple[int, Dict]] = []
     progress = Progress(_count_hint(inputs), "predicting", enabled=None if rank == 0 else False)
     with progress:
@@ -71,8 +77,9 @@ def run_predictions(params, inputs) -> int:
             return EXIT_OK if all(not r["error"] for _, r in mine) else EXIT_FAILED
         mine = [pair for part in gathered for pair in part]
     results = [result for _, result in sorted(mine, key=lambda pair: (pair[0], pair[1]["frame"]))]
-    summary = summarise(results, reduce=params.reduce)
-    for line in table_lines(results):
+    reduce = params.as_dict().get("reduce", REDUCE_PARAM.default)  # dials.xrais_multilattice has no reduce=
+    summary = summarise(results, reduce=reduce, experimental=predictor.experimental)
+    for line in table_lines(results, predictor.experimental):
         log.info("%s", line)
     log.info("Summary:")
     for line in summary_lines(summary):
@@ -84,7 +91,8 @@ def run_predictions(params, inputs) -> int:
         write_csv(params.output.csv, results, predictor.fields)
         log.info("table written to %s", params.output.csv)
     if params.output.plot and results:
-        plot_results(params.output.plot, results, title=f"{len(results)} images", reduce=params.reduce)
+        plot_results(params.output.plot, results, title=f"{len(results)} images", reduce=reduce,
+                     experimental=predictor.experimental, multilattice_threshold=params.multilattice_threshold)
         log.info("plot written to %s", params.output.plot)
     failed = summary["n_failed"]
     if failed:
@@ -117,18 +125,20 @@ def _parameters(params) -> Dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.as_dict().items()}
 
 
-def _program(name: str, stem: str, predictors: str, quadrants: int, description: str) -> Program:
+def _program(name: str, stem: str, predictors: str, resolution_params: Tuple[Param, ...], description: str) -> Program:
     return Program(name, description, f"{name} <images|folders|globs|master.h5|imported.expt> [key=value ...]",
-                   _params(stem, predictors, quadrants), run_predictions)
+                   _params(stem, predictors, resolution_params), run_predictions)
 
 
 resolution_program = _program(
-    "dials.xrais_resolution", "xrais_resolution", "resolution", 4,
+    "dials.xrais_resolution", "xrais_resolution", "resolution", (REDUCE_PARAM,),
     "Predict the resolution of every diffraction image (1/d, d and B factor per quadrant; d_min is the best "
     "quadrant, d_mean from the mean 1/d) with the shipped geometry-aware ResNet. Images without diffraction "
-    "(1/d < 1/20 Å⁻¹) are reported as such. Add predictors=resolution,multilattice,spots for more.")
+    "(1/d < 1/20 Å⁻¹) are reported as such. b_factor (Å²) is the B of the training labels' relation "
+    "B = 4d² + 12 at d_min, not a Wilson B fitted to intensities. Add predictors=resolution,multilattice,spots "
+    "for more.")
 multilattice_program = _program(
-    "dials.xrais_multilattice", "xrais_multilattice", "multilattice", 1,
+    "dials.xrais_multilattice", "xrais_multilattice", "multilattice", (),
     "Predict for every diffraction image the probability that it holds more than one lattice (split or cracked "
     "crystal, several crystals in the beam) with the shipped ResNet classifier.")
 run_resolution = resolution_program.main

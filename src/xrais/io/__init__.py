@@ -1,20 +1,19 @@
 """Image input: readers for every common diffraction format → :class:`Frame` (pixels, mask, geometry).
 
 Readers are plugins (hook ``xrais_readers``, see :mod:`xrais.plugins`); xrais's own are listed in
-:data:`BUILTIN_READER_MODULES` and registered by :mod:`xrais.plugins.builtin_readers`.
+:data:`BUILTIN_READER_MODULES` and registered by :mod:`xrais.plugins.builtin_readers`. This package
+imports nothing above it: the plugin layer hands it the installed readers and detector models
+(:func:`xrais.io.base.set_reader_source`, :func:`xrais.io.detectors.register_source`).
 """
 from . import detectors
-from .base import Reader, readers
+from .base import BUILTIN_READER_MODULES, Reader, builtin_readers, readers
 from .errors import GeometryError, ImageError, XraisError
 from .frame import Frame, FrameError
 from .geometry import Geometry, GeometryOverride
 from .open import expand_inputs, identify, open_image, open_images
 
-#: Built-in reader modules (each defines ``READER``; None when an optional dependency is missing),
-#: in the order they are tried.
-BUILTIN_READER_MODULES = ("expt", "nexus", "cbf", "imgcif", "smv", "mccd", "dxtbx_adapter")
-
 __all__ = [
     "Frame", "FrameError", "Geometry", "GeometryOverride", "GeometryError", "ImageError", "XraisError",
-    "Reader", "detectors", "expand_inputs", "identify", "open_image", "open_images", "readers",
+    "BUILTIN_READER_MODULES", "Reader", "builtin_readers", "detectors", "expand_inputs", "identify", "open_image",
+    "open_images", "readers",
 ]

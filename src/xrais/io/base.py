@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import importlib
 import lzma
 import os
 import zlib
-from typing import Iterator, List, Optional, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 from .errors import GeometryError, ImageError
 from .frame import Frame, FrameError
@@ -44,12 +45,32 @@ class Reader:
         raise NotImplementedError
 
 
-def readers() -> List[Reader]:
-    """Image readers in the order they are tried: those of third-party plugins, then xrais's own
-    (registered as the ``builtin_readers`` plugin), the dxtbx fallback last."""
-    from ..plugins import reader_list
+#: Built-in reader modules of this package (each defines ``READER``; None when an optional
+#: dependency is missing), in the order they are tried.
+BUILTIN_READER_MODULES = ("expt", "nexus", "cbf", "imgcif", "smv", "mccd", "dxtbx_adapter")
 
-    return list(reader_list())
+
+def builtin_readers() -> List[Reader]:
+    """xrais's own readers, in the order they are tried (the dxtbx fallback last)."""
+    found = (importlib.import_module(f"{__package__}.{name}").READER for name in BUILTIN_READER_MODULES)
+    return [reader for reader in found if reader is not None]
+
+
+_reader_source: Callable[[], Sequence[Reader]] = builtin_readers
+
+
+def set_reader_source(source: Callable[[], Sequence[Reader]]) -> None:
+    """Where :func:`readers` gets its ordered list from. The plugin layer (:mod:`xrais.plugins`)
+    sets it to the readers of every installed plugin, so that this package imports nothing above it;
+    until then the built-in readers are used."""
+    global _reader_source
+    _reader_source = source
+
+
+def readers() -> List[Reader]:
+    """Image readers in the order they are tried: with the plugin layer loaded (``import xrais``
+    loads it), those of third-party plugins, then xrais's own, the dxtbx fallback last."""
+    return list(_reader_source())
 
 
 def strip_compression(path: str) -> str:

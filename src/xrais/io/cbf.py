@@ -249,7 +249,7 @@ class MiniCBFReader(Reader):
             "detector": model.name if model else values.get("detector_name", "generic"),
         }, override)
         cutoff = values.get("count_cutoff")
-        mask = invalid_mask(pixels, trusted_max=cutoff - 1 if cutoff else None)
+        mask = invalid_mask(pixels, trusted_max=cutoff - 1 if cutoff else None, detector=geometry.detector)
         metadata = {k: v for k, v in values.items() if k not in ("wavelength", "distance", "pixel_size", "beam_centre")}
         yield Frame(pixels, mask, geometry, source=path, index=0, metadata=metadata)
 

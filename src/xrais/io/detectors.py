@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -25,7 +25,9 @@ class DetectorModel:
     (case-insensitively) against detector names found in headers; family: a short family name;
     counting: True for photon-counting pixel arrays (no read noise), False for integrating CCDs;
     read_noise: electronic noise (photons, RMS) used by the simulator;
-    curved: True when the sensor is not flat (not supported by the flat-detector geometry).
+    curved: True when the sensor is not flat (not supported by the flat-detector geometry);
+    trusted_max: the highest count trusted when an image does not say (an array given to the API,
+    a header without a cut-off); None: no limit beyond the rules of :func:`xrais.io.frame.invalid_mask`.
     """
 
     name: str
@@ -39,6 +41,7 @@ class DetectorModel:
     counting: bool = True
     read_noise: float = 0.0
     curved: bool = False
+    trusted_max: Optional[float] = None
 
     def __post_init__(self):
         if self.module_shape is not None:
@@ -73,15 +76,21 @@ class DetectorModel:
         return any(re.search(pattern, text, flags=re.IGNORECASE) for pattern in (re.escape(self.name),) + self.names)
 
 
+#: PILATUS counters have 20 bits (2^20 = 1,048,576). Values within 5 % of that are counter
+#: overflow or broken pixels (the thaumatin scan of ../shared/data has pixels of 1,038,335 and
+#: 1,046,527 counts beside the beam); the cut-offs the detectors write are below it: PILATUS2
+#: 1,048,500 without rate correction, PILATUS3 with it far lower (91,795 and 115,897 in those files).
+PILATUS_TRUSTED_MAX = 1_000_000
+
 # fmt: off
 _CATALOGUE: Tuple[DetectorModel, ...] = (
     # DECTRIS PILATUS: modules 487 x 195 (fast x slow), gaps 7 (fast) and 17 (slow) pixels.
     DetectorModel("PILATUS 6M", (2527, 2463), 0.172, 2, "PILATUS", (r"PILATUS\s*(3|4)?\s*(R|S|X)?\s*6M", r"PILATUS.*6M"),
-                  module_shape=(195, 487), module_gap=(17, 7)),
+                  module_shape=(195, 487), module_gap=(17, 7), trusted_max=PILATUS_TRUSTED_MAX),
     DetectorModel("PILATUS 2M", (1679, 1475), 0.172, 2, "PILATUS", (r"PILATUS\s*(3|4)?\s*(R|S|X)?\s*2M",),
-                  module_shape=(195, 487), module_gap=(17, 7)),
+                  module_shape=(195, 487), module_gap=(17, 7), trusted_max=PILATUS_TRUSTED_MAX),
     DetectorModel("PILATUS 12M", (5071, 2463), 0.172, 2, "PILATUS", (r"PILATUS\s*(3|4)?\s*12M", r"P12M"),
-                  curved=True),
+                  curved=True, trusted_max=PILATUS_TRUSTED_MAX),
     # DECTRIS EIGER: modules 1030 x 514, gaps 10 (fast) and 37 (slow) pixels.
     DetectorModel("EIGER 16M", (4371, 4150), 0.075, 4, "EIGER", (r"EIGER\s*(X|R)?\s*16M",),
                   module_shape=(514, 1030), module_gap=(37, 10)),
@@ -119,18 +128,26 @@ _CATALOGUE: Tuple[DetectorModel, ...] = (
 # fmt: on
 
 _EXTRA: Dict[str, DetectorModel] = {}
+_SOURCES: List[Callable[[], Iterable[DetectorModel]]] = []
 
 
 def catalogue() -> Tuple[DetectorModel, ...]:
-    """Every known detector model: built-ins, then those registered at run time, then plugins'."""
-    from ..plugins import detector_models
-
-    return _CATALOGUE + tuple(_EXTRA.values()) + tuple(detector_models())
+    """Every known detector model: built-ins, then those registered at run time, then those of the
+    registered sources (the installed plugins')."""
+    return _CATALOGUE + tuple(_EXTRA.values()) + tuple(model for source in _SOURCES for model in source())
 
 
 def register(model: DetectorModel) -> None:
-    """Add (or replace) a detector model, e.g. from a plugin."""
+    """Add (or replace) a detector model."""
     _EXTRA[model.name] = model
+
+
+def register_source(source: Callable[[], Iterable[DetectorModel]]) -> None:
+    """Add a callable that returns detector models, asked at every catalogue look-up. The plugin
+    layer registers its ``xrais_detector_models`` hook here, so that this package imports nothing
+    above it."""
+    if source not in _SOURCES:
+        _SOURCES.append(source)
 
 
 def get(name: str) -> DetectorModel:
@@ -170,6 +187,12 @@ def find(name: Optional[str] = None, shape: Optional[Iterable[int]] = None,
             if model.shape == shape and pixel_ok(model):
                 return model
     return None
+
+
+def trusted_max_for(detector: Optional[str], shape: Iterable[int]) -> Optional[float]:
+    """The catalogue's trusted maximum (counts) for a detector name, None when unknown or unlimited."""
+    model = find(detector, shape) if detector and detector != "generic" else None
+    return None if model is None else model.trusted_max
 
 
 def generic_downsample(shape: Iterable[int]) -> int:

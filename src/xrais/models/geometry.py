@@ -51,7 +51,8 @@ def resolution_from_inverse_d(inverse_d) -> np.ndarray:
 
 
 def b_factor_from_inverse_d(inverse_d) -> np.ndarray:
-    """Wilson B factor (Å²) of the label relation B = 4·d² + 12 from 1/d (Å⁻¹); inf if not diffracting."""
+    """B factor (Å²) of the training labels' relation B = 4·d² + 12 from 1/d (Å⁻¹); inf if not
+    diffracting. A restatement of the resolution, not a Wilson B fitted to intensities."""
     b_factor_from_resolution, _ = _label_relation()
     d = resolution_from_inverse_d(inverse_d)
     finite = np.isfinite(d)
@@ -59,7 +60,7 @@ def b_factor_from_inverse_d(inverse_d) -> np.ndarray:
 
 
 def inverse_d_from_b_factor(b_factor) -> np.ndarray:
-    """1/d (Å⁻¹) of a Wilson B factor (Å²) by the label relation; 0 for inf (not diffracting)."""
+    """1/d (Å⁻¹) of a B factor (Å²) by the label relation B = 4·d² + 12; 0 for inf (not diffracting)."""
     _, resolution_from_b_factor = _label_relation()
     b_factor = np.asarray(b_factor, dtype=float)
     finite = np.isfinite(b_factor)

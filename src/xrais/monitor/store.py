@@ -17,7 +17,7 @@ from .protocol import finite
 STATUSES = ("ok", "error", "skipped")
 #: Columns of the compact rows the strip chart and /api/results use.
 COMPACT_COLUMNS = ("id", "run", "image", "frame", "number", "status", "d_min", "d_mean", "p_multilattice",
-                   "multilattice", "diffraction", "error", "stored")
+                   "multilattice", "diffraction", "error", "stored", "experimental")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY,  -- grows: rows are never deleted
@@ -39,15 +39,16 @@ CREATE TABLE IF NOT EXISTS results (
     analysed REAL,
     stored REAL NOT NULL,
     result TEXT,
+    experimental TEXT,  -- result fields from experimental models, comma-separated
     UNIQUE (run, image, frame)
 );
 CREATE INDEX IF NOT EXISTS results_by_run ON results (run, id);
 """
 _INSERT = """
 INSERT INTO results (run, image, frame, number, source, status, d_min, d_mean, b_factor, diffraction,
-                     p_multilattice, multilattice, error, worker, received, analysed, stored, result)
+                     p_multilattice, multilattice, error, worker, received, analysed, stored, result, experimental)
 VALUES (:run, :image, :frame, :number, :source, :status, :d_min, :d_mean, :b_factor, :diffraction,
-        :p_multilattice, :multilattice, :error, :worker, :received, :analysed, :stored, :result)
+        :p_multilattice, :multilattice, :error, :worker, :received, :analysed, :stored, :result, :experimental)
 ON CONFLICT (run, image, frame) DO NOTHING
 """
 
@@ -81,6 +82,7 @@ def _columns(row: Dict[str, Any], stored: float) -> Dict[str, Any]:
         return None if value is None else int(bool(value))
 
     number_value = row.get("number")
+    experimental = row.get("experimental") if isinstance(row.get("experimental"), list) else None
     return {
         "run": run, "image": image, "frame": frame,
         "number": number_value if isinstance(number_value, int) else None,
@@ -94,6 +96,7 @@ def _columns(row: Dict[str, Any], stored: float) -> Dict[str, Any]:
         "received": number(row.get("received")), "analysed": number(row.get("analysed")),
         "stored": stored,
         "result": json.dumps(finite(result), allow_nan=False) if result else None,
+        "experimental": ",".join(str(f) for f in experimental) if experimental else None,
     }
 
 
@@ -106,6 +109,9 @@ class ResultStore:
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=FULL")  # a committed row survives a power cut
         self.connection.executescript(_SCHEMA)
+        columns = {row[1] for row in self.connection.execute("PRAGMA table_info(results)")}
+        if "experimental" not in columns:  # a store written before the column existed
+            self.connection.execute("ALTER TABLE results ADD COLUMN experimental TEXT")
 
     def add(self, rows: Sequence[Dict[str, Any]]) -> Tuple[List[Key], List[str]]:
         """Store rows in one transaction; (keys done with: stored now, stored before, or refused for
@@ -188,7 +194,8 @@ class StoreReader:
                 "SELECT run, COUNT(*) AS n_images, SUM(status = 'ok') AS n_ok, SUM(status = 'error') AS n_errors, "
                 "SUM(status = 'skipped') AS n_skipped, MIN(number) AS first_number, MAX(number) AS last_number, "
                 "MIN(d_min) AS best_d_min, AVG(multilattice) AS fraction_multilattice, MIN(stored) AS first_stored, "
-                "MAX(stored) AS last_stored, MIN(id) AS first_id, MAX(id) AS last_id, COUNT(d_min) AS n_resolution "
+                "MAX(stored) AS last_stored, MIN(id) AS first_id, MAX(id) AS last_id, COUNT(d_min) AS n_resolution, "
+                "MAX(experimental) AS experimental "
                 "FROM results GROUP BY run ORDER BY first_id DESC LIMIT ?", (limit,)):
             summary = dict(row)
             n_resolution = summary.pop("n_resolution")

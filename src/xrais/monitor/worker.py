@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import zmq
 
 from ..io.errors import GeometryError
-from ..io.frame import Frame, FrameError, invalid_mask
+from ..io.frame import Frame, FrameError
 from ..io.open import open_images
 from ..predict import Predictor
 from .protocol import DEFAULT_WORK, MonitorError, ProtocolError, decode, encode, finite, pixels_from_message
@@ -50,7 +50,7 @@ def load_frame(header: Dict[str, Any], pixels: Optional[zmq.Frame]) -> Union[Fra
                                                pixels.buffer if pixels is not None else None)
     except (ProtocolError, GeometryError) as exc:
         return FrameError(source, None, f"unusable stream frame: {exc}")
-    return Frame(values, invalid_mask(values), geometry, source=source, index=index)
+    return Frame.from_pixels(values, geometry, source=source, index=index)
 
 
 class Worker:
@@ -194,6 +194,7 @@ class Worker:
         except Exception as exc:  # a failing predictor must not stop the worker: every frame gets the error
             log.exception("worker %s: predictor failed", self.id)
             results = [{"error": f"{type(exc).__name__}: {exc}"} for _ in frames]
+        experimental = sorted(self.predictor.experimental)  # result fields from experimental models
         rows = []
         for (header, _), result, milliseconds in zip(batch, results, read_ms):
             result["read_ms"] = milliseconds
@@ -203,5 +204,6 @@ class Worker:
                 "source": header.get("source"), "status": "error" if result.get("error") else "ok",
                 "error": result.get("error"), "worker": self.id, "received": header.get("since"),
                 "analysed": time.time(), "result": finite(result),
+                "experimental": experimental,
             }))
         return rows

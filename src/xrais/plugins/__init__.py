@@ -9,6 +9,8 @@ from typing import Dict, List
 
 import pluggy
 
+from ..io import base as io_base
+from ..io import detectors as io_detectors
 from . import hookspecs
 from .base import NEEDS, PredictionInput, PredictorPlugin
 from .hookspecs import hookimpl
@@ -71,6 +73,11 @@ def reader_list() -> tuple:
 def detector_models() -> tuple:
     """Detector models added by plugins."""
     return tuple(model for models in plugin_manager().hook.xrais_detector_models() for model in models or ())
+
+
+# The io layer imports nothing above it: it is handed the installed readers and detector models here.
+io_base.set_reader_source(reader_list)
+io_detectors.register_source(detector_models)
 
 
 def describe() -> List[Dict[str, str]]:

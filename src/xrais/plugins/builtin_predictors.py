@@ -17,12 +17,23 @@ from .hookspecs import hookimpl
 
 #: Below this 1/d (Å⁻¹) an image (or quadrant) is reported as "no diffraction" (d > 20 Å).
 DIFFRACTION_THRESHOLD_INVERSE_D = 1.0 / 20.0
-#: Multi-lattice decision threshold on the probability.
+#: Default multi-lattice decision threshold on the probability (``multilattice_threshold``).
 MULTILATTICE_THRESHOLD = 0.5
 
 
 def _d_or_none(inverse_d: float) -> Optional[float]:
+    if inverse_d != inverse_d:  # a quadrant left out (NaN)
+        return None
     return None if inverse_d < DIFFRACTION_THRESHOLD_INVERSE_D else round(float(1.0 / inverse_d), 4)
+
+
+def _rounded(value: float, digits: int) -> Optional[float]:
+    return None if value != value else round(float(value), digits)
+
+
+def _extent_text(extent) -> str:
+    """A quadrant's image extent (slow, fast) as fast×slow, the way image sizes are written."""
+    return f"{extent[1]}×{extent[0]}"
 
 
 class _NetworkPredictor(PredictorPlugin):
@@ -44,16 +55,53 @@ class _NetworkPredictor(PredictorPlugin):
                 self._model = models.load(self.model_name, device=device)
 
     @property
+    def min_quadrant_extent(self) -> int:
+        """Downsampled pixels of image data, each way, a quadrant must hold for the model to read it:
+        its card's ``min_quadrant_extent``, the smallest its training data had (0 if the card does
+        not say). On less (a small array, a beam near the edge) a network answers for the zero
+        padding: Poisson noise of 100×100 pixels read as d_min 4.7 Å. The shipped cards say 320: the
+        resolution training set's smallest is a PILATUS 2M quadrant with the beam 12 mm off centre
+        (334; the multi-lattice set's detectors are larger, the same floor serves it)."""
+        return int(self.model.card.get("training", {}).get("min_quadrant_extent", 0))
+
+    def analysable(self, geometry, quadrant: int) -> bool:
+        """Whether a quadrant of an image of this geometry holds enough image data for the model."""
+        from ..conditioning import quadrant_extent
+
+        return min(quadrant_extent(geometry, quadrant)) >= self.min_quadrant_extent
+
+    def problem(self, geometry, quadrant_indices):
+        if any(self.analysable(geometry, q) for q in quadrant_indices):
+            return None
+        from ..conditioning import quadrant_extent
+
+        largest = max((quadrant_extent(geometry, q) for q in quadrant_indices), key=min)
+        return (f"image too small to analyse: {geometry.shape[1]}×{geometry.shape[0]} pixels with the beam at "
+                f"({geometry.beam_centre[0]:g}, {geometry.beam_centre[1]:g}) leave at most {_extent_text(largest)} "
+                f"pixels of image in quadrant{'s' if len(quadrant_indices) > 1 else ''} "
+                f"{', '.join(map(str, quadrant_indices))} after the {geometry.downsample}×{geometry.downsample} "
+                f"max-pool; "
+                f"the {self.name} model needs {self.min_quadrant_extent}×{self.min_quadrant_extent}")
+
+    def experimental(self) -> Optional[str]:
+        from ..models.registry import experimental_notice
+
+        return experimental_notice(self.model.card)
+
+    @property
     def model(self):
         if self._model is None:
             self.setup(self._device)
         return self._model
 
     def _per_quadrant(self, batch: Sequence[PredictionInput]) -> List[np.ndarray]:
-        """Model outputs for every quadrant of every image, split back per image."""
+        """Model outputs for every quadrant of every image, split back per image; NaN for the
+        quadrants with too little image data (see :attr:`min_quadrant_extent`)."""
         stacked = np.concatenate([item.quadrants for item in batch])
         geometries = [item.geometry for item in batch for _ in item.quadrant_indices]
         values = np.asarray(self.model.predict(stacked, geometries), dtype=float)
+        usable = np.array([self.analysable(item.geometry, q) for item in batch for q in item.quadrant_indices])
+        values[~usable] = np.nan
         return np.split(values, np.cumsum([len(item.quadrant_indices) for item in batch])[:-1])
 
 
@@ -62,6 +110,9 @@ class ResolutionPredictor(_NetworkPredictor):
     description = "resolution (1/d, d, B) per quadrant from the shipped geometry-aware ResNet"
     fields = ("d_min", "d_mean", "d_quadrants", "inverse_d_quadrants", "inverse_d_spread", "b_factor", "diffraction")
     model_name = "resolution"
+    #: All four, as in the paper's resolution results: d_min is the best quadrant's, and the
+    #: spread between quadrants is an uncertainty.
+    quadrants = 4
 
     def predict(self, batch):
         from ..models import b_factor_from_inverse_d
@@ -69,15 +120,15 @@ class ResolutionPredictor(_NetworkPredictor):
         results = []
         for values in self._per_quadrant(batch):
             values = np.clip(values, 0.0, None)
-            best = float(values.max())
-            mean = float(values.mean())
+            best = float(np.nanmax(values))
+            mean = float(np.nanmean(values))
             diffraction = best >= DIFFRACTION_THRESHOLD_INVERSE_D
             results.append({
                 "d_min": _d_or_none(best),
                 "d_mean": _d_or_none(mean) if diffraction else None,
                 "d_quadrants": [_d_or_none(v) for v in values],
-                "inverse_d_quadrants": [round(float(v), 5) for v in values],
-                "inverse_d_spread": round(float(values.std()), 5),
+                "inverse_d_quadrants": [_rounded(v, 5) for v in values],
+                "inverse_d_spread": round(float(np.nanstd(values)), 5),
                 "b_factor": round(float(b_factor_from_inverse_d(best)), 2) if diffraction else None,
                 "diffraction": bool(diffraction),
             })
@@ -89,15 +140,18 @@ class MultilatticePredictor(_NetworkPredictor):
     description = "probability that the image holds several lattices, from the shipped ResNet classifier"
     fields = ("p_multilattice", "p_multilattice_quadrants", "multilattice")
     model_name = "multilattice"
+    #: Quadrant 0 alone, as the paper and the model card (trained and evaluated on one quadrant per
+    #: image); the mean over four quadrants is another, untested, number.
+    quadrants = 1
 
     def predict(self, batch):
         results = []
-        for values in self._per_quadrant(batch):
-            p = float(values.mean())
+        for item, values in zip(batch, self._per_quadrant(batch)):
+            p = float(np.nanmean(values))
             results.append({
                 "p_multilattice": round(p, 4),
-                "p_multilattice_quadrants": [round(float(v), 4) for v in values],
-                "multilattice": bool(p > MULTILATTICE_THRESHOLD),
+                "p_multilattice_quadrants": [_rounded(v, 4) for v in values],
+                "multilattice": bool(p > item.settings.get("multilattice_threshold", MULTILATTICE_THRESHOLD)),
             })
         return results
 

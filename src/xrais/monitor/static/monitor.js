@@ -104,11 +104,17 @@
     setTimeout(tick, POLL_MS);
   }
 
+  // Result fields of a row (or run summary) that come from an experimental model (its card says so).
+  const experimental = (item, field) => (item && item.experimental ? item.experimental.split(",") : []).includes(field);
+  const caveat = (item, field) => (experimental(item, field) ? " (experimental model: not yet reliable)" : "");
+
   function showSummary() {
     const run = state.runs.find((r) => r.run === state.run);
     $("summary").textContent = run ? `${run.run}: ${run.n_images} images (${run.n_ok} analysed, ${run.n_errors} ` +
-      `errors, ${run.n_skipped} skipped); best d_min ${fmt(run.best_d_min, 2)} Å, median ${fmt(run.median_d_min, 2)} Å; ` +
-      `multi-lattice ${run.fraction_multilattice === null ? "–" : (100 * run.fraction_multilattice).toFixed(0) + " %"}` : "";
+      `errors, ${run.n_skipped} skipped); best d_min ${fmt(run.best_d_min, 2)} Å${caveat(run, "d_min")}, ` +
+      `median ${fmt(run.median_d_min, 2)} Å; multi-lattice ` +
+      `${run.fraction_multilattice === null ? "–" : (100 * run.fraction_multilattice).toFixed(0) + " %"}` +
+      caveat(run, "multilattice") : "";
   }
 
   const fmt = (value, digits) => (value === null || value === undefined ? "–" : Number(value).toFixed(digits));
@@ -169,9 +175,16 @@
       ctx.save(); ctx.translate(14, area.y + area.h / 2); ctx.rotate(-Math.PI / 2);
       ctx.textAlign = "center"; ctx.fillText(label, 0, 0); ctx.restore();
     };
+    const resolutionExperimental = resolved.some((r) => experimental(r, "d_min"));
+    const multilatticeExperimental = probable.some((r) => experimental(r, "p_multilattice"));
     panel(top, niceTicks(dLow, dHigh, 6).filter((t) => t >= dLow && t <= dHigh), yRes, "resolution d_min (Å)",
       (t) => t.toFixed(1));
     panel(bottom, [0, 0.25, 0.5, 0.75, 1], yProb, "p(multi-lattice)", (t) => t.toFixed(2));
+    ctx.fillStyle = "#b71c1c"; ctx.textAlign = "left"; ctx.textBaseline = "bottom";
+    if (resolutionExperimental) ctx.fillText("resolution: EXPERIMENTAL model, not yet reliable", margin.left + 4, top.y - 1);
+    if (multilatticeExperimental) {
+      ctx.fillText("p(multi-lattice): EXPERIMENTAL model, not yet reliable (see its model card)", margin.left + 4, bottom.y - 2);
+    }
     ctx.textAlign = "center"; ctx.textBaseline = "top"; ctx.fillStyle = "#444";
     for (const t of niceTicks(xLow, xHigh, 8)) {
       if (t < xLow || t > xHigh) continue;
@@ -200,6 +213,7 @@
     Object.assign(canvas.dataset, {
       run: state.run || "", points: rows.length, resolutionPoints: resolved.length, multilatticePoints: probable.length,
       errors: errors.length, skipped: skipped.length, lastNumber: rows.length ? rows[rows.length - 1].number : "",
+      resolutionExperimental, multilatticeExperimental,
     });
   }
 
@@ -217,7 +231,8 @@
     const r = nearest(event);
     if (!r) return;
     $("readout").textContent = r.status === "ok"
-      ? `image ${r.number}: d_min ${fmt(r.d_min, 2)} Å, d_mean ${fmt(r.d_mean, 2)} Å, p(multi-lattice) ${fmt(r.p_multilattice, 3)}`
+      ? `image ${r.number}: d_min ${fmt(r.d_min, 2)} Å, d_mean ${fmt(r.d_mean, 2)} Å${caveat(r, "d_min")}, ` +
+        `p(multi-lattice) ${fmt(r.p_multilattice, 3)}${caveat(r, "p_multilattice")}`
       : `image ${r.number}: ${r.status}${r.error ? " — " + r.error : ""}`;
   });
   $("chart").addEventListener("click", async (event) => {
