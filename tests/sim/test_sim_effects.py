@@ -24,6 +24,24 @@ def test_poisson_noise_mean_equals_variance():
     assert flat.var() == pytest.approx(40.0, rel=0.03)
 
 
+@pytest.mark.parametrize("mean", [0.02, 0.5, 3.0, 11.5, 12.5, 300.0])
+def test_photon_counts_follow_the_poisson_distribution(mean):
+    """Both samplers (inversion below POISSON_INVERSION_LIMIT, PTRS above): the frequencies of the
+    counts match the Poisson probabilities (χ² over the counts holding most of the mass)."""
+    from math import lgamma, log
+
+    rng = np.random.default_rng(7)
+    counts = apply_detector_effects(np.full(GENERIC.shape, mean), GENERIC, DetectorEffects(), rng).pixels.ravel()
+    values, observed = np.unique(counts.astype(int), return_counts=True)
+    probability = np.exp([k * log(mean) - mean - lgamma(k + 1) for k in values])
+    expected = probability * counts.size
+    keep = expected >= 20
+    chi2 = float(np.sum((observed[keep] - expected[keep]) ** 2 / expected[keep]))
+    dof = int(keep.sum()) - 1
+    assert chi2 < dof + 5.0 * np.sqrt(2.0 * max(dof, 1)) + 10.0, (chi2, dof)
+    assert counts.mean() == pytest.approx(mean, rel=0.02, abs=0.002)
+
+
 def test_read_noise_only_on_integrating_detectors():
     rng = np.random.default_rng(2)
     rayonix = detectors.get("Rayonix MX340-HS")

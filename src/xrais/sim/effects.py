@@ -77,7 +77,8 @@ def apply_detector_effects(expected: np.ndarray, geometry: Geometry, effects: De
 def record_window(expected: np.ndarray, geometry: Geometry, window: Window, effects: DetectorEffects,
                   rng: np.random.Generator) -> RecordedImage:
     """:func:`apply_detector_effects` of the pixels of ``window`` alone: ``expected`` and the
-    returned pixels and mask have the window's shape (the same random draws, in the same order)."""
+    returned pixels and mask have the window's shape (the same random draws, in the same order).
+    Photon and read noise come from numba's generator seeded by draws of ``rng``."""
     window = Window(*window)
     if expected.shape != window.shape:
         raise ValueError(f"expected window shape {expected.shape} differs from the window's {window.shape}")
@@ -88,13 +89,12 @@ def record_window(expected: np.ndarray, geometry: Geometry, window: Window, effe
     values[shadow] = 0.0
     if effects.psf_fwhm > 0.0:
         values = gaussian_blur(values, effects.psf_fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0))))
-    if effects.poisson:
-        values = rng.poisson(np.maximum(values, 0.0)).astype(np.float64)
     read_noise = effects.read_noise
     if read_noise is None:
         read_noise = 0.0 if model is None or model.counting else model.read_noise
-    if read_noise > 0.0:
-        values += rng.normal(0.0, read_noise, size=values.shape)
+    if effects.poisson or read_noise > 0.0:
+        # seeds from the caller's generator: the noise of the whole window, drawn by numba
+        _add_noise(values, effects.poisson, float(read_noise), rng.integers(2 ** 32, size=2))
     flat = values.reshape(-1)
     flat[_random_pixels(rng, flat.size, effects.dead_pixels)] = 0.0
     flat[_random_pixels(rng, flat.size, effects.hot_pixels)] = HOT_PIXEL_VALUE
@@ -107,22 +107,70 @@ def record_window(expected: np.ndarray, geometry: Geometry, window: Window, effe
     return RecordedImage(values.astype(np.float32), mask)
 
 
+#: Below this mean, photon counts are drawn by inverting the Poisson distribution (one uniform
+#: number and about mean + 1 steps); above it, by numba's np.random.poisson (PTRS).
+POISSON_INVERSION_LIMIT = 12.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _poisson(mean):
+    """A Poisson(mean) count (mean > 0)."""
+    if mean >= POISSON_INVERSION_LIMIT:
+        return float(np.random.poisson(mean))
+    term = math.exp(-mean)
+    cumulative = term
+    uniform = np.random.random()
+    count = 0
+    while uniform > cumulative and term > 0.0:
+        count += 1
+        term *= mean / count
+        cumulative += term
+    return float(count)
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_noise(values, poisson, read_noise, seeds):
+    """In place: each value v → Poisson(max(v, 0)) if ``poisson``, then plus N(0, read_noise²) if
+    read_noise > 0; numba's generator, seeded with seeds[0] for the photon counts and seeds[1] for
+    the read noise (the same seeds, the same noise; the counts do not depend on the read noise)."""
+    flat = values.reshape(-1)
+    if poisson:
+        np.random.seed(seeds[0])
+        for i in range(flat.shape[0]):
+            flat[i] = _poisson(flat[i]) if flat[i] > 0.0 else 0.0
+    if read_noise > 0.0:
+        np.random.seed(seeds[1])
+        for i in range(flat.shape[0]):
+            flat[i] += np.random.normal(0.0, read_noise)
+
+
 def beamstop_shadow(geometry: Geometry, window: Window, effects: DetectorEffects) -> np.ndarray:
     """Boolean (window shape) image, True in the shadow of the beamstop and its arm."""
     shadow = np.zeros(window.shape, dtype=bool)
     if effects.beamstop_radius <= 0.0 and effects.beamstop_arm_width <= 0.0:
         return shadow
     beam_fast, beam_slow = geometry.beam_centre
-    slow = (np.arange(window.slow_start, window.slow_stop) + 0.5 - beam_slow)[:, None] * geometry.pixel_size
-    fast = (np.arange(window.fast_start, window.fast_stop) + 0.5 - beam_fast)[None, :] * geometry.pixel_size
-    if effects.beamstop_radius > 0.0:
-        shadow |= fast * fast + slow * slow <= effects.beamstop_radius ** 2
-    if effects.beamstop_arm_width > 0.0:
-        angle = math.radians(effects.beamstop_arm_angle)
-        along = fast * math.cos(angle) + slow * math.sin(angle)
-        across = -fast * math.sin(angle) + slow * math.cos(angle)
-        shadow |= (along >= 0.0) & (np.abs(across) <= effects.beamstop_arm_width / 2.0)
+    angle = math.radians(effects.beamstop_arm_angle)
+    _shadow(shadow, window.slow_start, window.fast_start, beam_slow, beam_fast, geometry.pixel_size,
+            effects.beamstop_radius, effects.beamstop_arm_width, math.cos(angle), math.sin(angle))
     return shadow
+
+
+@numba.njit(cache=True, nogil=True)
+def _shadow(shadow, slow_start, fast_start, beam_slow, beam_fast, pixel_size, radius, arm_width, cos_arm, sin_arm):
+    """shadow[i, j] = pixel centre within ``radius`` (mm) of the beam, or on the arm: from the
+    beam along (cos_arm, sin_arm) (fast, slow), within arm_width/2 (mm) of its axis."""
+    rows, columns = shadow.shape
+    for i in range(rows):
+        slow = (slow_start + i + 0.5 - beam_slow) * pixel_size
+        for j in range(columns):
+            fast = (fast_start + j + 0.5 - beam_fast) * pixel_size
+            inside = radius > 0.0 and fast * fast + slow * slow <= radius * radius
+            if not inside and arm_width > 0.0:
+                along = fast * cos_arm + slow * sin_arm
+                across = -fast * sin_arm + slow * cos_arm
+                inside = along >= 0.0 and abs(across) <= arm_width / 2.0
+            shadow[i, j] = inside
 
 
 def gaussian_blur(values: np.ndarray, sigma: float) -> np.ndarray:
