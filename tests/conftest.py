@@ -27,12 +27,19 @@ def shared_reference() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def adsc_image() -> Path:
-    """The real ADSC Q4 SMV image that cctbx-base ships (``iotbx/detectors/adsc.img``)."""
+def adsc_image_path():
+    """The real ADSC Q4 SMV image that cctbx-base ships (``iotbx/detectors/adsc.img``); None when
+    cctbx-base is not installed."""
     spec = importlib.util.find_spec("iotbx")
     path = Path(list(spec.submodule_search_locations)[0]) / "detectors" / "adsc.img" if spec else None
-    if path is None or not path.is_file():
+    return path if path is not None and path.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def adsc_image() -> Path:
+    """The real ADSC image (adsc_image_path); tests using it skip if cctbx-base is absent."""
+    path = adsc_image_path()
+    if path is None:
         pytest.skip("cctbx-base (iotbx/detectors/adsc.img) is not installed")
     return path
 
