@@ -113,6 +113,8 @@ def render_reflections_cpu(out, s_start, f_start, scale, frame, oversample, sour
     pixel = frame[12]
     sub = pixel / oversample
     fx, fy, fz = frame[3], frame[4], frame[5]
+    # within cuts below ½ a node is the nearest one; wider cuts also need the nearest-node test
+    wide = cuts[0] >= 0.5 or cuts[1] >= 0.5 or cuts[2] >= 0.5
     for source in range(sources.shape[0]):
         ix, iy, iz, wavelength = sources[source, 0], sources[source, 1], sources[source, 2], sources[source, 3]
         radius = 1.0 / wavelength
@@ -123,6 +125,12 @@ def render_reflections_cpu(out, s_start, f_start, scale, frame, oversample, sour
             r = reciprocals[domain]
             c_sqr = r[2, 0] * r[2, 0] + r[2, 1] * r[2, 1] + r[2, 2] * r[2, 2]
             weight = weights[domain]
+            mf0 = (a[0, 0] * fx + a[0, 1] * fy + a[0, 2] * fz) * radius
+            mf1 = (a[1, 0] * fx + a[1, 1] * fy + a[1, 2] * fz) * radius
+            mf2 = (a[2, 0] * fx + a[2, 1] * fy + a[2, 2] * fz) * radius
+            c0 = -(a[0, 0] * ix + a[0, 1] * iy + a[0, 2] * iz) * radius
+            c1 = -(a[1, 0] * ix + a[1, 1] * iy + a[1, 2] * iz) * radius
+            c2 = -(a[2, 0] * ix + a[2, 1] * iy + a[2, 2] * iz) * radius
             for h in range(index_limits[0, 0], index_limits[0, 1] + 1):
                 for k in range(index_limits[1, 0], index_limits[1, 1] + 1):
                     ux = h * r[0, 0] + k * r[1, 0] + kx
@@ -188,32 +196,33 @@ def render_reflections_cpu(out, s_start, f_start, scale, frame, oversample, sour
                                 j_lo = max(0, int(math.floor(x_low / pixel)) - f_start) if math.isfinite(x_low) else 0
                                 j_hi = min(columns - 1, int(math.floor(x_high / pixel)) - f_start) \
                                     if math.isfinite(x_high) else columns - 1
-                                for j in range(j_lo, j_hi + 1):
-                                    value = 0.0
-                                    for sub_s in range(oversample):
+                                for sub_s in range(oversample):
+                                    # along the sub-pixel line p = q + x·f̂ the fractional indices are
+                                    # h = (M·q + x·M·f̂)/|p| + c with M = radius·A, c = −radius·A·î
+                                    yd = (s_start + i) * pixel + (sub_s + 0.5) * sub
+                                    qx = frame[0] + yd * frame[6]
+                                    qy = frame[1] + yd * frame[7]
+                                    qz = frame[2] + yd * frame[8]
+                                    qq = qx * qx + qy * qy + qz * qz
+                                    qf = qx * fx + qy * fy + qz * fz
+                                    mq0 = (a[0, 0] * qx + a[0, 1] * qy + a[0, 2] * qz) * radius
+                                    mq1 = (a[1, 0] * qx + a[1, 1] * qy + a[1, 2] * qz) * radius
+                                    mq2 = (a[2, 0] * qx + a[2, 1] * qy + a[2, 2] * qz) * radius
+                                    for j in range(j_lo, j_hi + 1):
                                         for sub_f in range(oversample):
-                                            fd = (f_start + j) * pixel + (sub_f + 0.5) * sub
-                                            sd = (s_start + i) * pixel + (sub_s + 0.5) * sub
-                                            px = frame[0] + fd * frame[3] + sd * frame[6]
-                                            py = frame[1] + fd * frame[4] + sd * frame[7]
-                                            pz = frame[2] + fd * frame[5] + sd * frame[8]
-                                            distance = math.sqrt(px * px + py * py + pz * pz)
-                                            sx = (px / distance - ix) * radius
-                                            sy = (py / distance - iy) * radius
-                                            sz = (pz / distance - iz) * radius
-                                            hf = a[0, 0] * sx + a[0, 1] * sy + a[0, 2] * sz
-                                            if math.ceil(hf - 0.5) != h or abs(hf - h) > cuts[0]:
+                                            xd = (f_start + j) * pixel + (sub_f + 0.5) * sub
+                                            inverse = 1.0 / math.sqrt(qq + xd * (2.0 * qf + xd))
+                                            hf = (mq0 + xd * mf0) * inverse + c0
+                                            if abs(hf - h) > cuts[0] or (wide and math.ceil(hf - 0.5) != h):
                                                 continue
-                                            kf = a[1, 0] * sx + a[1, 1] * sy + a[1, 2] * sz
-                                            if math.ceil(kf - 0.5) != k or abs(kf - k) > cuts[1]:
+                                            kf = (mq1 + xd * mf1) * inverse + c1
+                                            if abs(kf - k) > cuts[1] or (wide and math.ceil(kf - 0.5) != k):
                                                 continue
-                                            lf = a[2, 0] * sx + a[2, 1] * sy + a[2, 2] * sz
-                                            if math.ceil(lf - 0.5) != l or abs(lf - l) > cuts[2]:
+                                            lf = (mq2 + xd * mf2) * inverse + c2
+                                            if abs(lf - l) > cuts[2] or (wide and math.ceil(lf - 0.5) != l):
                                                 continue
-                                            value += squared_lattice_factor_cpu(shape, hf - h, kf - k, lf - l, cells,
-                                                                                reciprocal_metric, log_scale)
-                                    if value != 0.0:
-                                        out[i, j] += term * value
+                                            out[i, j] += term * squared_lattice_factor_cpu(
+                                                shape, hf - h, kf - k, lf - l, cells, reciprocal_metric, log_scale)
                                 i += direction
     for i in range(rows):
         for j in range(columns):
