@@ -11,7 +11,8 @@ Building blocks, from the crystal to the recorded image:
 * :class:`Beam` (beam.py), :class:`DetectorFrame` and :class:`Window` (frame.py);
 * :func:`render_bragg` (numba CPU or numba-cuda GPU kernels), :func:`render_background`
   (amorphous materials), :func:`apply_detector_effects` (noise, beamstop, gaps, hot/dead pixels,
-  PSF), or all at once :func:`simulate_image`;
+  PSF), or all at once :func:`simulate_image` (:func:`simulate_window`: one window's pixels alone,
+  with the reflection-driven kernel of reflections.py where it is the cheaper);
 * labels.py: the resolution ↔ B-factor relation of the training labels.
 """
 from .background import MATERIALS, PARASITIC_MATERIALS, Material, material, render_background, scattering_curve
@@ -23,7 +24,7 @@ from .effects import GAP_VALUE, HOT_PIXEL_VALUE, DetectorEffects, RecordedImage,
 from .frame import DetectorFrame, Window, quadrant_window
 from .labels import b_factor_from_resolution, resolution_from_b_factor
 from .pool import StructurePool, cache_folder, model_structure_factors
-from .simulate import SimulatedImage, simulate_image
+from .simulate import SimulatedImage, simulate_image, simulate_window
 from .structure_factors import StructureFactors
 from .structures import PAPER_SPACE_GROUPS, random_structure_factors, structure_factors_from_model
 
@@ -35,5 +36,6 @@ __all__ = [
     "cache_folder", "cells_per_domain", "fluence_from_photons", "lattice_cuts", "material", "misset_rotation",
     "model_structure_factors", "mosaic_rotations", "quadrant_window", "random_rotation", "random_structure_factors",
     "render_background", "render_bragg", "resolution_from_b_factor", "scattering_curve", "simulate_image",
+    "simulate_window",
     "split_lattice", "structure_factors_from_model",
 ]

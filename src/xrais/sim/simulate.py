@@ -10,7 +10,7 @@ from .background import Layer, render_background
 from .beam import Beam
 from .bragg import FAST_PATH_THRESHOLD, render_bragg, render_bragg_window
 from .crystal import as_lattice_list
-from .effects import DetectorEffects, apply_detector_effects, record_window
+from .effects import DetectorEffects, record_window
 from .frame import Window, as_detector_frame, resolve_window
 from .structure_factors import StructureFactors
 
@@ -42,38 +42,35 @@ def simulate_image(geometry: Geometry, beam: Beam, rng: np.random.Generator, *, 
     whole detector; oversample, path, device, threshold: see :func:`~xrais.sim.bragg.render_bragg`.
     """
     window = resolve_window(window, geometry.shape)
-    if lattices is not None:
-        if structure is None:
-            raise ValueError("lattices need a structure-factor table")
-        expected = render_bragg(lattices, structure, beam, geometry, b_factor=b_factor, window=window,
-                                oversample=oversample, path=path, device=device, threshold=threshold)
-    else:
-        expected = np.zeros(geometry.shape, dtype=np.float32)
-    if background:
-        if photons is None:
-            raise ValueError("background layers need the number of incident photons")
-        expected += np.float32(background_scale) * render_background(background, beam, geometry, photons=photons,
-                                                                     window=window)
-    recorded = apply_detector_effects(expected, geometry, effects, rng, window=window)
-    return SimulatedImage(recorded.pixels, recorded.mask, expected, window)
+    part = simulate_window(geometry, beam, rng, window, lattices=lattices, structure=structure, b_factor=b_factor,
+                           background=background, photons=photons, background_scale=background_scale,
+                           effects=effects, oversample=oversample, path=path, device=device, threshold=threshold)
+    return on_whole_detector(part, geometry.shape)
 
 
 def simulate_window(geometry: Geometry, beam: Beam, rng: np.random.Generator, window, *, lattices=None,
                     structure: Optional[StructureFactors] = None, b_factor: float = 0.0,
                     background: Sequence[Layer] = (), photons: Optional[float] = None,
                     background_scale: float = 1.0, effects: DetectorEffects = DetectorEffects(),
-                    oversample: int = 1, threshold: float = FAST_PATH_THRESHOLD) -> SimulatedImage:
-    """:func:`simulate_image` of the pixels of ``window`` only, with the reflection-driven Bragg
-    kernel (:mod:`xrais.sim.reflections`): pixels, mask and expected have the window's shape, and
-    no array of the whole detector is made. The same random draws, in the same order, as
-    :func:`simulate_image` with the same ``window``; arguments as there."""
+                    oversample: int = 1, path: str = "reflections", device: str = "auto",
+                    threshold: float = FAST_PATH_THRESHOLD) -> SimulatedImage:
+    """:func:`simulate_image` of the pixels of ``window`` only: pixels, mask and expected have the
+    window's shape. path "reflections" (the default) renders the Bragg scattering of the window
+    alone with the cheaper CPU kernel for the crystal (:func:`~xrais.sim.bragg.render_bragg_window`),
+    so that no array of the whole detector is made; the other paths and ``device`` are
+    :func:`~xrais.sim.bragg.render_bragg`'s. Other arguments as :func:`simulate_image`."""
     window = resolve_window(window, geometry.shape)
     frame = as_detector_frame(geometry)
     if lattices is not None:
         if structure is None:
             raise ValueError("lattices need a structure-factor table")
-        expected = render_bragg_window(as_lattice_list(lattices), structure, beam, frame, window, b_factor=b_factor,
-                                       oversample=oversample, threshold=threshold)
+        if path == "reflections":
+            expected = render_bragg_window(as_lattice_list(lattices), structure, beam, frame, window,
+                                           b_factor=b_factor, oversample=oversample, threshold=threshold)
+        else:
+            expected = render_bragg(lattices, structure, beam, geometry, b_factor=b_factor, window=window,
+                                    oversample=oversample, path=path, device=device,
+                                    threshold=threshold)[window.slices]
     else:
         expected = np.zeros(window.shape, dtype=np.float32)
     if background:
@@ -83,3 +80,16 @@ def simulate_window(geometry: Geometry, beam: Beam, rng: np.random.Generator, wi
                                                                      window=window, window_only=True)
     recorded = record_window(expected, geometry, window, effects, rng)
     return SimulatedImage(recorded.pixels, recorded.mask, expected, window)
+
+
+def on_whole_detector(image: SimulatedImage, shape) -> SimulatedImage:
+    """A window's :class:`SimulatedImage` placed on a whole detector of ``shape``: 0 and masked
+    outside the window."""
+    pixels = np.zeros(shape, dtype=image.pixels.dtype)
+    mask = np.ones(shape, dtype=bool)
+    expected = np.zeros(shape, dtype=image.expected.dtype)
+    rows, columns = image.window.slices
+    pixels[rows, columns] = image.pixels
+    mask[rows, columns] = image.mask
+    expected[rows, columns] = image.expected
+    return SimulatedImage(pixels, mask, expected, image.window)

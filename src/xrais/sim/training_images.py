@@ -15,7 +15,7 @@ from .effects import DetectorEffects
 from .frame import Window, quadrant_window
 from .pool import StructurePool
 from .recipes import ImageSpec
-from .simulate import SimulatedImage, simulate_image, simulate_window
+from .simulate import SimulatedImage, on_whole_detector, simulate_image, simulate_window
 
 #: Largest conditioned value stored (uint16 holds √(2³²)); real values stay far below.
 CONDITIONED_MAX = 65535
@@ -101,22 +101,9 @@ def render_training_image(spec: ImageSpec, pool: StructurePool, device: str = "c
     conditioned = np.minimum(quadrant, CONDITIONED_MAX).astype(np.uint16)
     raw = None
     if keep_raw:
-        raw = image._replace(pixels=counts) if reference else _on_whole_detector(image._replace(pixels=counts),
-                                                                                 geometry.shape)
+        raw = image._replace(pixels=counts) if reference else on_whole_detector(image._replace(pixels=counts),
+                                                                                geometry.shape)
     return TrainingImage(conditioned, spec.label_columns(), geometry, raw)
-
-
-def _on_whole_detector(image: SimulatedImage, shape) -> SimulatedImage:
-    """A window's :class:`SimulatedImage` placed on the whole detector (0 and masked outside the
-    window, as :func:`simulate_image` records it)."""
-    counts = np.zeros(shape, dtype=image.pixels.dtype)
-    mask = np.ones(shape, dtype=bool)
-    expected = np.zeros(shape, dtype=image.expected.dtype)
-    rows, columns = image.window.slices
-    counts[rows, columns] = image.pixels
-    mask[rows, columns] = image.mask
-    expected[rows, columns] = image.expected
-    return SimulatedImage(counts, mask, expected, image.window)
 
 
 def recorded_counts(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
