@@ -126,6 +126,31 @@ def test_threads_and_concurrent_callers_agree(tmp_path, model_folder):
     assert outputs[0] == outputs[1] == strip(serial)
 
 
+def test_series_results_carry_image_numbers_and_plot_against_them(tmp_path, model_folder):
+    """Issue 18, item 1: results of a CBF series carry the image number of each file (also for a
+    file that cannot be read), the table does not repeat it, and the plot's x axis is those
+    numbers with whole-number ticks."""
+    from xrais.results import results_figure, table_lines
+
+    pixels = np.random.default_rng(0).poisson(5, SHAPE).astype(np.int32)
+    paths = [str(tmp_path / f"thau_{n:04d}.cbf") for n in (3, 4)]
+    for path in paths:
+        write_cbf(path, pixels, GEOMETRY)
+    bad = tmp_path / "thau_0005.cbf"
+    bad.write_bytes(b"###CBF: VERSION 1.5\n")
+    results = Predictor(predictors=("resolution",), device="cpu").predict(paths + [str(bad)])
+    assert [r["frame"] for r in results] == [3, 4, 5] and results[2]["error"]
+    names = [line.split()[0] for line in table_lines(results)[2:]]
+    assert names == ["thau_0003.cbf", "thau_0004.cbf", "thau_0005.cbf"]
+    figure = results_figure(results)
+    axis = figure.axes[0]
+    assert list(axis.lines[0].get_xdata()) == [3, 4]
+    low, high = axis.get_xlim()
+    ticks = [t for t in axis.get_xticks() if low <= t <= high]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert axis.get_xlabel() == "image number"
+
+
 def test_unknown_predictor_names_the_installed_ones():
     with pytest.raises(xrais.ImageError, match="installed: .*resolution"):
         Predictor(predictors=("nope",))

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import conditioning
 from .io import Frame, FrameError, Geometry, GeometryOverride, ImageError
+from .io.base import image_number
 from .io.frame import invalid_mask
 from .io.open import expand_inputs, identify
 from .plugins import PredictionInput, PredictorPlugin
@@ -192,7 +193,8 @@ class Predictor:
 
     def _prepare_frame(self, frame, ordinal: int) -> _Prepared:
         if isinstance(frame, FrameError):
-            return _Prepared(frame.source, frame.index if frame.index is not None else 0, ordinal, error=frame.message)
+            index = frame.index if frame.index is not None else image_number(frame.source)
+            return _Prepared(frame.source, index, ordinal, error=frame.message)
         if self.override:
             frame = dataclasses.replace(frame, geometry=self.override.apply(frame.geometry))
         prepared = _Prepared(frame.source, frame.index, ordinal, geometry=frame.geometry)

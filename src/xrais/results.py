@@ -2,11 +2,12 @@
 Figures 8 and 14)."""
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import __version__
 
@@ -74,11 +75,12 @@ def _atomic_write(path: str, text: str) -> None:
 def table_lines(results: Sequence[Dict[str, Any]]) -> List[str]:
     """Per-image table (only the columns some result has), errors on their own rows."""
     columns = [c for c in TABLE_COLUMNS if any(r.get(c[0]) is not None for r in results)]
-    name_width = min(48, max([len("image")] + [len(_short_name(r)) for r in results]))
+    names = _short_names(results)
+    name_width = min(48, max([len("image")] + [len(name) for name in names]))
     header = f"{'image':<{name_width}} " + " ".join(f"{h:>10}" for _, h, _ in columns)
     lines = [header, "-" * len(header)]
-    for r in results:
-        name = _short_name(r)[-name_width:]
+    for r, name in zip(results, names):
+        name = name[-name_width:]
         if r.get("error"):
             lines.append(f"{name:<{name_width}} error: {r['error']}")
             continue
@@ -93,9 +95,25 @@ def table_lines(results: Sequence[Dict[str, Any]]) -> List[str]:
     return lines
 
 
-def _short_name(result: Dict[str, Any]) -> str:
-    name = os.path.basename(str(result.get("image", "")))
-    return f"{name}:{result['frame']}" if result.get("frame") else name
+def _short_names(results: Sequence[Dict[str, Any]]) -> List[str]:
+    """File names, with ``:frame`` for the frames of a file that gives several rows (a NeXus
+    series); a single-image file's frame is the number already in its name."""
+    rows_per_image = collections.Counter(r.get("image") for r in results)
+    names = []
+    for r in results:
+        name = os.path.basename(str(r.get("image", "")))
+        names.append(f"{name}:{r.get('frame')}" if rows_per_image[r.get("image")] > 1 else name)
+    return names
+
+
+def image_numbers(results: Sequence[Dict[str, Any]]) -> Tuple[List[int], str]:
+    """(x values, axis label) for plotting results against the image: their ``frame`` (image
+    numbers of a CBF series, frame indices of a NeXus file) when these tell the images apart,
+    otherwise their position in the list from 1."""
+    frames = [r.get("frame") for r in results]
+    if all(isinstance(f, int) for f in frames) and len(set(frames)) == len(frames):
+        return frames, "image number"
+    return list(range(1, len(results) + 1)), "image (position in the input)"
 
 
 def summary_lines(summary: Dict[str, Any]) -> List[str]:
@@ -108,20 +126,37 @@ def summary_lines(summary: Dict[str, Any]) -> List[str]:
 
 
 def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", reduce: str = "min") -> None:
-    """Resolution vs image number (d_min red, d_mean blue, spot-based grey; paper Figure 8) and/or
-    multi-lattice probability vs image number (Figure 14)."""
+    """PNG of :func:`results_figure` (nothing written when the results have nothing to plot)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    numbers = list(range(1, len(results) + 1))
+    fig = results_figure(results, title)
+    if fig is None:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def results_figure(results: Sequence[Dict[str, Any]], title: str = ""):
+    """A matplotlib figure: resolution vs image number (d_min red, d_mean blue, spot-based grey;
+    paper Figure 8) and/or multi-lattice probability vs image number (Figure 14), whole image
+    numbers on the x axis (:func:`image_numbers`); None when there is nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    numbers, x_label = image_numbers(results)
     has_resolution = any("diffraction" in r for r in results)
     has_multi = any(r.get("p_multilattice") is not None for r in results)
     has_spots = any(r.get("d_min_spots") is not None for r in results)
     panels = [p for p, wanted in (("resolution", has_resolution or has_spots), ("multilattice", has_multi)) if wanted]
     if not panels:
-        return
+        return None
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), sharex=True, squeeze=False)
     for ax, panel in zip(axes[:, 0], panels):
         if panel == "resolution":
@@ -147,10 +182,9 @@ def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", 
             ax.set_ylim(-0.03, 1.03)
             ax.set_ylabel("p(multi-lattice)")
         ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("image number")
+    axes[-1, 0].set_xlabel(x_label)
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig

@@ -68,13 +68,14 @@ def test_evaluate_program_on_shards(resolution_shards, multilattice_shards, mode
 
 
 def _write_images(folder):
-    """Three 2048×2048 CBFs (2×2 max-pool → four full quadrants) and their labels JSON."""
+    """Three 2048×2048 CBFs (2×2 max-pool → four full quadrants) and their labels JSON (b_0002.cbf,
+    image number 2, labelled without a frame: a single-image file's one image)."""
     folder.mkdir()
     geometry = Geometry(distance=250.0, wavelength=0.9795, pixel_size=0.172, beam_centre=(1024.0, 1024.0),
                         shape=(2048, 2048), detector="generic")
     rng = np.random.default_rng(1)
     entries = []
-    for name, label in (("a.cbf", {"d": 2.0, "is_multi": 1}), ("b.cbf", {"inverse_d": 0.3, "is_multi": 0}),
+    for name, label in (("a.cbf", {"d": 2.0, "is_multi": 1}), ("b_0002.cbf", {"inverse_d": 0.3, "is_multi": 0}),
                         ("blank.cbf", {"d": None, "n_lattices": 0})):
         write_cbf(str(folder / name), rng.poisson(3.0, (2048, 2048)).astype(np.int32), geometry)
         entries.append({"image": name, **label})

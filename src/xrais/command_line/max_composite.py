@@ -81,13 +81,14 @@ def _results(params, inputs, selection: Selection) -> List[Dict]:
 
 
 def _frames_of(chosen: List[Dict], params):
-    """The chosen (image, frame) pairs, each file opened once."""
+    """The chosen (image, frame) pairs, each file opened once (a single-image file gives its one
+    image whatever its frame in the results)."""
     wanted = collections.defaultdict(set)
     for result in chosen:
         wanted[result["image"]].add(int(result.get("frame") or 0))
     for path, indices in wanted.items():
         for frame in open_images([path], geometry=geometry_override(params), on_error="skip"):
-            if frame.index in indices:
+            if frame.index in indices or not frame.metadata.get("multi_frame"):
                 yield frame
 
 

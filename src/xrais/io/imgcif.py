@@ -29,7 +29,7 @@ import pycbf
 
 from . import detectors
 from .assemble import PanelGeometry, RawPanels, make_layout, to_frame
-from .base import MAX_PIXELS, Reader, load_bytes, make_geometry, strip_compression
+from .base import MAX_PIXELS, Reader, image_number, load_bytes, make_geometry, strip_compression
 from .errors import ImageError
 from .frame import Frame
 from .geometry import GeometryOverride
@@ -323,7 +323,7 @@ class _Parsed:
             names.append(spec.name)
             pixels.append(data)
             masks.append(array.invalid(data))
-        return RawPanels(0, names, pixels, masks)
+        return RawPanels(image_number(self.path), names, pixels, masks)
 
 
 class ImgCIFReader(Reader):
@@ -361,8 +361,8 @@ class ImgCIFReader(Reader):
         layout = make_layout(path, panels, axes.beam_direction())
         model = detectors.find(name, layout.shape, layout.pixel_size) or (
             detectors.find(name, None, layout.pixel_size) if len(panels) > 1 else None)
-        yield to_frame(path, layout, raw.pixels, raw.masks, wavelength, override, model.name if model else name, 0,
-                       metadata)
+        yield to_frame(path, layout, raw.pixels, raw.masks, wavelength, override, model.name if model else name,
+                       raw.index, metadata)
 
     @staticmethod
     def _without_axes(path, arrays, wavelength, name, override, metadata) -> Frame:
@@ -374,7 +374,7 @@ class ImgCIFReader(Reader):
             raise ImageError(path, f"CBF array of shape {array.data.shape} is not one 2-D image")
         data = array.data.reshape(array.data.shape[-2:])
         geometry = make_geometry(path, {"wavelength": wavelength, "shape": data.shape, "detector": name}, override)
-        return Frame(data, array.invalid(data), geometry, source=path, index=0, metadata=metadata)
+        return Frame(data, array.invalid(data), geometry, source=path, index=image_number(path), metadata=metadata)
 
 
 READER = ImgCIFReader()
