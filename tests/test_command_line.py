@@ -27,7 +27,8 @@ def test_parse_values_scopes_and_inputs(tmp_path):
     ("nope=1", "unknown parameter"),
     ("quadrants=3", "expected one of"),
     ("nproc=0", "out of range"),
-    ("nproc=two", "invalid literal"),
+    ("nproc=two", "^nproc=two: expected a whole number$"),
+    ("beam_centre=1,y", "^geometry.beam_centre=1,y: expected numbers separated by commas \\('y' is not one\\)$"),
     ("beam_centre=1", "expected 2 values"),
     ("mpi=maybe", "expected True or False"),
     ("--frobnicate", "unknown option"),
@@ -77,11 +78,12 @@ def test_program_turns_failures_into_one_line(tmp_path, capsys, monkeypatch):
         raise RuntimeError("boom")
 
     assert _program(bad_input)([]) == 1
-    out = capsys.readouterr().out
-    assert out.strip().splitlines()[-1] == "xrais.test: error: x.cbf: CBF data truncated"
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["xrais.test: error: x.cbf: CBF data truncated"]
     assert _program(bug)(["output.log=bug.log"]) == 1
-    out = capsys.readouterr().out
-    assert "internal error: RuntimeError: boom (details in bug.log)" in out and "Traceback" not in out
+    captured = capsys.readouterr()
+    assert "internal error: RuntimeError: boom (details in bug.log)" in captured.err
+    assert "Traceback" not in captured.out + captured.err
     assert "Traceback" in (tmp_path / "bug.log").read_text()
 
 
@@ -93,3 +95,30 @@ def test_log_file_folder_is_made_and_an_unwritable_log_is_one_line(tmp_path, cap
     assert _program(lambda params, inputs: 0)(["output.log=taken/run.log"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("xrais.test: error: cannot write the log file taken/run.log") and len(err) == 1
+
+
+def test_usage_errors_go_to_stderr_with_exit_code_2(tmp_path, capsys, monkeypatch):
+    """Issue 18, item 2: a bad command line found by the parser or by the program (no inputs, an
+    unknown predictor, an unreadable parameter file) is two lines on stderr and exit code 2."""
+    from xrais.command_line.monitor import main as monitor_main
+    from xrais.command_line.predict import resolution_program
+
+    monkeypatch.chdir(tmp_path)
+
+    def needs_inputs(params, inputs):
+        raise ParameterError("no input images given")
+
+    (tmp_path / "binary.phil").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    cases = [
+        (_program(needs_inputs), ["output.log=None"], "xrais.test: error: no input images given"),
+        (_program(needs_inputs), ["binary.phil"], "xrais.test: error: binary.phil: not a parameter file (not UTF-8 text)"),
+        (resolution_program, ["output.log=None"], "dials.xrais_resolution: error: no input images given"),
+        (resolution_program, ["x.cbf", "predictors=nope", "output.log=None"],
+         "dials.xrais_resolution: error: unknown predictor nope; installed: "),
+    ]
+    for program, argv, problem in cases:
+        assert program(argv) == 2, argv
+        captured = capsys.readouterr()
+        first, hint = captured.err.strip().splitlines()
+        assert first.startswith(problem) and hint.startswith("Run '") and "error" not in captured.out
+    assert monitor_main([]) == 2 and capsys.readouterr().out == ""

@@ -152,7 +152,7 @@ def test_series_results_carry_image_numbers_and_plot_against_them(tmp_path, mode
 
 
 def test_unknown_predictor_names_the_installed_ones():
-    with pytest.raises(xrais.ImageError, match="installed: .*resolution"):
+    with pytest.raises(xrais.io.ChoiceError, match="installed: .*resolution"):
         Predictor(predictors=("nope",))
 
 
@@ -183,6 +183,26 @@ def test_program_outputs_and_exit_codes(tmp_path, model_folder, monkeypatch, cap
     assert [bool(r["error"]) for r in document["images"]] == [False, False, False, True]
     assert "p_multilattice" in document["images"][0] and "d_min" not in document["images"][0]
     assert resolution_program(["nproc=0"]) == 2
+
+
+def test_program_reports_each_failed_image_once_on_stderr(tmp_path, model_folder, monkeypatch, capsys):
+    """Issue 18, item 2: a file that cannot be read is one warning line on stderr and in the log
+    (besides its row of the table and its error in the JSON), not two or three."""
+    monkeypatch.chdir(tmp_path)
+    (good,) = _images(tmp_path, count=1)
+    truncated = tmp_path / "cut_0002.cbf"
+    truncated.write_bytes(open(good, "rb").read()[:3000])
+    (tmp_path / "junk_0003.cbf").write_bytes(b"GIF89a not a diffraction image" * 10)
+    names = ("cut_0002.cbf", "junk_0003.cbf", "missing_0004.cbf")
+    assert resolution_program([good, *names, "output.plot=None", "output.log=run.log"]) == 1
+    captured = capsys.readouterr()
+    log_lines = (tmp_path / "run.log").read_text().splitlines()
+    for name in names:
+        assert sum(name in line for line in captured.err.splitlines()) == 1, (name, captured.err)
+        assert sum(line.startswith(name) for line in captured.out.splitlines()) == 1  # its row of the table
+        assert sum(name in line and " WARNING " in line for line in log_lines) == 1
+    document = json.loads((tmp_path / "xrais_resolution.json").read_text())
+    assert [bool(r["error"]) for r in document["images"]] == [False, True, True, True]
 
 
 def _mpiexec():

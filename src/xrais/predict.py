@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import conditioning
-from .io import Frame, FrameError, Geometry, GeometryOverride, ImageError
+from .io import ChoiceError, Frame, FrameError, Geometry, GeometryOverride, ImageError
 from .io.base import image_number
 from .io.frame import invalid_mask
 from .io.open import expand_inputs, identify
@@ -60,10 +60,11 @@ def resolve_predictors(names: Union[str, Sequence[str]]) -> List[PredictorPlugin
         names = [n.strip() for n in names.split(",") if n.strip()]
     available = installed_predictors()
     unknown = [n for n in names if n not in available]
+    installed = ", ".join(sorted(available))
     if unknown:
-        raise ImageError("predictors", f"unknown predictor {', '.join(unknown)}; installed: {', '.join(sorted(available))}")
+        raise ChoiceError(f"unknown predictor {', '.join(unknown)}; installed: {installed}")
     if not names:
-        raise ValueError("no predictor chosen")
+        raise ChoiceError(f"no predictor chosen; installed: {installed}")
     return [available[n] for n in names]
 
 

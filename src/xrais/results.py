@@ -2,7 +2,6 @@
 Figures 8 and 14)."""
 from __future__ import annotations
 
-import collections
 import csv
 import json
 import math
@@ -10,6 +9,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import __version__
+from .io.base import image_number
 
 #: Columns of the terminal table: (result key, header, format).
 TABLE_COLUMNS = (
@@ -75,7 +75,7 @@ def _atomic_write(path: str, text: str) -> None:
 def table_lines(results: Sequence[Dict[str, Any]]) -> List[str]:
     """Per-image table (only the columns some result has), errors on their own rows."""
     columns = [c for c in TABLE_COLUMNS if any(r.get(c[0]) is not None for r in results)]
-    names = _short_names(results)
+    names = [os.path.basename(result_label(r)) for r in results]
     name_width = min(48, max([len("image")] + [len(name) for name in names]))
     header = f"{'image':<{name_width}} " + " ".join(f"{h:>10}" for _, h, _ in columns)
     lines = [header, "-" * len(header)]
@@ -95,15 +95,11 @@ def table_lines(results: Sequence[Dict[str, Any]]) -> List[str]:
     return lines
 
 
-def _short_names(results: Sequence[Dict[str, Any]]) -> List[str]:
-    """File names, with ``:frame`` for the frames of a file that gives several rows (a NeXus
-    series); a single-image file's frame is the number already in its name."""
-    rows_per_image = collections.Counter(r.get("image") for r in results)
-    names = []
-    for r in results:
-        name = os.path.basename(str(r.get("image", "")))
-        names.append(f"{name}:{r.get('frame')}" if rows_per_image[r.get("image")] > 1 else name)
-    return names
+def result_label(result: Dict[str, Any]) -> str:
+    """The image a result is for: its file, with ``:frame`` where the frame is not the number the
+    file name carries already (the frames of a NeXus series; :func:`xrais.io.base.image_number`)."""
+    image, frame = str(result.get("image", "")), result.get("frame")
+    return image if frame is None or frame == image_number(image) else f"{image}:{frame}"
 
 
 def image_numbers(results: Sequence[Dict[str, Any]]) -> Tuple[List[int], str]:

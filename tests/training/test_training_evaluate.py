@@ -110,9 +110,9 @@ def test_evaluate_program_reports_bad_labels_in_one_line(model_files, tmp_path, 
     _write_images(tmp_path / "images")
     (tmp_path / "images" / "labels.json").write_text(json.dumps({"images": [{"image": "a.cbf", "is_multi": 1}]}))
     assert evaluate_program([str(tmp_path / "images"), f"model={model_files / 'reso.json'}"]) == 1
-    assert "entry 0 (a.cbf): no resolution label (inverse_d, d or b_factor)" in capsys.readouterr().out
+    assert "entry 0 (a.cbf): no resolution label (inverse_d, d or b_factor)" in capsys.readouterr().err
     assert evaluate_program([str(tmp_path / "images"), "model=not-a-model"]) == 1
-    assert "model 'not-a-model' is not available" in capsys.readouterr().out
+    assert "model 'not-a-model' is not available" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("model, label, message", [
@@ -131,8 +131,8 @@ def test_evaluate_program_refuses_label_values_that_are_not_labels(model_files, 
     (tmp_path / "images" / "labels.json").write_text(json.dumps({"images": [{"image": "a.cbf", **label}]}))
     assert evaluate_program([str(tmp_path / "images"), f"model={model_files / (model + '.json')}",
                              "json=eval.json"]) == 1
-    out = capsys.readouterr().out
-    assert f"labels.json: entry 0 (a.cbf): {message}" in out and "Traceback" not in out
+    err = capsys.readouterr().err
+    assert f"labels.json: entry 0 (a.cbf): {message}" in err and "Traceback" not in err
     assert not (tmp_path / "eval.json").exists()
 
 
@@ -145,18 +145,18 @@ def test_evaluate_program_leaves_out_unreadable_images_and_keeps_the_others(mode
     labels["images"][1:1] = [{"image": "truncated.cbf", "d": 2.0}, {"image": "missing.cbf", "d": 2.0}]
     (tmp_path / "images" / "labels.json").write_text(json.dumps(labels))
     assert evaluate_program([str(tmp_path / "images"), f"model={model_files / 'reso.json'}", "json=eval.json"]) == 1
-    out = capsys.readouterr().out
-    assert "truncated.cbf: " in out and "missing.cbf: no such file" in out and "Traceback" not in out
-    assert "2 image(s) could not be read and were left out of the metrics" in out
+    err = capsys.readouterr().err
+    assert "truncated.cbf: " in err and "missing.cbf: no such file" in err and "Traceback" not in err
+    assert "2 image(s) could not be read and were left out of the metrics" in err
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["metrics"]["n"] == 3 and [os.path.basename(i["image"]) for i in result["items"]] == [
-        "a.cbf", "b.cbf", "blank.cbf"]
+        "a.cbf", "b_0002.cbf", "blank.cbf"]
     assert [os.path.basename(f["image"]) for f in result["failed"]] == ["truncated.cbf", "missing.cbf"]
 
     labels["images"] = labels["images"][1:3]
     (tmp_path / "images" / "labels.json").write_text(json.dumps(labels))
     assert evaluate_program([str(tmp_path / "images"), f"model={model_files / 'reso.json'}", "json=none.json"]) == 1
-    assert "labels.json: none of its 2 image(s) could be read" in capsys.readouterr().out
+    assert "labels.json: none of its 2 image(s) could be read" in capsys.readouterr().err
 
 
 def test_train_program_parameters(tmp_path, capsys):

@@ -1,7 +1,10 @@
 """What every xrais program shares, in the DIALS manner: ``-h`` help, ``-c`` configuration,
 ``key=value`` parameters, a log file, one-line errors and meaningful exit codes, progress bars.
 
-Exit codes: 0 success; 1 some inputs failed or the run failed; 2 bad command line; 130 interrupted.
+Exit codes: 0 success; 1 some inputs failed or the run failed; 2 bad command line (a
+:class:`ParameterError`, from the parser or from the program: also no inputs, an unknown
+predictor); 130 interrupted. Messages go to stdout, warnings and errors to stderr, all of them to
+the log file.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import time
 import traceback
 from typing import Callable, List, Optional, Sequence
 
-from ..io.errors import XraisError
+from ..io.errors import ChoiceError, XraisError
 from .params import Namespace, Param, ParameterError, Parameters
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -60,9 +63,7 @@ class Program:
             if inputs and not self.takes_inputs:
                 raise ParameterError(f"unexpected argument: {inputs[0]}")
         except ParameterError as exc:
-            print(f"{self.name}: error: {exc}", file=sys.stderr)
-            print(f"Run '{self.name} -h' for the parameters.", file=sys.stderr)
-            return EXIT_USAGE
+            return self._usage_error(exc, print_line)
         if show_config:
             print(self.parameters.show(params, with_help=True))
             return EXIT_OK
@@ -81,7 +82,9 @@ class Program:
             code = self.run(params, inputs)
             log.debug("finished in %.1f s", time.perf_counter() - started)
             return int(code or 0)
-        except (XraisError, ParameterError) as exc:
+        except (ParameterError, ChoiceError) as exc:
+            return self._usage_error(exc, log.error)
+        except XraisError as exc:
             log.error("%s: error: %s", self.name, exc)
             return EXIT_FAILED
         except KeyboardInterrupt:
@@ -97,19 +100,41 @@ class Program:
                 logging.getLogger().removeHandler(handler)
                 handler.close()
 
+    def _usage_error(self, exc: Exception, report: Callable[[str], None]) -> int:
+        """Report a bad command line (two lines: the problem, where to look) and give exit code 2."""
+        report(f"{self.name}: error: {exc}")
+        report(f"Run '{self.name} -h' for the parameters.")
+        return EXIT_USAGE
+
     def main(self, argv: Optional[Sequence[str]] = None) -> None:
         """Console-script entry point."""
         sys.exit(self(argv))
 
 
+def print_line(text: str) -> None:
+    """One line on stderr, before the log is set up."""
+    print(text, file=sys.stderr)
+
+
+def report_failed_image(label: str, problem: str) -> None:
+    """The one report of an image that could not be processed, besides the ``error`` of its
+    result: a warning line naming it (stderr and the log file)."""
+    log.warning("%s: %s", label, problem)
+
+
 def setup_logging(log_path: Optional[str], verbose: bool = False) -> list:
-    """Console (message only) and log file (timestamped, full detail) handlers on the root logger."""
+    """Console (message only: below WARNING on stdout, warnings and errors on stderr) and log file
+    (timestamped, full detail) handlers on the root logger."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG)
     console = logging.StreamHandler(sys.stdout)
     console.setLevel(logging.DEBUG if verbose else logging.INFO)
-    console.setFormatter(logging.Formatter("%(message)s"))
-    handlers = [console]
+    console.addFilter(lambda record: record.levelno < logging.WARNING)
+    problems = logging.StreamHandler(sys.stderr)
+    problems.setLevel(logging.WARNING)
+    handlers = [console, problems]
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(message)s"))
     if log_path:
         try:
             os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)

@@ -5,7 +5,7 @@ Readers are plugins (hook ``xrais_readers``, see :mod:`xrais.plugins`); xrais's 
 """
 from . import detectors
 from .base import Reader, readers
-from .errors import GeometryError, ImageError, XraisError
+from .errors import ChoiceError, GeometryError, ImageError, XraisError
 from .frame import Frame, FrameError
 from .geometry import Geometry, GeometryOverride
 from .open import expand_inputs, identify, open_image, open_images
@@ -15,6 +15,6 @@ from .open import expand_inputs, identify, open_image, open_images
 BUILTIN_READER_MODULES = ("expt", "nexus", "cbf", "imgcif", "smv", "mccd", "dxtbx_adapter")
 
 __all__ = [
-    "Frame", "FrameError", "Geometry", "GeometryOverride", "GeometryError", "ImageError", "XraisError",
+    "ChoiceError", "Frame", "FrameError", "Geometry", "GeometryOverride", "GeometryError", "ImageError", "XraisError",
     "Reader", "detectors", "expand_inputs", "identify", "open_image", "open_images", "readers",
 ]
