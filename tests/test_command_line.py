@@ -122,3 +122,28 @@ def test_usage_errors_go_to_stderr_with_exit_code_2(tmp_path, capsys, monkeypatc
         first, hint = captured.err.strip().splitlines()
         assert first.startswith(problem) and hint.startswith("Run '") and "error" not in captured.out
     assert monitor_main([]) == 2 and capsys.readouterr().out == ""
+
+
+def test_log_file_keeps_earlier_runs_and_leaves_out_library_debug_lines(tmp_path, monkeypatch):
+    """Issue 18, item 4: each run is appended to the log under a header with its date, time and
+    command line (the earlier run's log is kept), and the debug lines of the libraries xrais uses
+    (hdf5plugin registering its filters) are in it only with verbose=True."""
+    import logging
+    import re
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(params, inputs):
+        logging.getLogger("hdf5plugin._utils").debug("Registered filter: bshuf")
+        logging.getLogger("xrais.test").debug("our own detail for %s", inputs[0])
+        return 0
+
+    program = _program(run)
+    assert program(["first.cbf"]) == 0 and program(["second.cbf", "verbose=True"]) == 0
+    text = (tmp_path / "xrais.test.log").read_text()
+    headers = re.findall(r"^=+ xrais\.test \(xrais [^)]+\), (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", text, re.M)
+    assert len(headers) == 2
+    first, second = text.split("command line: xrais.test second.cbf verbose=True\n")
+    assert "command line: xrais.test first.cbf\n" in first and "our own detail for first.cbf" in first
+    assert "Registered filter" not in first
+    assert "our own detail for second.cbf" in second and "Registered filter: bshuf" in second

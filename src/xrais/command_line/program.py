@@ -8,8 +8,10 @@ the log file.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import os
+import shlex
 import sys
 import textwrap
 import time
@@ -25,8 +27,9 @@ log = logging.getLogger("xrais")
 
 #: Parameters every program has.
 COMMON_PARAMS = (
-    Param("output.log", "auto", "log file (auto: <program>.log in the current folder; None: no log file)", "path", optional=True),
-    Param("verbose", False, "print debugging detail", "bool"),
+    Param("output.log", "auto", "log file (auto: <program>.log in the current folder; None: no log file); each run is "
+          "appended under a header with its date, time and command line", "path", optional=True),
+    Param("verbose", False, "print debugging detail (in the log file also that of the libraries xrais uses)", "bool"),
 )
 
 
@@ -71,7 +74,7 @@ class Program:
         if log_path == "auto":
             log_path = f"{self.name}.log"
         try:
-            handlers = setup_logging(log_path, params.verbose)
+            handlers = setup_logging(log_path, params.verbose, run_header=self._run_header(argv))
         except XraisError as exc:
             print(f"{self.name}: error: {exc}", file=sys.stderr)
             return EXIT_FAILED
@@ -100,6 +103,12 @@ class Program:
                 logging.getLogger().removeHandler(handler)
                 handler.close()
 
+    def _run_header(self, argv: Sequence[str]) -> str:
+        """The lines that start this run's part of the log file."""
+        started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+        return (f"{'=' * 24} {self.name} (xrais {_version()}), {started}, process {os.getpid()} {'=' * 24}\n"
+                f"command line: {' '.join([self.name] + [shlex.quote(a) for a in argv])}\n")
+
     def _usage_error(self, exc: Exception, report: Callable[[str], None]) -> int:
         """Report a bad command line (two lines: the problem, where to look) and give exit code 2."""
         report(f"{self.name}: error: {exc}")
@@ -122,9 +131,11 @@ def report_failed_image(label: str, problem: str) -> None:
     log.warning("%s: %s", label, problem)
 
 
-def setup_logging(log_path: Optional[str], verbose: bool = False) -> list:
+def setup_logging(log_path: Optional[str], verbose: bool = False, run_header: str = "") -> list:
     """Console (message only: below WARNING on stdout, warnings and errors on stderr) and log file
-    (timestamped, full detail) handlers on the root logger."""
+    handlers on the root logger. The log file is appended to, ``run_header`` first, so that an
+    earlier run's log is kept; it holds xrais's own debugging detail, timestamped, but the debug and
+    info lines of other libraries (hdf5plugin, numba, matplotlib…) only when ``verbose``."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG)
     console = logging.StreamHandler(sys.stdout)
@@ -138,10 +149,13 @@ def setup_logging(log_path: Optional[str], verbose: bool = False) -> list:
     if log_path:
         try:
             os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-            file_handler = logging.FileHandler(log_path, mode="w", encoding="utf-8")
+            file_handler = logging.FileHandler(log_path, mode="a", encoding="utf-8")
+            file_handler.stream.write(("\n" if file_handler.stream.tell() else "") + run_header)
         except OSError as exc:
             raise XraisError(f"cannot write the log file {log_path}: {exc.strerror}") from None
         file_handler.setLevel(logging.DEBUG)
+        if not verbose:
+            file_handler.addFilter(_xrais_or_warning)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handlers.append(file_handler)
     for handler in handlers:
@@ -149,6 +163,11 @@ def setup_logging(log_path: Optional[str], verbose: bool = False) -> list:
     for noisy in ("numba", "matplotlib", "PIL", "h5py", "fabio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handlers
+
+
+def _xrais_or_warning(record: logging.LogRecord) -> bool:
+    """Whether a record goes to the log file without ``verbose``: xrais's own, or a warning or worse."""
+    return record.levelno >= logging.WARNING or record.name == "xrais" or record.name.startswith("xrais.")
 
 
 def _version() -> str:
