@@ -147,3 +147,31 @@ def test_log_file_keeps_earlier_runs_and_leaves_out_library_debug_lines(tmp_path
     assert "command line: xrais.test first.cbf\n" in first and "our own detail for first.cbf" in first
     assert "Registered filter" not in first
     assert "our own detail for second.cbf" in second and "Registered filter: bshuf" in second
+
+
+def test_readme_and_makefile_give_the_same_gpu_set_up_and_it_installs_no_torch(tmp_path):
+    """Issue 18, item 10: the GPU set-up commands (``make <target> TORCH_SPEC=``) the README gives
+    are those the Makefile gives, and each sets up .venv without installing PyTorch (dry run)."""
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[1]
+    command = re.compile(r"`make (\w+) TORCH_SPEC=`")
+    readme = set(command.findall((root / "README.md").read_text(encoding="utf-8")))
+    makefile_text = (root / "Makefile").read_text(encoding="utf-8")
+    assert readme and readme == set(command.findall(makefile_text))
+    (tmp_path / "Makefile").write_text(makefile_text)
+    for name in ("setup.cfg", "pyproject.toml"):
+        (tmp_path / name).write_text("")
+    default = subprocess.run(["make", "-n", "setup"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert 'pip install --quiet "torch==' in default
+    for target in readme:
+        dry_run = subprocess.run(["make", "-n", target, "TORCH_SPEC="], cwd=tmp_path, capture_output=True, text=True,
+                                 check=True).stdout
+        assert 'if [ -n "" ]' in dry_run and '"torch' not in dry_run and 'pip install --quiet -e ".[dev]"' in dry_run
+    assert "xrais.demo" in subprocess.run(["make", "-n", "demo", "TORCH_SPEC="], cwd=tmp_path, capture_output=True,
+                                          text=True, check=True).stdout
