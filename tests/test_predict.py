@@ -149,6 +149,9 @@ def test_series_results_carry_image_numbers_and_plot_against_them(tmp_path, mode
     ticks = [t for t in axis.get_xticks() if low <= t <= high]
     assert ticks and all(float(t).is_integer() for t in ticks)
     assert axis.get_xlabel() == "image number"
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
 
 
 def test_unknown_predictor_names_the_installed_ones():

@@ -123,14 +123,11 @@ def summary_lines(summary: Dict[str, Any]) -> List[str]:
 
 def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", reduce: str = "min") -> None:
     """PNG of :func:`results_figure` (nothing written when the results have nothing to plot)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig = results_figure(results, title)
     if fig is None:
         return
+    import matplotlib.pyplot as plt  # after results_figure chose the Agg back end
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

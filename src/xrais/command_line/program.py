@@ -2,8 +2,8 @@
 ``key=value`` parameters, a log file, one-line errors and meaningful exit codes, progress bars.
 
 Exit codes: 0 success; 1 some inputs failed or the run failed; 2 bad command line (a
-:class:`ParameterError`, from the parser or from the program: also no inputs, an unknown
-predictor); 130 interrupted. Messages go to stdout, warnings and errors to stderr, all of them to
+:class:`ParameterError` from the parser or the program — no inputs, say — or a
+:class:`~xrais.io.errors.ChoiceError`: an unknown predictor); 130 interrupted. Messages go to stdout, warnings and errors to stderr, all of them to
 the log file.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Program:
             if inputs and not self.takes_inputs:
                 raise ParameterError(f"unexpected argument: {inputs[0]}")
         except ParameterError as exc:
-            return self._usage_error(exc, print_line)
+            return self._usage_error(exc, lambda line: print(line, file=sys.stderr))  # no log yet
         if show_config:
             print(self.parameters.show(params, with_help=True))
             return EXIT_OK
@@ -118,11 +118,6 @@ class Program:
     def main(self, argv: Optional[Sequence[str]] = None) -> None:
         """Console-script entry point."""
         sys.exit(self(argv))
-
-
-def print_line(text: str) -> None:
-    """One line on stderr, before the log is set up."""
-    print(text, file=sys.stderr)
 
 
 def report_failed_image(label: str, problem: str) -> None:
