@@ -102,6 +102,7 @@ def test_usage_errors_go_to_stderr_with_exit_code_2(tmp_path, capsys, monkeypatc
     unknown predictor, an unreadable parameter file) is two lines on stderr and exit code 2."""
     from xrais.command_line.monitor import main as monitor_main
     from xrais.command_line.predict import resolution_program
+    from xrais.command_line.simulate import program as simulate_program
 
     monkeypatch.chdir(tmp_path)
 
@@ -115,6 +116,8 @@ def test_usage_errors_go_to_stderr_with_exit_code_2(tmp_path, capsys, monkeypatc
         (resolution_program, ["output.log=None"], "dials.xrais_resolution: error: no input images given"),
         (resolution_program, ["x.cbf", "predictors=nope", "output.log=None"],
          "dials.xrais_resolution: error: unknown predictor nope; installed: "),
+        (simulate_program, ["detector=nope", "output.log=None"],
+         "xrais.simulate: error: detector=nope: unknown detector model 'nope'; known: PILATUS 6M"),
     ]
     for program, argv, problem in cases:
         assert program(argv) == 2, argv

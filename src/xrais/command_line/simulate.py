@@ -14,7 +14,7 @@ from ..sim.dataset import shard_paths
 from ..sim.generate import GenerationSettings, generate, montage
 from ..sim.pool import StructurePool
 from ..sim.recipes import RECIPES
-from .params import Param
+from .params import Param, ParameterError
 from .program import EXIT_FAILED, EXIT_OK, Program, Progress
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,10 @@ def run_simulate(params, inputs) -> int:
     if params.detector:
         from ..io import detectors
 
-        detectors.get(params.detector)  # unknown name → KeyError listing the known ones
+        try:
+            detectors.get(params.detector)
+        except KeyError as exc:  # an unknown name: the message lists the known ones
+            raise ParameterError(f"detector={params.detector}: {exc.args[0]}") from None
     rank, size, barrier = 0, 1, (lambda: None)
     if params.mpi:
         from mpi4py import MPI
