@@ -1,8 +1,9 @@
 # xrais developer entry points. `make demo` and `make test` are the README's two commands.
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build of PyTorch (a local wheel on the project machines); GPU users install their own
-# CUDA build first and run `make setup TORCH_SPEC=`.
+# The CPU build of PyTorch (a local wheel on the project machines). GPU users install their own CUDA
+# build into .venv first and run `make demo TORCH_SPEC=` (or `make setup TORCH_SPEC=` to only set up):
+# an empty TORCH_SPEC installs no PyTorch, and xrais's install keeps the one there.
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev
 BIN := $(VENV)/bin

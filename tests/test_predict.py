@@ -225,8 +225,36 @@ def test_threads_and_concurrent_callers_agree(tmp_path, model_folder):
     _assert_same_predictions(outputs[1], serial)
 
 
+def test_series_results_carry_image_numbers_and_plot_against_them(tmp_path, model_folder):
+    """Issue 18, item 1: results of a CBF series carry the image number of each file (also for a
+    file that cannot be read), the table does not repeat it, and the plot's x axis is those
+    numbers with whole-number ticks."""
+    from xrais.results import results_figure, table_lines
+
+    pixels = np.random.default_rng(0).poisson(5, SHAPE).astype(np.int32)
+    paths = [str(tmp_path / f"thau_{n:04d}.cbf") for n in (3, 4)]
+    for path in paths:
+        write_cbf(path, pixels, GEOMETRY)
+    bad = tmp_path / "thau_0005.cbf"
+    bad.write_bytes(b"###CBF: VERSION 1.5\n")
+    results = Predictor(predictors=("resolution",), device="cpu").predict(paths + [str(bad)])
+    assert [r["frame"] for r in results] == [3, 4, 5] and results[2]["error"]
+    names = [line.split()[0] for line in table_lines(results)[2:]]
+    assert names == ["thau_0003.cbf", "thau_0004.cbf", "thau_0005.cbf"]
+    figure = results_figure(results)
+    axis = figure.axes[0]
+    assert list(axis.lines[0].get_xdata()) == [3, 4]
+    low, high = axis.get_xlim()
+    ticks = [t for t in axis.get_xticks() if low <= t <= high]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert axis.get_xlabel() == "image number"
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
 def test_unknown_predictor_names_the_installed_ones():
-    with pytest.raises(xrais.ImageError, match="installed: .*resolution"):
+    with pytest.raises(xrais.io.ChoiceError, match="installed: .*resolution"):
         Predictor(predictors=("nope",))
 
 
@@ -329,6 +357,26 @@ def test_units_and_names_in_the_table_the_csv_and_the_help(tmp_path, model_folde
     assert resolution_program(["-h"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
     assert "B = 4d² + 12 at d_min, not a Wilson B" in help_text
+
+
+def test_program_reports_each_failed_image_once_on_stderr(tmp_path, model_folder, monkeypatch, capsys):
+    """Issue 18, item 2: a file that cannot be read is one warning line on stderr and in the log
+    (besides its row of the table and its error in the JSON), not two or three."""
+    monkeypatch.chdir(tmp_path)
+    (good,) = _images(tmp_path, count=1)
+    truncated = tmp_path / "cut_0002.cbf"
+    truncated.write_bytes(open(good, "rb").read()[:3000])
+    (tmp_path / "junk_0003.cbf").write_bytes(b"GIF89a not a diffraction image" * 10)
+    names = ("cut_0002.cbf", "junk_0003.cbf", "missing_0004.cbf")
+    assert resolution_program([good, *names, "output.plot=None", "output.log=run.log"]) == 1
+    captured = capsys.readouterr()
+    log_lines = (tmp_path / "run.log").read_text().splitlines()
+    for name in names:
+        assert sum(name in line for line in captured.err.splitlines()) == 1, (name, captured.err)
+        assert sum(line.startswith(name) for line in captured.out.splitlines()) == 1  # its row of the table
+        assert sum(name in line and " WARNING " in line for line in log_lines) == 1
+    document = json.loads((tmp_path / "xrais_resolution.json").read_text())
+    assert [bool(r["error"]) for r in document["images"]] == [False, True, True, True]
 
 
 def _mpiexec():

@@ -27,7 +27,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import conditioning
-from .io import Frame, FrameError, Geometry, GeometryOverride, ImageError
+from .io import ChoiceError, Frame, FrameError, Geometry, GeometryOverride, ImageError
+from .io.base import image_number
 from .io.open import expand_inputs, identify
 from .plugins import PredictionInput, PredictorPlugin
 from .plugins import predictors as installed_predictors
@@ -61,10 +62,11 @@ def resolve_predictors(names: Union[str, Sequence[str]]) -> List[PredictorPlugin
         names = [n.strip() for n in names.split(",") if n.strip()]
     available = installed_predictors()
     unknown = [n for n in names if n not in available]
+    installed = ", ".join(sorted(available))
     if unknown:
-        raise ImageError("predictors", f"unknown predictor {', '.join(unknown)}; installed: {', '.join(sorted(available))}")
+        raise ChoiceError(f"unknown predictor {', '.join(unknown)}; installed: {installed}")
     if not names:
-        raise ValueError("no predictor chosen")
+        raise ChoiceError(f"no predictor chosen; installed: {installed}")
     return [available[n] for n in names]
 
 
@@ -215,7 +217,8 @@ class Predictor:
 
     def _prepare_frame(self, frame, ordinal: int) -> _Prepared:
         if isinstance(frame, FrameError):
-            return _Prepared(frame.source, frame.index if frame.index is not None else 0, ordinal, error=frame.message)
+            index = frame.index if frame.index is not None else image_number(frame.source)
+            return _Prepared(frame.source, index, ordinal, error=frame.message)
         if self.override:
             frame = dataclasses.replace(frame, geometry=self.override.apply(frame.geometry))
         prepared = _Prepared(frame.source, frame.index, ordinal, geometry=frame.geometry)

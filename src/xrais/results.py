@@ -6,9 +6,10 @@ import csv
 import json
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import __version__
+from .io.base import image_number
 
 #: Columns of the terminal table: (result key, header, format).
 TABLE_COLUMNS = (
@@ -91,12 +92,13 @@ def table_lines(results: Sequence[Dict[str, Any]], experimental: Optional[Dict[s
     and a last line says why."""
     experimental = experimental or {}
     columns = [c for c in TABLE_COLUMNS if any(r.get(c[0]) is not None for r in results)]
-    name_width = min(48, max([len("image")] + [len(_short_name(r)) for r in results]))
+    names = [os.path.basename(result_label(r)) for r in results]
+    name_width = min(48, max([len("image")] + [len(name) for name in names]))
     header = f"{'image':<{name_width}} " + " ".join(
         f"{h + ('*' if key in experimental else ''):>10}" for key, h, _ in columns)
     lines = [header, "-" * len(header)]
-    for r in results:
-        name = _short_name(r)[-name_width:]
+    for r, name in zip(results, names):
+        name = name[-name_width:]
         if r.get("error"):
             lines.append(f"{name:<{name_width}} error: {r['error']}")
             continue
@@ -114,9 +116,21 @@ def table_lines(results: Sequence[Dict[str, Any]], experimental: Optional[Dict[s
     return lines
 
 
-def _short_name(result: Dict[str, Any]) -> str:
-    name = os.path.basename(str(result.get("image", "")))
-    return f"{name}:{result['frame']}" if result.get("frame") else name
+def result_label(result: Dict[str, Any]) -> str:
+    """The image a result is for: its file, with ``:frame`` where the frame is not the number the
+    file name carries already (the frames of a NeXus series; :func:`xrais.io.base.image_number`)."""
+    image, frame = str(result.get("image", "")), result.get("frame")
+    return image if frame is None or frame == image_number(image) else f"{image}:{frame}"
+
+
+def image_numbers(results: Sequence[Dict[str, Any]]) -> Tuple[List[int], str]:
+    """(x values, axis label) for plotting results against the image: their ``frame`` (image
+    numbers of a CBF series, frame indices of a NeXus file) when these tell the images apart,
+    otherwise their position in the list from 1."""
+    frames = [r.get("frame") for r in results]
+    if all(isinstance(f, int) for f in frames) and len(set(frames)) == len(frames):
+        return frames, "image number"
+    return list(range(1, len(results) + 1)), "image (position in the input)"
 
 
 def summary_lines(summary: Dict[str, Any]) -> List[str]:
@@ -133,24 +147,39 @@ def summary_lines(summary: Dict[str, Any]) -> List[str]:
 
 def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", reduce: str = "min",
                  experimental: Optional[Dict[str, str]] = None, multilattice_threshold: float = 0.5) -> None:
-    """Resolution vs image number (d_min red, d_mean blue, spot-based grey; paper Figure 8) and/or
-    multi-lattice probability vs image number (Figure 14) with the decision threshold. A panel
-    whose numbers come from an experimental model (``experimental``: Predictor.experimental) says
-    so in its title."""
+    """PNG of :func:`results_figure` (nothing written when the results have nothing to plot)."""
+    fig = results_figure(results, title, experimental, multilattice_threshold)
+    if fig is None:
+        return
+    import matplotlib.pyplot as plt  # after results_figure chose the Agg back end
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def results_figure(results: Sequence[Dict[str, Any]], title: str = "", experimental: Optional[Dict[str, str]] = None,
+                   multilattice_threshold: float = 0.5):
+    """A matplotlib figure: resolution vs image number (d_min red, d_mean blue, spot-based grey;
+    paper Figure 8) and/or multi-lattice probability vs image number (Figure 14) with the decision
+    threshold, whole image numbers on the x axis (:func:`image_numbers`); a panel whose numbers come
+    from an experimental model (``experimental``: Predictor.experimental) says so in its title.
+    None when there is nothing to plot."""
     import textwrap
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    numbers = list(range(1, len(results) + 1))
+    numbers, x_label = image_numbers(results)
     has_resolution = any("diffraction" in r for r in results)
     has_multi = any(r.get("p_multilattice") is not None for r in results)
     has_spots = any(r.get("d_min_spots") is not None for r in results)
     panels = [p for p, wanted in (("resolution", has_resolution or has_spots), ("multilattice", has_multi)) if wanted]
     if not panels:
-        return
+        return None
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), sharex=True, squeeze=False)
     for ax, panel in zip(axes[:, 0], panels):
         if panel == "resolution":
@@ -180,10 +209,9 @@ def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", 
             ax.set_title(textwrap.fill(textwrap.shorten(f"EXPERIMENTAL model: {caveat}", 220, placeholder=" …"), 115),
                          fontsize=8, color="tab:red")
         ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("image number")
+    axes[-1, 0].set_xlabel(x_label)
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig

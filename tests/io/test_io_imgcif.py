@@ -132,6 +132,27 @@ def test_truncated_and_corrupted_cbf(rayonix, tmp_path):
         open_image(bad)
 
 
+@pytest.mark.parametrize("fraction", [0.5, 0.01])
+def test_truncated_cspad_cbf_says_truncated_and_cbflib_stays_off_the_terminal(cspad, tmp_path, capfd, caplog,
+                                                                              fraction):
+    """Issue 18, item 3: a CS-PAD CBF cut to half its bytes (CBFlib cannot parse it) or to 1 % (the
+    header is cut before _array_data) is "corrupt or truncated", not "not a diffraction image", and
+    CBFlib's own "CBFlib: warning …" lines go to the log at debug level, not to the terminal."""
+    import logging
+
+    content = cspad.read_bytes()
+    cut = tmp_path / "cut.cbf"
+    cut.write_bytes(content[:int(len(content) * fraction)])
+    with caplog.at_level(logging.DEBUG, logger="xrais.io.imgcif"):
+        with pytest.raises(ImageError) as error:
+            open_image(cut)
+    assert str(error.value).startswith(f"{cut}: corrupt or truncated CBF file")
+    assert "not a diffraction image" not in str(error.value)
+    captured = capfd.readouterr()
+    assert "CBFlib" not in captured.err + captured.out
+    assert any(record.levelno == logging.DEBUG and "CBFlib: " in record.getMessage() for record in caplog.records)
+
+
 def test_cbf_without_axes_asks_for_the_geometry(rayonix, tmp_path):
     content = rayonix.read_bytes()
     start = content.index(b"loop_\r\n_axis.id")

@@ -59,3 +59,24 @@ def test_rayonix_and_cspad(shared_data):
         assert abs(frame.geometry.wavelength - 1.271) < 0.002 and abs(frame.geometry.distance - 130) < 0.5
         assert frame.geometry.pixel_size == pytest.approx(0.10992) and frame.metadata["panels"] == 64
         assert np.isfinite(frame.pixels).all()
+
+
+def test_single_image_files_are_numbered_from_their_names(shared_data, tmp_path):
+    """Issue 18, item 1: the image number of a CBF/SMV/MarCCD file is the last run of digits of
+    its name (as dxtbx's templates), not 0 for every image of a series; NeXus keeps its frame index."""
+    from iohelpers import write_eiger
+    from xrais.io import Geometry
+    from xrais.io.cbf import write_cbf
+    from xrais.io.mccd import write_mccd
+    from xrais.io.smv import write_smv
+
+    assert open_image(shared_data / "thaumatin_grid" / "thau_3_2_0003.cbf.bz2").index == 3
+    geometry = Geometry(distance=200.0, wavelength=1.0, pixel_size=0.1, beam_centre=(50.0, 40.0), shape=(80, 100))
+    pixels = np.random.default_rng(0).poisson(5, (80, 100)).astype(np.int32)
+    for write, name, number in ((write_cbf, "x_0012.cbf", 12), (write_smv, "lyso_2_00107.img", 107),
+                                (write_mccd, "y_017.mccd", 17), (write_cbf, "overview.cbf", 0)):
+        write(str(tmp_path / name), pixels, geometry)
+        assert open_image(tmp_path / name).index == number, name
+    write_eiger(str(tmp_path / "s_0005_master.h5"), pixels[None].astype(np.uint16).repeat(3, axis=0),
+                beam_px=(50.0, 40.0), distance_mm=200.0, wavelength=1.0, pixel_mm=0.1)
+    assert [f.index for f in open_images(tmp_path / "s_0005_master.h5")] == [0, 1, 2]

@@ -188,9 +188,9 @@ def test_the_store_keeps_which_numbers_are_experimental(tmp_path):
 
 
 def test_the_program_names_its_subcommands(capsys, tmp_path):
-    assert monitor_main([]) == 2 and "Subcommands: run, collector, feeder, worker, publish" in capsys.readouterr().out
+    assert monitor_main([]) == 2 and "Subcommands: run, collector, feeder, worker, publish" in capsys.readouterr().err
     assert monitor_main(["nope"]) == 2 and "unknown subcommand 'nope'" in capsys.readouterr().err
     assert monitor_main(["worker", "-h"]) == 0 and "connect = tcp://127.0.0.1:5556" in capsys.readouterr().out
-    assert monitor_main(["run", "output.log=None"]) == 1 and "nothing to watch" in capsys.readouterr().out
+    assert monitor_main(["run", "output.log=None"]) == 1 and "nothing to watch" in capsys.readouterr().err
     assert monitor_main(["run", f"folder={tmp_path / 'absent'}", "output.log=None"]) == 1
     assert monitor_main(["publish", "rate=-1"]) == 2

@@ -26,7 +26,7 @@ def test_serving_beyond_loopback_needs_a_token(tmp_path, capsys):
     with pytest.raises(MonitorError, match="stream endpoint"):
         publish([str(tmp_path)], bind="tcp://eth0:5555")
     assert collector_program(["http.host=0.0.0.0", f"database={tmp_path / 'db.sqlite'}", "output.log=None"]) == 1
-    assert "set token=" in capsys.readouterr().out
+    assert "set token=" in capsys.readouterr().err
     assert feeder_program([f"folder={tmp_path}", "work=tcp://*:5556", "output.log=None"]) == 1
     Collector(str(tmp_path / "db.sqlite"), http_host="0.0.0.0", ingest="tcp://*:5557", token=TOKEN)  # allowed
 

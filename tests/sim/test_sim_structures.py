@@ -182,3 +182,22 @@ def test_structure_pool_builds_once_and_memory_maps(tmp_path, monkeypatch):
     assert StructurePool().folder == tmp_path / "elsewhere" / "structures"
     monkeypatch.delenv("XRAIS_CACHE")
     assert cache_folder() == Path.home() / ".cache" / "xrais" / "structures"
+
+
+def test_building_the_pool_shows_its_progress(tmp_path, monkeypatch, capsys):
+    """Issue 18, item 9: xrais.simulate builds the missing structures of its pool with a progress
+    bar on stderr (the callback is called once per structure), and says nothing once they are cached."""
+    from xrais.command_line.simulate import build_pool
+
+    pool = StructurePool(size=2, seed=0, d_min=4.0, folder=tmp_path, volume_range=(5e4, 1e5))
+    assert pool.missing() == [0, 1]
+    monkeypatch.setenv("XRAIS_PROGRESS", "1")
+    build_pool(pool)
+    bar = capsys.readouterr().err
+    assert "structure pool [" in bar and " 2/2 " in bar and bar.endswith("\n")
+    assert pool.missing() == []
+    build_pool(pool)
+    assert capsys.readouterr().err == ""
+    ready = []
+    pool.build([1, 0], progress=ready.append)
+    assert ready == [1, 1]

@@ -68,13 +68,14 @@ def test_evaluate_program_on_shards(resolution_shards, multilattice_shards, mode
 
 
 def _write_images(folder):
-    """Three 2048×2048 CBFs (2×2 max-pool → four full quadrants) and their labels JSON."""
+    """Three 2048×2048 CBFs (2×2 max-pool → four full quadrants) and their labels JSON (b_0002.cbf,
+    image number 2, labelled without a frame: a single-image file's one image)."""
     folder.mkdir()
     geometry = Geometry(distance=250.0, wavelength=0.9795, pixel_size=0.172, beam_centre=(1024.0, 1024.0),
                         shape=(2048, 2048), detector="generic")
     rng = np.random.default_rng(1)
     entries = []
-    for name, label in (("a.cbf", {"d": 2.0, "is_multi": 1}), ("b.cbf", {"inverse_d": 0.3, "is_multi": 0}),
+    for name, label in (("a.cbf", {"d": 2.0, "is_multi": 1}), ("b_0002.cbf", {"inverse_d": 0.3, "is_multi": 0}),
                         ("blank.cbf", {"d": None, "n_lattices": 0})):
         write_cbf(str(folder / name), rng.poisson(3.0, (2048, 2048)).astype(np.int32), geometry)
         entries.append({"image": name, **label})
@@ -109,9 +110,9 @@ def test_evaluate_program_reports_bad_labels_in_one_line(model_files, tmp_path, 
     _write_images(tmp_path / "images")
     (tmp_path / "images" / "labels.json").write_text(json.dumps({"images": [{"image": "a.cbf", "is_multi": 1}]}))
     assert evaluate_program([str(tmp_path / "images"), f"model={model_files / 'reso.json'}"]) == 1
-    assert "entry 0 (a.cbf): no resolution label (inverse_d, d or b_factor)" in capsys.readouterr().out
+    assert "entry 0 (a.cbf): no resolution label (inverse_d, d or b_factor)" in capsys.readouterr().err
     assert evaluate_program([str(tmp_path / "images"), "model=not-a-model"]) == 1
-    assert "model 'not-a-model' is not available" in capsys.readouterr().out
+    assert "model 'not-a-model' is not available" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("model, label, message", [
@@ -130,8 +131,8 @@ def test_evaluate_program_refuses_label_values_that_are_not_labels(model_files, 
     (tmp_path / "images" / "labels.json").write_text(json.dumps({"images": [{"image": "a.cbf", **label}]}))
     assert evaluate_program([str(tmp_path / "images"), f"model={model_files / (model + '.json')}",
                              "json=eval.json"]) == 1
-    out = capsys.readouterr().out
-    assert f"labels.json: entry 0 (a.cbf): {message}" in out and "Traceback" not in out
+    err = capsys.readouterr().err
+    assert f"labels.json: entry 0 (a.cbf): {message}" in err and "Traceback" not in err
     assert not (tmp_path / "eval.json").exists()
 
 
@@ -144,18 +145,18 @@ def test_evaluate_program_leaves_out_unreadable_images_and_keeps_the_others(mode
     labels["images"][1:1] = [{"image": "truncated.cbf", "d": 2.0}, {"image": "missing.cbf", "d": 2.0}]
     (tmp_path / "images" / "labels.json").write_text(json.dumps(labels))
     assert evaluate_program([str(tmp_path / "images"), f"model={model_files / 'reso.json'}", "json=eval.json"]) == 1
-    out = capsys.readouterr().out
-    assert "truncated.cbf: " in out and "missing.cbf: no such file" in out and "Traceback" not in out
-    assert "2 image(s) could not be read and were left out of the metrics" in out
+    err = capsys.readouterr().err
+    assert "truncated.cbf: " in err and "missing.cbf: no such file" in err and "Traceback" not in err
+    assert "2 image(s) could not be read and were left out of the metrics" in err
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["metrics"]["n"] == 3 and [os.path.basename(i["image"]) for i in result["items"]] == [
-        "a.cbf", "b.cbf", "blank.cbf"]
+        "a.cbf", "b_0002.cbf", "blank.cbf"]
     assert [os.path.basename(f["image"]) for f in result["failed"]] == ["truncated.cbf", "missing.cbf"]
 
     labels["images"] = labels["images"][1:3]
     (tmp_path / "images" / "labels.json").write_text(json.dumps(labels))
     assert evaluate_program([str(tmp_path / "images"), f"model={model_files / 'reso.json'}", "json=none.json"]) == 1
-    assert "labels.json: none of its 2 image(s) could be read" in capsys.readouterr().out
+    assert "labels.json: none of its 2 image(s) could be read" in capsys.readouterr().err
 
 
 def test_train_program_parameters(tmp_path, capsys):

@@ -10,8 +10,8 @@ from .. import conditioning
 from ..io import FrameError, open_images
 from ..plots import save_quadrants_png
 from .common import GEOMETRY_PARAMS, geometry_override
-from .params import Param
-from .program import EXIT_FAILED, EXIT_OK, Program
+from .params import Param, ParameterError
+from .program import EXIT_FAILED, EXIT_OK, Program, report_failed_image
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +24,13 @@ PARAMS = (
 
 def run_condition(params, inputs) -> int:
     if not inputs:
-        log.error("xrais.condition: error: no input images given (files, globs, folders, NeXus masters or .expt)")
-        return EXIT_FAILED
+        raise ParameterError("no input images given (files, globs, folders, NeXus masters or .expt)")
     os.makedirs(params.output.directory, exist_ok=True)
     quadrants = conditioning.ALL_QUADRANTS if params.quadrants == 4 else (0,)
     failed = done = 0
     for frame in open_images(inputs, geometry=geometry_override(params), on_error="yield"):
         if isinstance(frame, FrameError):
+            report_failed_image(frame.label, frame.message)
             failed += 1
             continue
         quads = conditioning.condition(frame.pixels, frame.mask, frame.geometry, quadrants=quadrants)

@@ -11,7 +11,7 @@ from ..models.registry import annotate
 from ..training.evaluate import SUBSETS, evaluate_images, evaluate_shards
 from ..training.history import write_json
 from .common import GEOMETRY_PARAMS, geometry_override
-from .params import Param
+from .params import Param, ParameterError
 from .program import EXIT_FAILED, EXIT_OK, Program
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,7 @@ def is_labels_json(path: str) -> bool:
 
 def run_evaluate(params, inputs) -> int:
     if not inputs:
-        log.error("xrais.evaluate: error: give shard folders/files, or a labels JSON (or a folder holding labels.json)")
-        return EXIT_FAILED
+        raise ParameterError("give shard folders/files, or a labels JSON (or a folder holding labels.json)")
     if params.nproc:
         torch.set_num_threads(params.nproc)
     model = load(params.model, device=params.device, precision=params.precision, batch_size=params.batch_size)
@@ -52,8 +51,7 @@ def run_evaluate(params, inputs) -> int:
     labelled = [path for path in inputs if is_labels_json(path)]
     if labelled:
         if len(inputs) != 1:
-            log.error("xrais.evaluate: error: give one labels JSON (and no shards) at a time")
-            return EXIT_FAILED
+            raise ParameterError("give one labels JSON (and no shards) at a time")
         labels_json = labelled[0] if labelled[0].endswith(".json") else os.path.join(labelled[0], "labels.json")
         quadrants = (0,) if params.quadrants == 1 else (0, 1, 2, 3)
         evaluation = evaluate_images(model, labels_json, quadrants, geometry_override(params))

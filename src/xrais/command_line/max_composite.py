@@ -15,9 +15,10 @@ from ..composite import Selection, max_composite, mean_resolution, save_composit
 from ..io import ImageError, open_images
 from ..io.cbf import write_cbf
 from ..predict import Predictor
+from ..results import result_label
 from .common import GEOMETRY_PARAMS, QUADRANTS_PARAM, geometry_override, quadrants_choice
-from .params import Param
-from .program import EXIT_FAILED, EXIT_OK, Program
+from .params import Param, ParameterError
+from .program import EXIT_FAILED, EXIT_OK, Program, report_failed_image
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ def run_max_composite(params, inputs) -> int:
         d_range=params.select.d, p_range=params.select.p_multilattice,
         index_range=params.select.first, resolution_key="d_min" if params.select.reduce == "min" else "d_mean")
     results = _results(params, inputs, selection)
+    for result in results:
+        if result.get("error"):
+            report_failed_image(result_label(result), result["error"])
     chosen = selection.chosen(results)
     log.info("%d of %d images selected", len(chosen), len(results))
     if not chosen:
@@ -71,7 +75,7 @@ def _results(params, inputs, selection: Selection) -> List[Dict]:
         except (OSError, ValueError, KeyError) as exc:
             raise ImageError(params.results, f"not a results file of dials.xrais_* ({exc})") from None
     if not inputs:
-        raise ImageError("inputs", "give images (files, folders, globs) or results=<json>")
+        raise ParameterError("give images (files, folders, globs) or results=<json>")
     if selection.d_range or selection.p_range:
         predictor = Predictor(predictors=params.predictors, device=params.device, quadrants=quadrants_choice(params.quadrants),
                               geometry=geometry_override(params))
@@ -81,13 +85,14 @@ def _results(params, inputs, selection: Selection) -> List[Dict]:
 
 
 def _frames_of(chosen: List[Dict], params):
-    """The chosen (image, frame) pairs, each file opened once."""
+    """The chosen (image, frame) pairs, each file opened once (a single-image file gives its one
+    image whatever its frame in the results)."""
     wanted = collections.defaultdict(set)
     for result in chosen:
         wanted[result["image"]].add(int(result.get("frame") or 0))
     for path, indices in wanted.items():
         for frame in open_images([path], geometry=geometry_override(params), on_error="skip"):
-            if frame.index in indices:
+            if frame.index in indices or not frame.metadata.get("multi_frame"):
                 yield frame
 
 

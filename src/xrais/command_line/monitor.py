@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 from .. import monitor
 from ..monitor.protocol import resolve_token
 from .common import MULTILATTICE_THRESHOLD_PARAM, QUADRANTS_PARAM, quadrants_choice
-from .params import Param
+from .params import Param, ParameterError
 from .program import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Program
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,7 @@ def run_worker(params, inputs) -> int:
 # -- publish ------------------------------------------------------------------------------------
 def run_publish(params, inputs) -> int:
     if not inputs:
-        log.error("error: no input images given (files, folders, globs or NeXus masters)")
-        return EXIT_FAILED
+        raise ParameterError("no input images given (files, folders, globs or NeXus masters)")
     stop = stop_on_signals()
     report = monitor.publish(inputs, bind=params.bind, rate=params.rate, run=params.run,
                              token=resolve_token(params.token), hwm=params.hwm, stop=stop)
@@ -223,8 +222,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """``xrais.monitor <run|collector|feeder|worker|publish> [key=value ...]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
-        print("\nSubcommands: " + ", ".join(PROGRAMS) + "; 'xrais.monitor <subcommand> -h' lists its parameters.")
+        stream = sys.stdout if argv else sys.stderr  # without a subcommand: a usage error
+        print(__doc__.strip(), file=stream)
+        print("\nSubcommands: " + ", ".join(PROGRAMS) + "; 'xrais.monitor <subcommand> -h' lists its parameters.",
+              file=stream)
         return EXIT_OK if argv else EXIT_USAGE
     program = PROGRAMS.get(argv[0])
     if program is None:

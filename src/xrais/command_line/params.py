@@ -50,10 +50,8 @@ class Param:
         return value
 
     def _convert(self, raw: str):
-        if self.kind == "int":
-            return int(raw)
-        if self.kind == "float":
-            return float(raw)
+        if self.kind in ("int", "float"):
+            return _number(raw, self.kind)
         if self.kind == "bool":
             if raw.lower() in _TRUE:
                 return True
@@ -68,8 +66,7 @@ class Param:
             items = [item for item in raw.replace(",", " ").split() if item]
             if self.kind == "strs":
                 return tuple(items)
-            convert = float if self.kind == "floats" else int
-            return tuple(convert(item) for item in items)
+            return tuple(_number(item, self.kind[:-1], several=True) for item in items)
         if self.kind in ("str", "path"):
             if not raw:
                 raise ValueError("expected a value")
@@ -103,6 +100,18 @@ class Param:
         if self.kind in ("floats", "ints") and self.length:
             return f"{self.length} {self.kind}"
         return self.kind
+
+
+def _number(text: str, kind: str, several: bool = False):
+    """An int or float (kind) as written on the command line, one of several when ``several``
+    (a ValueError in the program's words)."""
+    try:
+        return int(text) if kind == "int" else float(text)
+    except ValueError:
+        wanted = ("whole numbers" if kind == "int" else "numbers") if several else \
+            ("a whole number" if kind == "int" else "a number")
+        raise ValueError(f"expected {wanted}" + (f" separated by commas ({text!r} is not one)" if several else "")) \
+            from None
 
 
 class Namespace:
@@ -179,12 +188,18 @@ class Parameters:
 
 def _read_parameter_file(path: str):
     """key = value lines of a parameter file (``#`` comments, blank lines ignored)."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            if "=" not in line:
-                raise ParameterError(f"{path}:{number}: expected key = value, got {line!r}")
-            key, _, value = line.partition("=")
-            yield key.strip(), value.strip()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.readlines()
+    except OSError as exc:
+        raise ParameterError(f"{path}: cannot read this parameter file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ParameterError(f"{path}: not a parameter file (not UTF-8 text)") from None
+    for number, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if "=" not in line:
+            raise ParameterError(f"{path}:{number}: expected key = value, got {line!r}")
+        key, _, value = line.partition("=")
+        yield key.strip(), value.strip()

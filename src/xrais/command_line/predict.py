@@ -11,11 +11,11 @@ import logging
 from typing import Dict, List, Tuple
 
 from ..predict import Predictor, summarise
-from ..results import plot_results, summary_lines, table_lines, write_csv, write_json
+from ..results import plot_results, result_label, summary_lines, table_lines, write_csv, write_json
 from .common import (GEOMETRY_PARAMS, MULTILATTICE_THRESHOLD_PARAM, QUADRANTS_PARAM, geometry_override,
                      quadrants_choice)
-from .params import Param
-from .program import EXIT_FAILED, EXIT_OK, Program, Progress
+from .params import Param, ParameterError
+from .program import EXIT_FAILED, EXIT_OK, Program, Progress, report_failed_image
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ def _params(stem: str, predictors: str, resolution_params: Tuple[Param, ...]) ->
 def run_predictions(params, inputs) -> int:
     """The whole program: predict, gather (MPI), write outputs; exit 1 if any image failed."""
     if not inputs:
-        log.error("error: no input images given (image files, globs, folders, NeXus master files or .expt files)")
-        return EXIT_FAILED
+        raise ParameterError("no input images given (image files, globs, folders, NeXus master files or .expt files)")
     comm = _mpi_comm() if params.mpi else None
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     if params.device == "cpu" or params.device == "auto":
@@ -70,7 +69,7 @@ def run_predictions(params, inputs) -> int:
             mine.append((ordinal, result))
             progress.update(size)
             if result["error"]:
-                log.warning("%s: %s", _label(result), result["error"])
+                report_failed_image(result_label(result), result["error"])
     if comm is not None:
         gathered = comm.gather(mine, root=0)
         if rank != 0:
@@ -115,10 +114,6 @@ def _count_hint(inputs) -> int:
     from ..io import expand_inputs
 
     return len(expand_inputs(inputs))
-
-
-def _label(result) -> str:
-    return f"{result['image']}:{result['frame']}" if result.get("frame") else str(result["image"])
 
 
 def _parameters(params) -> Dict:

@@ -1,19 +1,24 @@
 """What every xrais program shares, in the DIALS manner: ``-h`` help, ``-c`` configuration,
 ``key=value`` parameters, a log file, one-line errors and meaningful exit codes, progress bars.
 
-Exit codes: 0 success; 1 some inputs failed or the run failed; 2 bad command line; 130 interrupted.
+Exit codes: 0 success; 1 some inputs failed or the run failed; 2 bad command line (a
+:class:`ParameterError` from the parser or the program — no inputs, say — or a
+:class:`~xrais.io.errors.ChoiceError`: an unknown predictor); 130 interrupted. Messages go to stdout, warnings and errors to stderr, all of them to
+the log file.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import os
+import shlex
 import sys
 import textwrap
 import time
 import traceback
 from typing import Callable, List, Optional, Sequence
 
-from ..io.errors import XraisError
+from ..io.errors import ChoiceError, XraisError
 from .params import Namespace, Param, ParameterError, Parameters
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -22,8 +27,9 @@ log = logging.getLogger("xrais")
 
 #: Parameters every program has.
 COMMON_PARAMS = (
-    Param("output.log", "auto", "log file (auto: <program>.log in the current folder; None: no log file)", "path", optional=True),
-    Param("verbose", False, "print debugging detail", "bool"),
+    Param("output.log", "auto", "log file (auto: <program>.log in the current folder; None: no log file); each run is "
+          "appended under a header with its date, time and command line", "path", optional=True),
+    Param("verbose", False, "print debugging detail (in the log file also that of the libraries xrais uses)", "bool"),
 )
 
 
@@ -60,9 +66,7 @@ class Program:
             if inputs and not self.takes_inputs:
                 raise ParameterError(f"unexpected argument: {inputs[0]}")
         except ParameterError as exc:
-            print(f"{self.name}: error: {exc}", file=sys.stderr)
-            print(f"Run '{self.name} -h' for the parameters.", file=sys.stderr)
-            return EXIT_USAGE
+            return self._usage_error(exc, lambda line: print(line, file=sys.stderr))  # no log yet
         if show_config:
             print(self.parameters.show(params, with_help=True))
             return EXIT_OK
@@ -70,7 +74,7 @@ class Program:
         if log_path == "auto":
             log_path = f"{self.name}.log"
         try:
-            handlers = setup_logging(log_path, params.verbose)
+            handlers = setup_logging(log_path, params.verbose, run_header=self._run_header(argv))
         except XraisError as exc:
             print(f"{self.name}: error: {exc}", file=sys.stderr)
             return EXIT_FAILED
@@ -81,7 +85,9 @@ class Program:
             code = self.run(params, inputs)
             log.debug("finished in %.1f s", time.perf_counter() - started)
             return int(code or 0)
-        except (XraisError, ParameterError) as exc:
+        except (ParameterError, ChoiceError) as exc:
+            return self._usage_error(exc, log.error)
+        except XraisError as exc:
             log.error("%s: error: %s", self.name, exc)
             return EXIT_FAILED
         except KeyboardInterrupt:
@@ -97,26 +103,54 @@ class Program:
                 logging.getLogger().removeHandler(handler)
                 handler.close()
 
+    def _run_header(self, argv: Sequence[str]) -> str:
+        """The lines that start this run's part of the log file."""
+        started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+        return (f"{'=' * 24} {self.name} (xrais {_version()}), {started}, process {os.getpid()} {'=' * 24}\n"
+                f"command line: {' '.join([self.name] + [shlex.quote(a) for a in argv])}\n")
+
+    def _usage_error(self, exc: Exception, report: Callable[[str], None]) -> int:
+        """Report a bad command line (two lines: the problem, where to look) and give exit code 2."""
+        report(f"{self.name}: error: {exc}")
+        report(f"Run '{self.name} -h' for the parameters.")
+        return EXIT_USAGE
+
     def main(self, argv: Optional[Sequence[str]] = None) -> None:
         """Console-script entry point."""
         sys.exit(self(argv))
 
 
-def setup_logging(log_path: Optional[str], verbose: bool = False) -> list:
-    """Console (message only) and log file (timestamped, full detail) handlers on the root logger."""
+def report_failed_image(label: str, problem: str) -> None:
+    """The one report of an image that could not be processed, besides the ``error`` of its
+    result: a warning line naming it (stderr and the log file)."""
+    log.warning("%s: %s", label, problem)
+
+
+def setup_logging(log_path: Optional[str], verbose: bool = False, run_header: str = "") -> list:
+    """Console (message only: below WARNING on stdout, warnings and errors on stderr) and log file
+    handlers on the root logger. The log file is appended to, ``run_header`` first, so that an
+    earlier run's log is kept; it holds xrais's own debugging detail, timestamped, but the debug and
+    info lines of other libraries (hdf5plugin, numba, matplotlib…) only when ``verbose``."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG)
     console = logging.StreamHandler(sys.stdout)
     console.setLevel(logging.DEBUG if verbose else logging.INFO)
-    console.setFormatter(logging.Formatter("%(message)s"))
-    handlers = [console]
+    console.addFilter(lambda record: record.levelno < logging.WARNING)
+    problems = logging.StreamHandler(sys.stderr)
+    problems.setLevel(logging.WARNING)
+    handlers = [console, problems]
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(message)s"))
     if log_path:
         try:
             os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-            file_handler = logging.FileHandler(log_path, mode="w", encoding="utf-8")
+            file_handler = logging.FileHandler(log_path, mode="a", encoding="utf-8")
+            file_handler.stream.write(("\n" if file_handler.stream.tell() else "") + run_header)
         except OSError as exc:
             raise XraisError(f"cannot write the log file {log_path}: {exc.strerror}") from None
         file_handler.setLevel(logging.DEBUG)
+        if not verbose:
+            file_handler.addFilter(_xrais_or_warning)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handlers.append(file_handler)
     for handler in handlers:
@@ -124,6 +158,11 @@ def setup_logging(log_path: Optional[str], verbose: bool = False) -> list:
     for noisy in ("numba", "matplotlib", "PIL", "h5py", "fabio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handlers
+
+
+def _xrais_or_warning(record: logging.LogRecord) -> bool:
+    """Whether a record goes to the log file without ``verbose``: xrais's own, or a warning or worse."""
+    return record.levelno >= logging.WARNING or record.name == "xrais" or record.name.startswith("xrais.")
 
 
 def _version() -> str:

@@ -12,8 +12,9 @@ import os
 
 from ..sim.dataset import shard_paths
 from ..sim.generate import GenerationSettings, generate, montage
+from ..sim.pool import StructurePool
 from ..sim.recipes import RECIPES
-from .params import Param
+from .params import Param, ParameterError
 from .program import EXIT_FAILED, EXIT_OK, Program, Progress
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,10 @@ def run_simulate(params, inputs) -> int:
     if params.detector:
         from ..io import detectors
 
-        detectors.get(params.detector)  # unknown name → KeyError listing the known ones
+        try:
+            detectors.get(params.detector)
+        except KeyError as exc:  # an unknown name: the message lists the known ones
+            raise ParameterError(f"detector={params.detector}: {exc.args[0]}") from None
     rank, size, barrier = 0, 1, (lambda: None)
     if params.mpi:
         from mpi4py import MPI
@@ -73,6 +77,7 @@ def run_simulate(params, inputs) -> int:
         comm = MPI.COMM_WORLD
         rank, size, barrier = comm.Get_rank(), comm.Get_size(), comm.Barrier
     if rank == 0:
+        build_pool(settings.pool())
         log.info("simulating %d '%s' images into %s (%s, %d process(es)%s)", params.n_images, params.recipe,
                  params.output.directory, params.device, params.nproc, f" × {size} MPI ranks" if size > 1 else "")
     progress = Progress(params.n_images, "simulating", enabled=None if rank == 0 else False)
@@ -85,6 +90,18 @@ def run_simulate(params, inputs) -> int:
         write_record(os.path.join(params.output.directory, "simulate.json"), settings.__dict__,
                      dict(report, nproc=params.nproc, mpi_ranks=size))
     return EXIT_OK
+
+
+def build_pool(pool: StructurePool) -> None:
+    """Build the structures of the pool not cached yet (a few seconds each with cctbx), saying so
+    and with a progress bar, before the simulation (which would otherwise build them in silence)."""
+    missing = pool.missing()
+    if not missing:
+        return
+    log.info("building the structure pool: %d of %d random protein-like structures with cctbx (a few seconds each; "
+             "cached in %s for later runs)", len(missing), pool.size, pool.folder)
+    with Progress(len(missing), "structure pool") as progress:
+        pool.build(missing, progress=progress.update)
 
 
 def recorded_runs(record: dict) -> list:

@@ -7,13 +7,13 @@ imports nothing above it: the plugin layer hands it the installed readers and de
 """
 from . import detectors
 from .base import BUILTIN_READER_MODULES, Reader, builtin_readers, readers
-from .errors import GeometryError, ImageError, XraisError
+from .errors import ChoiceError, GeometryError, ImageError, XraisError
 from .frame import Frame, FrameError
 from .geometry import Geometry, GeometryOverride
 from .open import expand_inputs, identify, open_image, open_images
 
 __all__ = [
-    "Frame", "FrameError", "Geometry", "GeometryOverride", "GeometryError", "ImageError", "XraisError",
+    "ChoiceError", "Frame", "FrameError", "Geometry", "GeometryOverride", "GeometryError", "ImageError", "XraisError",
     "BUILTIN_READER_MODULES", "Reader", "builtin_readers", "detectors", "expand_inputs", "identify", "open_image",
     "open_images", "readers",
 ]

@@ -7,8 +7,9 @@ import gzip
 import importlib
 import lzma
 import os
+import re
 import zlib
-from typing import Callable, Iterator, List, Optional, Sequence, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import GeometryError, ImageError
 from .frame import Frame, FrameError
@@ -77,6 +78,29 @@ def strip_compression(path: str) -> str:
     """File name without a .gz/.bz2/.xz suffix."""
     base, ext = os.path.splitext(path)
     return base if ext.lower() in COMPRESSED_SUFFIXES else path
+
+
+_TRAILING_NUMBER = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)$")
+
+
+def image_template(path: str) -> Tuple[str, Optional[int]]:
+    """(name template, image number) of an image file, as dxtbx's templates: the last run of
+    digits before the extension(s), ``lyso_1_00017.cbf.gz`` → (``lyso_1_#####.cbf.gz``, 17); a
+    name without a number gives (name, None)."""
+    name = os.path.basename(path)
+    stem = os.path.splitext(strip_compression(name))[0]
+    match = _TRAILING_NUMBER.match(stem)
+    if not match:
+        return name, None
+    digits = match.group("digits")
+    return match.group("prefix") + "#" * len(digits) + name[len(stem):], int(digits)
+
+
+def image_number(path: str) -> int:
+    """The image number of a single-image file (CBF, SMV, MarCCD…) from its name:
+    ``thau_3_2_0003.cbf.bz2`` → 3; 0 for a name without one. (Multi-frame files number their
+    frames by their 0-based index in the file instead.)"""
+    return image_template(path)[1] or 0
 
 
 def load_bytes(path: str) -> bytes:

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from . import detectors
-from .base import Reader, check_shape, load_bytes, make_geometry
+from .base import Reader, check_shape, image_number, load_bytes, make_geometry
 from .errors import ImageError
 from .frame import Frame, invalid_mask
 from .geometry import Geometry, GeometryOverride
@@ -251,7 +251,7 @@ class MiniCBFReader(Reader):
         cutoff = values.get("count_cutoff")
         mask = invalid_mask(pixels, trusted_max=cutoff - 1 if cutoff else None, detector=geometry.detector)
         metadata = {k: v for k, v in values.items() if k not in ("wavelength", "distance", "pixel_size", "beam_centre")}
-        yield Frame(pixels, mask, geometry, source=path, index=0, metadata=metadata)
+        yield Frame(pixels, mask, geometry, source=path, index=image_number(path), metadata=metadata)
 
 
 READER = MiniCBFReader()

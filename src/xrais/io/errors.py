@@ -12,6 +12,11 @@ class GeometryError(XraisError, ValueError):
     """A geometry value is missing or makes no sense (zero distance, negative wavelength…)."""
 
 
+class ChoiceError(XraisError, ValueError):
+    """A name the caller chose is not one of those available (a predictor, a detector model…);
+    the message lists the available ones. Programs report it as a bad command line."""
+
+
 class ImageError(XraisError):
     """An image file (or one frame of it) cannot be read: the message names the file and the problem."""
 

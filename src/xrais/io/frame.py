@@ -15,8 +15,11 @@ class Frame:
 
     pixels: 2-D array (slow, fast) of counts; mask: boolean array of the same shape, True where a
     pixel is invalid (negative value, module gap, beyond the trusted range, outside every panel);
-    geometry: its :class:`Geometry`; source: the file it came from; index: frame number inside that
-    file or series (0-based); metadata: extra header values (exposure time, detector serial…).
+    geometry: its :class:`Geometry`; source: the file it came from; index: the image's number —
+    in a multi-frame file (NeXus) its 0-based frame index there, for a single-image file (CBF,
+    SMV, MarCCD) the number in its name (``thau_3_2_0003.cbf.bz2`` → 3, 0 for a name without
+    one; :func:`xrais.io.base.image_number`); metadata: extra header values (exposure time,
+    detector serial…).
     """
 
     pixels: np.ndarray

@@ -18,10 +18,19 @@ to) is the axis chain evaluated at the first pixel; its fast/slow directions are
 rotations applied to the axes' vectors. The beam travels opposite to the ``source`` axis (imgCIF:
 towards −z). Pixels at or below ``_array_intensities.undefined_value`` or at or above ``overload``
 are masked. Several panels are assembled onto one flat image (:mod:`xrais.io.assemble`).
+
+CBFlib prints its warnings and errors ("CBFlib: warning input line 1430 …") to the process's
+stderr; they are kept off the terminal and go to the log at debug level, and a file CBFlib cannot
+parse whole is reported as corrupt or truncated, with CBFlib's first complaint.
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
+import sys
+import tempfile
+import threading
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -29,7 +38,7 @@ import pycbf
 
 from . import detectors
 from .assemble import PanelGeometry, RawPanels, make_layout, to_frame
-from .base import MAX_PIXELS, Reader, load_bytes, make_geometry, strip_compression
+from .base import MAX_PIXELS, Reader, image_number, load_bytes, make_geometry, strip_compression
 from .errors import ImageError
 from .frame import Frame
 from .geometry import GeometryOverride
@@ -37,6 +46,9 @@ from .geometry import GeometryOverride
 _INTEGER_TYPES = {(1, 1): np.int8, (1, 0): np.uint8, (2, 1): np.int16, (2, 0): np.uint16,
                   (4, 1): np.int32, (4, 0): np.uint32}
 _MAX_CHAIN = 64
+_CBFLIB_PREFIX = "CBFlib:"
+
+log = logging.getLogger(__name__)
 
 
 def _cbf(path: str, what: str, call, *args):
@@ -45,6 +57,65 @@ def _cbf(path: str, what: str, call, *args):
         return call(*args)
     except Exception as exc:  # noqa: BLE001 - pycbf raises bare Exception("CBFlib Error(s): ...")
         raise ImageError(path, f"{what}: {str(exc).strip()}") from None
+
+
+class _CBFlibOutput:
+    """Inside ``with``: what C code writes to the process's stderr (file descriptor 2), where CBFlib
+    prints, goes to a temporary file instead. CBFlib's lines (:attr:`lines`, also logged at debug
+    level on leaving) stay off the terminal; anything else written there meanwhile (another
+    thread's log line, a progress bar) is passed on to stderr on leaving. One at a time."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: str):
+        self.path = path
+        self.lines: List[str] = []
+        self._passed_on: List[str] = []
+
+    def __enter__(self):
+        self._lock.acquire()
+        try:
+            sys.stderr.flush()
+            self._capture = tempfile.TemporaryFile()
+            self._saved = os.dup(2)
+            os.dup2(self._capture.fileno(), 2)
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def complaint(self) -> Optional[str]:
+        """CBFlib's first error so far (else its first warning), without the "CBFlib:" prefix."""
+        self._take()
+        errors = [line for line in self.lines if " error " in line]
+        first = (errors or self.lines or [None])[0]
+        return first[len(_CBFLIB_PREFIX):].strip() if first else None
+
+    def _take(self) -> None:
+        """Sort what was captured so far into CBFlib's lines and the rest."""
+        self._capture.seek(0)
+        text = self._capture.read().decode("latin-1")
+        self._capture.seek(0)
+        self._capture.truncate()
+        for line in text.splitlines(keepends=True):
+            if line.startswith(_CBFLIB_PREFIX):
+                self.lines.append(line.strip())
+            else:
+                self._passed_on.append(line)
+
+    def __exit__(self, *exc):
+        try:
+            self._take()
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            self._capture.close()
+            if self._passed_on:
+                os.write(2, "".join(self._passed_on).encode("latin-1"))
+        finally:
+            self._lock.release()
+        for line in self.lines:
+            log.debug("%s: %s", self.path, line)
+        return False
 
 
 def _text(value) -> str:
@@ -176,12 +247,16 @@ class _Array:
         return mask
 
 
-def _read_arrays(path: str, handle) -> Dict[str, _Array]:
+def _read_arrays(path: str, handle, complaint: Optional[str] = None) -> Dict[str, _Array]:
+    """The decoded arrays; complaint: CBFlib's first complaint while parsing (the file is damaged)."""
     limits = {row.get("array_id"): row for row in read_table(path, handle, "array_intensities")}
     arrays = {}
     try:
         handle.find_category("array_data")
     except Exception:  # noqa: BLE001 - CBF_NOTFOUND
+        if complaint:
+            raise ImageError(path, f"corrupt or truncated CBF file: no image array (_array_data) where CBFlib "
+                                   f"found the file damaged ({complaint})") from None
         raise ImageError(path, "CIF file holds no image array (_array_data): not a diffraction image") from None
     n_rows = _cbf(path, "reading _array_data", handle.count_rows)
     for r in range(n_rows):
@@ -310,9 +385,13 @@ class _Parsed:
         self.path = path
         self.content = load_bytes(path)  # kept alive while CBFlib reads from it
         self.handle = pycbf.cbf_handle_struct()
-        _cbf(path, "not a readable CIF/CBF file", self.handle.read_buffer, self.content,
-             pycbf.MSG_DIGEST | pycbf.CBF_PARSE_WIDE)
-        self.arrays = _read_arrays(path, self.handle)
+        with _CBFlibOutput(path) as cbflib:
+            try:
+                self.handle.read_buffer(self.content, pycbf.MSG_DIGEST | pycbf.CBF_PARSE_WIDE)
+            except Exception as exc:  # noqa: BLE001 - pycbf raises bare Exception("CBFlib Error(s): ...")
+                raise ImageError(path, "corrupt or truncated CBF file: CBFlib cannot parse it "
+                                       f"({cbflib.complaint() or str(exc).strip()})") from None
+            self.arrays = _read_arrays(path, self.handle, cbflib.complaint())
         self.specs, self.precedences = _panel_specs(path, self.handle, self.arrays)
 
     def panels(self) -> RawPanels:
@@ -323,7 +402,7 @@ class _Parsed:
             names.append(spec.name)
             pixels.append(data)
             masks.append(array.invalid(data))
-        return RawPanels(0, names, pixels, masks)
+        return RawPanels(image_number(self.path), names, pixels, masks)
 
 
 class ImgCIFReader(Reader):
@@ -361,8 +440,8 @@ class ImgCIFReader(Reader):
         layout = make_layout(path, panels, axes.beam_direction())
         model = detectors.find(name, layout.shape, layout.pixel_size) or (
             detectors.find(name, None, layout.pixel_size) if len(panels) > 1 else None)
-        yield to_frame(path, layout, raw.pixels, raw.masks, wavelength, override, model.name if model else name, 0,
-                       metadata)
+        yield to_frame(path, layout, raw.pixels, raw.masks, wavelength, override, model.name if model else name,
+                       raw.index, metadata)
 
     @staticmethod
     def _without_axes(path, arrays, wavelength, name, override, metadata) -> Frame:
@@ -374,7 +453,7 @@ class ImgCIFReader(Reader):
             raise ImageError(path, f"CBF array of shape {array.data.shape} is not one 2-D image")
         data = array.data.reshape(array.data.shape[-2:])
         geometry = make_geometry(path, {"wavelength": wavelength, "shape": data.shape, "detector": name}, override)
-        return Frame(data, array.invalid(data), geometry, source=path, index=0, metadata=metadata)
+        return Frame(data, array.invalid(data), geometry, source=path, index=image_number(path), metadata=metadata)
 
 
 READER = ImgCIFReader()

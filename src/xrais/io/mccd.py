@@ -24,7 +24,7 @@ from typing import Dict, Iterator, Tuple
 import numpy as np
 
 from . import detectors
-from .base import Reader, check_shape, load_bytes, make_geometry, strip_compression
+from .base import Reader, check_shape, image_number, load_bytes, make_geometry, strip_compression
 from .errors import ImageError
 from .frame import Frame
 from .geometry import Geometry, GeometryOverride
@@ -142,7 +142,7 @@ class MarCCDReader(Reader):
         metadata = {"format": "MarCCD", "exposure_time": header["exposure_time"], "bias": header["bias"],
                     "saturation": saturation}
         yield Frame(pixels.astype(np.int32) if pixels.dtype == np.uint16 else pixels, mask, geometry,
-                    source=path, index=0, metadata=metadata)
+                    source=path, index=image_number(path), metadata=metadata)
 
     @staticmethod
     def _pixels(path, content, order, tags, header) -> np.ndarray:

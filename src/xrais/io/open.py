@@ -90,7 +90,8 @@ def open_images(inputs: Union[str, os.PathLike, Iterable], geometry=None, on_err
     geometry: a :class:`~xrais.io.GeometryOverride` (or dict of distance mm, wavelength Å,
     beam_centre (fast, slow) px, pixel_size mm) for headers that are wrong or missing.
     on_error: what to do with a file or frame that cannot be read — "skip" (log a warning and go on
-    with the others, the default), "yield" (yield a :class:`FrameError` in its place) or "raise".
+    with the others, the default), "yield" (yield a :class:`FrameError` in its place, logging
+    nothing: the caller reports it) or "raise".
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -104,26 +105,23 @@ def _frames_of(path: str, override: GeometryOverride, on_error: str) -> Iterator
         reader = identify(path)
         for item in reader.read(path, override):
             if isinstance(item, FrameError):
-                if on_error == "raise":
-                    raise ImageError(item.source, item.message, item.index)
-                log.warning("%s: %s", item.label, item.message)
-                if on_error == "yield":
-                    yield item
+                yield from _failed(item, on_error)
             else:
                 yield item
     except ImageError as exc:
-        if on_error == "raise":
-            raise
-        log.warning("%s", exc)
-        if on_error == "yield":
-            yield FrameError(exc.path, exc.frame, exc.problem)
+        yield from _failed(FrameError(exc.path, exc.frame, exc.problem), on_error)
     except MemoryError:
-        error = ImageError(path, "not enough memory to read this file")
-        if on_error == "raise":
-            raise error from None
-        log.warning("%s", error)
-        if on_error == "yield":
-            yield FrameError(path, None, error.problem)
+        yield from _failed(FrameError(path, None, "not enough memory to read this file"), on_error)
+
+
+def _failed(error: FrameError, on_error: str) -> Iterator[FrameError]:
+    """What ``on_error`` does with a file or frame that cannot be read."""
+    if on_error == "raise":
+        raise ImageError(error.source, error.message, error.index)
+    if on_error == "yield":
+        yield error
+    else:
+        log.warning("%s: %s", error.label, error.message)
 
 
 def open_image(path, geometry=None) -> Frame:

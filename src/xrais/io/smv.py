@@ -25,7 +25,7 @@ from typing import Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from . import detectors
-from .base import Reader, check_shape, load_bytes, make_geometry
+from .base import Reader, check_shape, image_number, load_bytes, make_geometry
 from .errors import ImageError
 from .frame import Frame
 from .geometry import Geometry, GeometryOverride
@@ -148,7 +148,7 @@ class SMVReader(Reader):
                           ("OSC_RANGE", "angle_increment"), ("DATE", "date")):
             if key in fields:
                 metadata[name] = fields[key]
-        yield Frame(pixels, mask, geometry, source=path, index=0, metadata=metadata)
+        yield Frame(pixels, mask, geometry, source=path, index=image_number(path), metadata=metadata)
 
 
 READER = SMVReader()

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from typing import Dict, List, Optional, Set, Tuple
 
-from ..io.base import readers, strip_compression
+from ..io.base import image_template, readers, strip_compression
 from ..io.errors import ImageError
 from ..io.nexus import NexusReader, count_frames
 from ..io.open import is_nexus_data_file
@@ -32,7 +31,6 @@ from .protocol import MonitorError
 
 SERIES_SUFFIXES = NexusReader.suffixes
 
-_TRAILING_NUMBER = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)$")
 _CBF_END = b"--CIF-BINARY-FORMAT-SECTION----"
 
 
@@ -47,18 +45,6 @@ class FrameRef:
     number: Optional[int]
     path: str
     since: float
-
-
-def image_template(path: str) -> Tuple[str, Optional[int]]:
-    """(name template, image number) of an image file: ``lyso_1_00017.cbf.gz`` →
-    (``lyso_1_#####.cbf.gz``, 17); a name without a number gives (name, None)."""
-    name = os.path.basename(path)
-    stem = os.path.splitext(strip_compression(name))[0]
-    match = _TRAILING_NUMBER.match(stem)
-    if not match:
-        return name, None
-    digits = match.group("digits")
-    return match.group("prefix") + "#" * len(digits) + name[len(stem):], int(digits)
 
 
 def image_suffixes() -> Tuple[str, ...]:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -73,10 +73,19 @@ class StructurePool:
         """A random entry of the pool."""
         return self.get(int(rng.integers(self.size)))
 
-    def build(self, indices: Optional[Sequence[int]] = None) -> None:
-        """Build (if missing) the given entries, all by default; e.g. before starting workers."""
+    def missing(self) -> List[int]:
+        """The entries not built (cached) yet."""
+        return [index for index in range(self.size) if not StructureFactors.exists(self.stem(index))]
+
+    def build(self, indices: Optional[Sequence[int]] = None,
+              progress: Optional[Callable[[int], None]] = None) -> None:
+        """Build (if missing) the given entries, all by default; e.g. before starting workers.
+
+        progress(1): called as each entry is ready (a few seconds each for one to build with cctbx)."""
         for index in range(self.size) if indices is None else indices:
             self.get(int(index))
+            if progress is not None:
+                progress(1)
 
 
 def model_structure_factors(path, d_min: float = 1.0, folder=None) -> StructureFactors:

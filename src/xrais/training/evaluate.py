@@ -224,8 +224,14 @@ def evaluate_images(model: XraisModel, labels_json: str, quadrants: Sequence[int
 
 
 def _frame(path: str, index: int, geometry: Optional[object]):
-    for frame in open_images([path], geometry=geometry, on_error="raise"):
+    """Frame ``index`` of the file; a single-image file's one image whatever the index (labels
+    written with frame 0 for ``x_0003.cbf``, whose image number is 3)."""
+    only = None
+    for count, frame in enumerate(open_images([path], geometry=geometry, on_error="raise")):
         if frame.index == index:
             return frame
+        only = frame if count == 0 and not frame.metadata.get("multi_frame") else None
+    if only is not None:
+        return only
     raise ImageError(path, f"has no frame {index}")
 
