@@ -112,36 +112,43 @@ def record_window(expected: np.ndarray, geometry: Geometry, window: Window, effe
 POISSON_INVERSION_LIMIT = 12.0
 
 
-@numba.njit(cache=True, nogil=True)
-def _poisson(mean):
-    """A Poisson(mean) count (mean > 0)."""
-    if mean >= POISSON_INVERSION_LIMIT:
-        return float(np.random.poisson(mean))
-    term = math.exp(-mean)
-    cumulative = term
-    uniform = np.random.random()
-    count = 0
-    while uniform > cumulative and term > 0.0:
-        count += 1
-        term *= mean / count
-        cumulative += term
-    return float(count)
-
-
-@numba.njit(cache=True, nogil=True)
-def _add_noise(values, poisson, read_noise, seeds):
+def _add_noise(values: np.ndarray, poisson: bool, read_noise: float, seeds) -> None:
     """In place: each value v → Poisson(max(v, 0)) if ``poisson``, then plus N(0, read_noise²) if
-    read_noise > 0; numba's generator, seeded with seeds[0] for the photon counts and seeds[1] for
-    the read noise (the same seeds, the same noise; the counts do not depend on the read noise)."""
+    read_noise > 0; seeds[0] seeds the photon counts, seeds[1] the read noise (the same seeds, the
+    same noise; the counts do not depend on the read noise)."""
     flat = values.reshape(-1)
     if poisson:
-        np.random.seed(seeds[0])
-        for i in range(flat.shape[0]):
-            flat[i] = _poisson(flat[i]) if flat[i] > 0.0 else 0.0
+        uniforms = np.random.Generator(np.random.PCG64(int(seeds[0]))).random(flat.size)
+        _poisson_counts(flat, uniforms, int(seeds[0]))
     if read_noise > 0.0:
-        np.random.seed(seeds[1])
-        for i in range(flat.shape[0]):
-            flat[i] += np.random.normal(0.0, read_noise)
+        flat += read_noise * np.random.Generator(np.random.PCG64(int(seeds[1]))).standard_normal(flat.size)
+
+
+@numba.njit(cache=True, nogil=True)
+def _poisson_counts(flat, uniforms, seed):
+    """flat[i] → a Poisson(flat[i]) count (0 where flat[i] ≤ 0): by inversion of uniforms[i] below
+    :data:`POISSON_INVERSION_LIMIT`, by numba's np.random.poisson (seeded with ``seed``) above."""
+    np.random.seed(seed)
+    for i in range(flat.shape[0]):
+        mean = flat[i]
+        if mean <= 0.0:
+            flat[i] = 0.0
+            continue
+        if mean >= POISSON_INVERSION_LIMIT:
+            flat[i] = float(np.random.poisson(mean))
+            continue
+        uniform = uniforms[i]
+        if uniform <= 1.0 - mean:  # then uniform ≤ exp(−mean), P(0): no exp needed
+            flat[i] = 0.0
+            continue
+        term = math.exp(-mean)
+        cumulative = term
+        count = 0
+        while uniform > cumulative and term > 0.0:
+            count += 1
+            term *= mean / count
+            cumulative += term
+        flat[i] = float(count)
 
 
 def beamstop_shadow(geometry: Geometry, window: Window, effects: DetectorEffects) -> np.ndarray:
