@@ -78,6 +78,8 @@ def test_stream_settings_that_make_no_sense_are_refused(structures, tmp_path):
         train(TrainConfig(data=[str(tmp_path)], output=str(tmp_path / "a"), stream=_stream(structures)))
     with pytest.raises(ConfigError, match="stream.detector: unknown detector 'nope'"):
         train(TrainConfig(data=[], output=str(tmp_path / "b"), stream=_stream(structures, detector="nope")))
+    with pytest.raises(ConfigError, match="multi-lattice model cannot learn from the resolution recipe"):
+        train(TrainConfig(data=[], output=str(tmp_path / "c"), kind="multilattice", stream=_stream(structures)))
 
 
 def test_two_processes_on_a_stream_equal_one_process(structures, tmp_path):

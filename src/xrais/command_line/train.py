@@ -119,8 +119,9 @@ def run_train(params, inputs) -> int:
 
 program = Program(
     "xrais.train",
-    "Train a resolution or multi-lattice model on shards of simulated, conditioned quadrants (from xrais.simulate): "
-    "10% held out for validation, metrics and learning curves every epoch, a checkpoint every epoch (resume=True "
+    "Train a resolution or multi-lattice model on shards of simulated, conditioned quadrants (from xrais.simulate), "
+    "10% held out for validation, or on a stream of images simulated while it trains (stream.recipe=), with "
+    "a fixed validation set of the stream's first images; metrics and learning curves every epoch, a checkpoint every epoch (resume=True "
     "continues a killed run), the best model in the registry format. Runs on CPUs and GPUs, in one process or "
     "several (torchrun, mpirun).",
     "xrais.train <shard folders|.h5 files> [key=value ...]  |  xrais.train stream.recipe=<recipe> [key=value ...]",

@@ -105,7 +105,8 @@ def render_bragg_window(lattices: Sequence[Lattice], structure: StructureFactors
     """Expected Bragg photons of the pixels of ``window`` only, float32 (window shape), on the CPU.
 
     kernel: "reflections" (:mod:`xrais.sim.reflections`), "pixels" (the pixel kernel's fast path;
-    the same terms either way), or "auto": the cheaper for these lattices, the reflection kernel
+    the same terms either way, but for terms below the threshold), or "auto": the cheaper for
+    these lattices, the reflection kernel
     when their transforms' reach holds fewer than :data:`CROWDING_LIMIT` nodes. Shapes without a
     finite reach ("square", "round") always take the pixel kernel.
     """

@@ -94,7 +94,7 @@ def record_window(expected: np.ndarray, geometry: Geometry, window: Window, effe
         read_noise = 0.0 if model is None or model.counting else model.read_noise
     if effects.poisson or read_noise > 0.0:
         # seeds from the caller's generator: the noise of the whole window, drawn by numba
-        _add_noise(values, effects.poisson, float(read_noise), rng.integers(2 ** 32, size=2))
+        _add_noise(values, effects.poisson, float(read_noise), rng.integers(2 ** 63, size=2))
     flat = values.reshape(-1)
     flat[_random_pixels(rng, flat.size, effects.dead_pixels)] = 0.0
     flat[_random_pixels(rng, flat.size, effects.hot_pixels)] = HOT_PIXEL_VALUE
@@ -119,7 +119,7 @@ def _add_noise(values: np.ndarray, poisson: bool, read_noise: float, seeds) -> N
     flat = values.reshape(-1)
     if poisson:
         uniforms = np.random.Generator(np.random.PCG64(int(seeds[0]))).random(flat.size)
-        _poisson_counts(flat, uniforms, int(seeds[0]))
+        _poisson_counts(flat, uniforms, int(seeds[0]) % 2 ** 32)  # numba's generator takes 32 bits
     if read_noise > 0.0:
         flat += read_noise * np.random.Generator(np.random.PCG64(int(seeds[1]))).standard_normal(flat.size)
 

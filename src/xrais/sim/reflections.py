@@ -10,21 +10,24 @@ then multiplied by the solid angle and polarization of its centre and by the flu
 the pixel kernel does.
 
 What is the same: every term the pixel kernel's fast path keeps (the nearest node of the domain,
-fractional offsets within the per-axis ``cuts``) is added here with the same value; only the
-order of the additions differs (float rounding). What is left out: terms outside the lattice
-transform's *reach*, the largest |S − g| (Å⁻¹) at which F_latt² is still ≥ threshold·F_latt(0)²
-(an ellipsoid for "gauss_hkl", a sphere for "gauss" and "tophat"). The fast path's per-axis cuts
-bound a box around that ellipsoid; the box's corners hold terms below the threshold, which this
-kernel does not visit. Shapes without a finite reach ("square", "round": side lobes everywhere)
-have no footprint; :func:`~xrais.sim.bragg.render_bragg` renders them with the pixel kernel.
+fractional offsets within the per-axis ``cuts``) whose S lies within the lattice transform's
+*reach* of the node is added here with the same value; only the order of the additions differs
+(float rounding). The reach is the largest |S − g| (Å⁻¹) at which F_latt² is still ≥
+threshold·F_latt(0)² (the longest semi-axis of that ellipsoid for "gauss_hkl", the radius of that
+sphere for "gauss" and "tophat"); the fast path's per-axis cuts bound a box around the ellipsoid,
+whose corners beyond the reach hold terms below the threshold, which this kernel does not visit.
+Shapes without a finite reach ("square", "round": side lobes everywhere) have no footprint;
+:func:`~xrais.sim.bragg.render_bragg` renders them with the pixel kernel.
 
 Node search, per (source, domain): for every (h, k) of the table (and within the window's largest
 |S|), the l whose node lies within ``reach`` of the Ewald sphere |S + î/λ| = 1/λ solve two
 quadratic inequalities in l (outside the sphere of radius 1/λ − reach, inside the one of radius
-1/λ + reach). Footprint: the node's point of closest approach on the sphere is projected onto the
-detector; every point of the sphere within reach of the node lies within an angle
-λ·(reach + |distance of the node from the sphere|) of that point, which bounds a square of pixels
-(with the obliquity of the ray and a margin).
+1/λ + reach). Footprint: the directions whose S lies within reach of the node form a cone about
+the node's direction from the Ewald centre (half-angle by the law of cosines); on each sub-pixel
+line of the detector the cone's cut is an interval (a quadratic inequality), found row by row
+outwards from the node's point of closest approach while the rows still cross it (the cut is
+convex). Nodes whose direction does not meet the detector plane are skipped: a detector facing
+the sample (every pixel in front of it) is assumed, as for the pixel kernel's frames.
 """
 from __future__ import annotations
 
@@ -55,8 +58,10 @@ def lattice_reach(shape: str, real_vectors: np.ndarray, cells, threshold: float)
 
 
 def largest_scattering_vector(frame: np.ndarray, sources: np.ndarray, window) -> float:
-    """Largest |S| (Å⁻¹) over the window's pixel corners and source points: the window's pixels
-    all lie within it (|S| grows with the scattering angle, largest at a corner of a flat window)."""
+    """An upper bound (Å⁻¹) of |S| over the window's pixels and the source points: the largest
+    over the window's corners when every corner is less than 90° from each source's direction
+    (cos 2θ = d̂·î is quasi-concave on the plane where it is positive, so its smallest value over
+    the window, the largest scattering angle, is at a corner), else 2/λ of the shortest wavelength."""
     pix0, fdet, sdet, pixel = frame[0:3], frame[3:6], frame[6:9], frame[12]
     largest = 0.0
     for s in (window.slow_start, window.slow_stop):
@@ -64,6 +69,8 @@ def largest_scattering_vector(frame: np.ndarray, sources: np.ndarray, window) ->
             point = pix0 + f * pixel * fdet + s * pixel * sdet
             direction = point / np.linalg.norm(point)
             for source in sources:
+                if float(np.dot(direction, source[:3])) <= 0.0:
+                    return float(2.0 / np.min(sources[:, 3]))
                 largest = max(largest, float(np.linalg.norm((direction - source[:3]) / source[3])))
     return largest
 

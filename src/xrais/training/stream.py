@@ -137,16 +137,17 @@ class StreamSampler(torch.utils.data.Sampler):
 
 
 class TensorsDataset(torch.utils.data.Dataset):
-    """Images, geometry and targets held in memory (the rendered validation set)."""
+    """Images (uint16, as conditioned), geometry and targets held in memory (the rendered
+    validation set); items as :class:`StreamDataset` gives them."""
 
-    def __init__(self, images: torch.Tensor, geometry: torch.Tensor, target: torch.Tensor):
+    def __init__(self, images: np.ndarray, geometry: torch.Tensor, target: torch.Tensor):
         self.images, self.geometry, self.target = images, geometry, target
 
     def __len__(self) -> int:
         return len(self.target)
 
     def __getitem__(self, i: int):
-        return self.images[i], self.geometry[i], self.target[i]
+        return torch.from_numpy(self.images[i].astype(np.float32)), self.geometry[i], self.target[i]
 
 
 def worker_init(_worker_id: int) -> None:
@@ -171,11 +172,13 @@ def render_all(dataset: torch.utils.data.Dataset, workers: int, progress=None) -
     """Render every image of ``dataset`` once (with ``workers`` processes) and hold them in memory."""
     options = {**loader_options(workers), "persistent_workers": False}
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=False, **options)
-    parts = []
+    images, geometry, target = [], [], []
     for batch in loader:
-        parts.append(batch)
+        images.append(batch[0].numpy().astype(np.uint16))  # conditioned values are whole numbers < 2¹⁶
+        geometry.append(batch[1])
+        target.append(batch[2])
         if progress is not None:
             progress.update(len(batch[2]))
-    if not parts:
-        return TensorsDataset(torch.zeros(0, 512, 512), torch.zeros(0, len(GEOMETRY_LABELS)), torch.zeros(0))
-    return TensorsDataset(*(torch.cat([part[k] for part in parts]) for k in range(3)))
+    if not target:
+        return TensorsDataset(np.zeros((0, 512, 512), np.uint16), torch.zeros(0, len(GEOMETRY_LABELS)), torch.zeros(0))
+    return TensorsDataset(np.concatenate(images), torch.cat(geometry), torch.cat(target))

@@ -123,6 +123,14 @@ def hardware_description(context: distributed.Context) -> str:
     return f"CPU: {name} ({os.cpu_count()} cores{processes}, {torch.get_num_threads()} threads per process)"
 
 
+def _invariants(config: dict) -> dict:
+    """The settings a resumed run must share (a stream's structure cache may move)."""
+    values = {key: config.get(key) for key in RESUME_INVARIANTS}
+    if isinstance(values.get("stream"), dict):
+        values["stream"] = {k: v for k, v in values["stream"].items() if k != "cache"}
+    return values
+
+
 class Trainer:
     """One training run (see the module docstring); :meth:`fit` runs it."""
 
@@ -136,6 +144,7 @@ class Trainer:
         if stream is not None:
             if config.data:
                 raise ConfigError("train either on shards or on a stream (stream.recipe), not on both")
+            stream.check()
             # the simulation workers are the parallelism; the training process needs one thread
             torch.set_num_threads(config.threads or 1)
             shards, recipe = None, stream.recipe
@@ -145,8 +154,11 @@ class Trainer:
             recipe = shards.recipe
         kind = config.kind or recipe
         if kind not in ("resolution", "multilattice"):
-            raise DataError(f"the shards' recipe is {recipe!r}: say which model to train (kind=resolution "
+            raise DataError(f"the data's recipe is {recipe!r}: say which model to train (kind=resolution "
                             "or kind=multilattice)")
+        if kind == "multilattice" and recipe == "resolution":
+            raise ConfigError("a multi-lattice model cannot learn from the resolution recipe: every image of it holds "
+                              "one lattice (train it on the multilattice recipe)")
         self.config = config = config.resolved(kind)
         self.kind = kind
         self.shards = shards
@@ -154,6 +166,8 @@ class Trainer:
         self.precision = self._precision(config.precision)
         self.output = config.output
         self._check_run_folder()
+        # a resumed run's settings are checked before any data is read or simulated
+        self._resume_state = self._read_checkpoint() if config.resume and os.path.exists(self.checkpoint_path) else None
 
         torch.manual_seed(config.seed)
         if config.batch_size % context.world_size:
@@ -195,8 +209,8 @@ class Trainer:
         self.start_epoch = 1
         self.elapsed = 0.0
         self.resumed_at: List[int] = []
-        if config.resume and os.path.exists(self.checkpoint_path):
-            self._load_checkpoint()
+        if self._resume_state is not None:
+            self._load_checkpoint(self._resume_state)
 
     # -- set-up ------------------------------------------------------------------------------
     @property
@@ -353,18 +367,22 @@ class Trainer:
         torch.save(state, partial)
         os.replace(partial, self.checkpoint_path)
 
-    def _load_checkpoint(self) -> None:
+    def _read_checkpoint(self) -> dict:
+        """The run's checkpoint, after checking that it is one and that the settings that define
+        the run are the same."""
         try:
             state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
         except Exception as exc:  # torch raises many types for unreadable files
             raise DataError(f"{self.checkpoint_path}: cannot read the checkpoint: {exc}") from None
         if state.get("format") != CHECKPOINT_FORMAT:
             raise DataError(f"{self.checkpoint_path}: not an xrais checkpoint")
-        now = self.config.as_dict()
-        changed = [f"{key} {state['config'].get(key)!r} → {now[key]!r}" for key in RESUME_INVARIANTS
-                   if state["config"].get(key) != now[key]]
+        before, now = _invariants(state["config"]), _invariants(self.config.as_dict())
+        changed = [f"{key} {before.get(key)!r} → {now[key]!r}" for key in RESUME_INVARIANTS if before.get(key) != now[key]]
         if changed:
             raise ConfigError(f"cannot resume {self.output}: settings differ from the run's ({'; '.join(changed)})")
+        return state
+
+    def _load_checkpoint(self, state: dict) -> None:
         self.network.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
