@@ -33,10 +33,11 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest -q -ra
 
-# Every benchmark, one after the other (figures in benchmarks/RESULTS.md); about 10 minutes on 2 cores.
+# Every benchmark, one after the other (figures in benchmarks/RESULTS.md); about 20 minutes on 2 cores.
 bench: setup
 	$(BIN)/python benchmarks/bench_conditioning.py
 	$(BIN)/python benchmarks/bench_simulate.py
+	$(BIN)/python benchmarks/bench_training_data.py --stream-images 480
 	$(BIN)/python benchmarks/bench_inference.py --archs 18:0.25,34:0.25,50:1 --train
 	$(BIN)/python benchmarks/bench_throughput.py
 	$(BIN)/python benchmarks/bench_monitor.py
