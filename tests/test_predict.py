@@ -53,6 +53,8 @@ def _images(folder, count=3, seed=0):
     paths = []
     for k in range(count):
         pixels = rng.poisson(5 + 10 * k, SHAPE).astype(np.int32)
+        for slow, fast in zip(rng.integers(0, SHAPE[0] - 1, 60), rng.integers(0, SHAPE[1] - 1, 60)):
+            pixels[slow:slow + 2, fast:fast + 2] += 500  # spots, so that no quadrant reads as empty
         path = folder / f"img_{k:04d}.cbf"
         write_cbf(str(path), pixels, GEOMETRY)
         paths.append(str(path))
@@ -155,6 +157,35 @@ def test_the_api_and_the_programs_share_each_predictors_quadrants(tmp_path, mode
     resolution_help = capsys.readouterr().out
     assert "quadrants" in multilattice_help and "reduce" not in multilattice_help
     assert "reduce" in resolution_help and "multilattice 1" in resolution_help
+
+
+def test_near_empty_frames_read_as_no_diffraction(shared_data):
+    """A whole PILATUS 6M frame of sparse Poisson noise (0.05 photons per pixel: a shutter that did
+    not open, an empty loop at low background) is no diffraction, not d_min 1.36 Å as the shipped
+    network alone reads it; the weakest real image here still reads as diffraction, its quadrants
+    holding a few pixels above their noise."""
+    from xrais.plugins.builtin_predictors import MIN_BRAGG_PIXELS, bragg_pixel_count
+
+    rng = np.random.default_rng(3)
+    geometry = Geometry(distance=250.0, wavelength=1.0, pixel_size=0.172, detector="PILATUS 6M", shape=(2527, 2463),
+                        beam_centre=(1231.5, 1263.5))
+    predictor = Predictor(predictors=("resolution",), device="cpu")
+    sparse = [(rng.poisson(level, geometry.shape).astype(np.int32), geometry) for level in (0.02, 0.05, 0.1)]
+    for result in predictor.predict(sparse):
+        assert result["diffraction"] is False and result["d_min"] is None, result["inverse_d_quadrants"]
+    weak = shared_data / "image_examples" / "dlsnxs2cbf_therm_0001.cbf.gz"
+    assert all(bragg_pixel_count(q) >= MIN_BRAGG_PIXELS for q in condition(*_frame_parts(weak)))
+    (result,) = predictor.predict([str(weak)])
+    assert result["diffraction"] is True
+    quadrant = np.full((512, 512), 2.0, dtype=np.float32)
+    quadrant[100:102, 200:202] = 5.0  # four pixels 3 above the median: a spot
+    quadrant[0, 0] = 256.0  # a hot pixel is not one
+    assert bragg_pixel_count(quadrant) == 4 and bragg_pixel_count(np.zeros((512, 512), np.float32)) == 0
+
+
+def _frame_parts(path):
+    frame = xrais.open_image(path)
+    return frame.pixels, frame.mask, frame.geometry
 
 
 def test_noise_is_blank_or_refused_as_too_small_at_any_size():
