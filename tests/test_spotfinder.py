@@ -90,3 +90,44 @@ def test_real_grid_scan_gradient(shared_data):
     assert max(counts, key=lambda i: counts[i].n_spots) == 3
     assert counts[3].d_min < counts[14].d_min < 3.0
     assert counts[16].n_spots <= 3 and counts[19].n_spots <= 3 and counts[16].d_min is None
+
+
+def _indexed(vectors, lattice, tolerance=0.15):
+    """Which scattering vectors lie on the lattice's nodes (fractional indices within tolerance: a
+    still's spot sits on the Ewald sphere, its node up to the excitation error away)."""
+    fractional = vectors @ lattice.real_vectors.T
+    return np.all(np.abs(fractional - np.round(fractional)) < tolerance, axis=1)
+
+
+def test_spots_map_to_the_reciprocal_lattice_of_the_crystal_that_made_them():
+    """Spots of a simulated crystal, mapped to reciprocal space, sit on its lattice's nodes (A·r
+    whole numbers, |r| = 1/d); with a second lattice 4° away, each spot sits on one of the two
+    lattices and neither lattice alone indexes them all — what the multi-lattice call rests on."""
+    from xrais.sim import Beam, Lattice, axis_angle_rotation, mosaic_rotations, random_rotation, render_bragg
+    from xrais.spotfinder import scattering_vectors
+
+    rng = np.random.default_rng(31)
+    geometry = Geometry(120.0, 1.0, 0.172, (300.3, 290.7), (600, 620))
+    beam = Beam(1.0, 1e24)
+    first = Lattice.from_cell((38.0, 44.0, 52.0, 90.0, 90.0, 90.0), random_rotation(rng), cells=(8, 8, 6),
+                              shape="gauss", mosaic=mosaic_rotations(0.1, 10, rng))
+    table = rng.exponential(400.0, size=(61, 61, 61)).astype(np.float32)
+    from xrais.sim import StructureFactors
+
+    structure = StructureFactors(0.5 * (table + table[::-1, ::-1, ::-1]), (-30, -30, -30))
+    single = render_bragg(first, structure, beam, geometry, device="cpu")
+    scale = 2000.0 / single.max()  # the brightest pixel 2000 photons over a background of 2
+    single *= scale
+    spots = find_spots(rng.poisson(single + 2.0).astype(float), None, geometry)
+    assert len(spots) > 40
+    vectors = scattering_vectors(spots, geometry)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0 / spots.d, rtol=1e-9)
+    assert _indexed(vectors, first).mean() > 0.95
+    turned = first.rotated(axis_angle_rotation(rng.normal(size=3), np.radians(4.0)))
+    assert _indexed(vectors, turned).mean() < 0.3  # a wrong orientation does not index them
+    both = single + scale * render_bragg(turned, structure, beam, geometry, device="cpu")
+    spots = find_spots(rng.poisson(both + 2.0).astype(float), None, geometry)
+    vectors = scattering_vectors(spots, geometry)
+    on_first, on_second = _indexed(vectors, first), _indexed(vectors, turned)
+    assert (on_first | on_second).mean() > 0.9
+    assert 0.2 < on_first.mean() < 0.8 and 0.2 < on_second.mean() < 0.8

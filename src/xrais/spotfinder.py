@@ -229,6 +229,30 @@ def find_spots(pixels: np.ndarray, mask: Optional[np.ndarray], geometry: Geometr
     return SpotList(fast, slow, intensity, sigma, sums[:, 3].astype(int), d, on_ice_ring(d))
 
 
+#: Lab frame of :func:`scattering_vectors` (the simulator's, nanoBragg's MOSFLM convention): the
+#: beam along +x, the detector's fast axis along +z and its slow axis along −y.
+LAB_BEAM, LAB_FAST, LAB_SLOW = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]), np.array([0.0, -1.0, 0.0])
+
+
+def scattering_vectors(spots: SpotList, geometry: Geometry) -> np.ndarray:
+    """(n, 3) scattering vectors r = s₁ − s₀ (Å⁻¹) of the spots' centroids, as DIALS maps spots to
+    reciprocal space: s₁ the unit vector from the sample to the centroid over λ, s₀ the beam's.
+    |r| = 1/d; for a crystal whose real-space cell vectors (rows, Å) in this lab frame are A, A·r
+    are the spots' fractional Miller indices (close to whole numbers on a lattice's spots).
+
+    Lab frame (:data:`LAB_BEAM`, :data:`LAB_FAST`, :data:`LAB_SLOW`): that of :mod:`xrais.sim`, a flat
+    detector ⊥ the beam at ``geometry.distance`` (mm), the beam centre at ``geometry.beam_centre``
+    (fast, slow pixels from the outer corner of pixel (0, 0), as the centroids are).
+    """
+    beam_fast, beam_slow = geometry.beam_centre
+    along_fast = (np.asarray(spots.fast, dtype=float) - beam_fast) * geometry.pixel_size
+    along_slow = (np.asarray(spots.slow, dtype=float) - beam_slow) * geometry.pixel_size
+    position = (geometry.distance * LAB_BEAM[None, :] + along_fast[:, None] * LAB_FAST[None, :]
+                + along_slow[:, None] * LAB_SLOW[None, :])
+    unit = position / np.linalg.norm(position, axis=1, keepdims=True)
+    return (unit - LAB_BEAM[None, :]) / geometry.wavelength
+
+
 def on_ice_ring(d: np.ndarray) -> np.ndarray:
     """True for d (Å) within the ice-ring bands."""
     d_star_sq = 1.0 / np.square(np.asarray(d, float))
