@@ -121,6 +121,10 @@ def test_spots_map_to_the_reciprocal_lattice_of_the_crystal_that_made_them():
     spots = find_spots(rng.poisson(single + 2.0).astype(float), None, geometry)
     assert len(spots) > 40
     vectors = scattering_vectors(spots, geometry)
+    from xrais.sim.frame import MOSFLM_BEAM, MOSFLM_FAST, MOSFLM_SLOW
+    from xrais.spotfinder import LAB_BEAM, LAB_FAST, LAB_SLOW
+
+    assert [tuple(LAB_BEAM), tuple(LAB_FAST), tuple(LAB_SLOW)] == [MOSFLM_BEAM, MOSFLM_FAST, MOSFLM_SLOW]
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0 / spots.d, rtol=1e-9)
     assert _indexed(vectors, first).mean() > 0.95
     turned = first.rotated(axis_angle_rotation(rng.normal(size=3), np.radians(4.0)))
