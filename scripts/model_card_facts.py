@@ -83,16 +83,16 @@ def main():
 
 def thaumatin_grid(paths: list) -> dict:
     """The resolution model on the real grid scan: blank frames, best frames, and the rank
-    correlation of the predicted 1/d (best of 4 quadrants) with the spot finder's spot count."""
+    correlation of each frame's predicted 1/d (``inverse_d``: d_min's) with the spot finder's spot count."""
     results = Predictor(predictors=("resolution", "spots"), device="cpu", quadrants=4, nproc=2).predict(paths)
     frames = {int(os.path.basename(str(r["image"]))[9:13]): r for r in results}
-    best = {k: max(r["inverse_d_quadrants"]) for k, r in frames.items()}
+    best = {k: r["inverse_d"] for k, r in frames.items()}
     ranking = sorted(best, key=best.get, reverse=True)
     blanks = [f"{k:04d} " + ("no diffraction" if frames[k]["d_min"] is None else f"d_min {frames[k]['d_min']:.2f} Å")
               for k in BLANK_FRAMES]
     spots = np.array([frames[k]["n_spots"] for k in sorted(frames)], dtype=float)
     return {
-        "source": f"{os.path.basename(paths[0])}–{os.path.basename(paths[-1])[9:]}, 4 quadrants, best quadrant per frame",
+        "source": f"{os.path.basename(paths[0])}–{os.path.basename(paths[-1])[9:]}, 4 quadrants, the frame's 1/d (d_min)",
         "blank_frames_16_to_19": ", ".join(blanks),
         "three_best_frames": ", ".join(f"{k:04d} (d_min {frames[k]['d_min']:.2f} Å; spot finder's d_min "
                                        f"{frames[k]['d_min_spots']:.2f} Å)" for k in ranking[:3]),

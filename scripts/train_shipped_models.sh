@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The exact commands that made the shipped models (src/xrais/models/weights/{resolution,multilattice}),
 # on a 2-core CPU machine, from the repository root with the venv of `make setup`.
-#   scripts/train_shipped_models.sh resolution|multilattice|all
+#   scripts/train_shipped_models.sh resolution|resolution_resnet|multilattice|all
 # Every step resumes: run it again after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" XRAIS_CACHE="$PWD/cache"
 NPROC=${NPROC:-2}
 # Sizes that fit the 2-hour-per-model budget of a 2-core CPU (raise them on bigger machines).
-N_RESOLUTION=${N_RESOLUTION:-5000}
+N_RESOLUTION=${N_RESOLUTION:-10000}
+N_TEST_RESOLUTION=${N_TEST_RESOLUTION:-1000}
 N_MULTILATTICE=${N_MULTILATTICE:-5000}
 N_TEST=${N_TEST:-300}
 
@@ -16,18 +17,25 @@ model_card_facts() { python scripts/model_card_facts.py "$1"; }
 
 resolution() {
   xrais.simulate recipe=resolution n_images=$N_RESOLUTION seed=0 nproc=$NPROC output.directory=data/resolution \
-    output.log=data/simulate_resolution.log
-  xrais.simulate recipe=resolution n_images=$N_TEST seed=1 nproc=$NPROC output.directory=data/resolution_test \
-    output.log=data/simulate_resolution_test.log
+    output.compression=lz4 output.log=data/simulate_resolution.log
+  xrais.simulate recipe=resolution n_images=$N_TEST_RESOLUTION seed=1 nproc=$NPROC output.directory=data/resolution_test \
+    output.compression=lz4 output.log=data/simulate_resolution_test.log
   xrais.simulate recipe=resolution n_images=$N_TEST seed=2 nproc=$NPROC detector="Rayonix MX340-HS" \
-    output.directory=data/resolution_test_rayonix output.log=data/simulate_resolution_test_rayonix.log
-  xrais.train data/resolution kind=resolution epochs=${EPOCHS_RESOLUTION:-20} select=accuracy \
-    output.directory=runs/resolution output.export=resolution output.log=runs/train_resolution.log
+    output.directory=data/resolution_test_rayonix output.compression=lz4 output.log=data/simulate_resolution_test_rayonix.log
+  xrais.train data/resolution model.family=profile output.directory=runs/resolution output.export=resolution \
+    output.log=runs/train_resolution.log
   xrais.evaluate data/resolution_test model=resolution output.json=runs/resolution_test.json \
     output.card="held-out test set (PILATUS 6M, EIGER 16M, EIGER2 XE 16M, EIGER 4M, PILATUS 2M; seed 1)"
   xrais.evaluate data/resolution_test_rayonix model=resolution output.json=runs/resolution_test_rayonix.json \
     output.card="unseen detector (Rayonix MX340-HS, never in training; seed 2)"
   model_card_facts resolution
+}
+
+# The paper's network, shipped as resolution_resnet for comparison: made by these commands with
+# resolution recipe v4 (xrais at commit 0ece07f; recipe v5 has widened the crystal size since).
+resolution_resnet() {
+  xrais.train data/resolution kind=resolution epochs=${EPOCHS_RESOLUTION:-20} select=accuracy \
+    output.directory=runs/resolution_resnet output.export=resolution_resnet output.log=runs/train_resolution_resnet.log
 }
 
 multilattice() {
@@ -44,7 +52,8 @@ multilattice() {
 
 case "${1:-all}" in
   resolution) resolution ;;
+  resolution_resnet) resolution_resnet ;;
   multilattice) multilattice ;;
   all) resolution; multilattice ;;
-  *) echo "usage: $0 resolution|multilattice|all" >&2; exit 2 ;;
+  *) echo "usage: $0 resolution|resolution_resnet|multilattice|all" >&2; exit 2 ;;
 esac

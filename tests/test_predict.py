@@ -367,13 +367,13 @@ def test_experimental_numbers_say_so_and_the_threshold_is_a_parameter(tmp_path, 
 
 
 def test_units_and_names_in_the_table_the_csv_and_the_help(tmp_path, model_folder, monkeypatch, capsys):
-    """σ(1/d) has its unit; b_factor is said to be the label relation's B, not a Wilson B; the CSV
+    """The quadrants' spread of 1/d has its unit; b_factor is said to be the label relation's B, not a Wilson B; the CSV
     has one value per cell, a column per quadrant for the per-quadrant lists."""
     monkeypatch.chdir(tmp_path)
     paths = _images(tmp_path, 2)
     assert resolution_program(paths + ["predictors=resolution,multilattice", "output.csv=r.csv", "output.json=r.json",
                                        "output.plot=None", "output.log=None"]) == 0
-    assert "σ(1/d)/Å⁻¹" in capsys.readouterr().out
+    assert "spread/Å⁻¹" in capsys.readouterr().out
     images = json.loads((tmp_path / "r.json").read_text())["images"]
     with open(tmp_path / "r.csv", newline="") as handle:
         table = list(csv.DictReader(handle))

@@ -2,6 +2,7 @@
 real data as the method requires — the thaumatin grid scan of shared/data (19 PILATUS3 6M stills):
 blank frames 0016–0019 are no diffraction (or d_min > 5 Å), frame 0003 is among the three best,
 and the predicted 1/d follows the visible diffraction strength from frame to frame."""
+import json
 import shlex
 
 import numpy as np
@@ -25,24 +26,28 @@ def shipped_models_only():
     plugins.predictors.cache_clear()
 
 
-@pytest.mark.parametrize("name", ["resolution", "multilattice"])
+@pytest.mark.parametrize("name", ["resolution", "resolution_resnet", "multilattice"])
 def test_shipped_model_loads_with_its_card(name):
     model = models.load(name, device="cpu")
     card = models.read_card(name)
-    assert model.kind == name and card["sha256"] and card["training"]
+    assert model.kind == name.split("_")[0] and card["sha256"] and card["training"]
     assert (models.WEIGHTS_DIR / f"{name}.md").read_text().count("\n") > 10
     assert (models.WEIGHTS_DIR / card["weights"]).stat().st_size <= 25 * 2**20
 
 
-@pytest.mark.parametrize("name", ["resolution", "multilattice"])
+@pytest.mark.parametrize("name", ["resolution", "resolution_resnet", "multilattice"])
 def test_card_training_command_trains_the_shipped_architecture(name):
     """The xrais.train command a card gives to reproduce its model, read as the program reads it
     (preset defaults filled in), builds the shipped network, not one the presets drifted to."""
     card = models.read_card(name)
     command = next(line for line in card["training"]["commands"] if line.startswith("xrais.train "))
     values, inputs = train_program.program.parameters.parse(shlex.split(command)[1:])
-    config = train_program.config_from_params(values, inputs).resolved(card["kind"])
     shipped = card["architecture"]
+    if shipped.get("family") == "profile":
+        config = train_program.profile_config_from_params(values, inputs)
+        assert dict(config.architecture.as_dict(), kind=card["kind"]) == dict(shipped, kind=card["kind"])
+        return
+    config = train_program.config_from_params(values, inputs).resolved(card["kind"])
     assert (config.depth, config.width, config.norm, config.dropout, config.coordinates) == (
         shipped["depth"], shipped["width"], shipped["norm"], shipped["dropout"], shipped.get("coordinates", False))
 
@@ -63,7 +68,7 @@ def test_blank_frames_are_no_diffraction(grid_scan):
 
 
 def test_best_frame_is_among_the_three_best(grid_scan):
-    ranking = sorted(grid_scan, key=lambda k: max(grid_scan[k]["inverse_d_quadrants"]), reverse=True)
+    ranking = sorted(grid_scan, key=lambda k: grid_scan[k]["inverse_d"], reverse=True)
     assert 3 in ranking[:3], [(k, grid_scan[k]["d_min"]) for k in ranking[:5]]
 
 
@@ -71,7 +76,7 @@ def test_resolution_follows_the_visible_diffraction(grid_scan):
     """Visible strength measured independently of the network: the spot finder's count of strong
     spots. Their rank correlation with the predicted 1/d must be strong over the scan."""
     frames = sorted(grid_scan)
-    predicted = np.array([max(grid_scan[k]["inverse_d_quadrants"]) for k in frames])
+    predicted = np.array([grid_scan[k]["inverse_d"] for k in frames])
     spots = np.array([grid_scan[k]["n_spots"] for k in frames], dtype=float)
     assert spearman(predicted, spots) >= 0.8
 
@@ -87,7 +92,7 @@ def test_example_images_against_their_true_labels():
         if known["blank"]:
             assert r["diffraction"] is False or r["d_min"] > 5.0
         else:
-            assert abs(max(r["inverse_d_quadrants"]) - known["inverse_d"]) < 0.15, (name, r["d_min"], known["resolution"])
+            assert abs(r["inverse_d"] - known["inverse_d"]) < 0.15, (name, r["d_min"], known["resolution"])
 
 
 def test_demo_runs_on_the_shipped_examples(tmp_path, monkeypatch):
@@ -97,3 +102,28 @@ def test_demo_runs_on_the_shipped_examples(tmp_path, monkeypatch):
     assert demo(["output.directory=out", "output.log=None", "device=cpu"]) == 0
     for name in ("results.json", "results.csv", "resolution_and_multilattice.png", "example_resolution_0_quadrants.png"):
         assert (tmp_path / "out" / name).stat().st_size > 200, name
+
+
+def test_every_frame_carries_its_uncertainty(grid_scan):
+    """Issue 16, item 3: the shipped resolution model gives each diffracting frame a σ of its 1/d,
+    calls none of the strong frames undetermined, and gives blank frames none."""
+    for frame, r in grid_scan.items():
+        if r["diffraction"]:
+            assert 0.0 < r["inverse_d_sigma"] < 0.5 and r["inverse_d"] == pytest.approx(1.0 / r["d_min"], rel=1e-3)
+        else:
+            assert r["inverse_d_sigma"] is None and r["resolution_undetermined"] is False
+    assert not any(grid_scan[k]["resolution_undetermined"] for k in range(2, 13))
+
+
+def test_program_reports_undetermined_images_in_summary_table_and_plot(shared_data, tmp_path, monkeypatch, capsys):
+    from xrais.command_line.predict import resolution_program
+
+    monkeypatch.chdir(tmp_path)
+    frames = [str(shared_data / "thaumatin_grid" / f"thau_3_2_{k:04d}.cbf.bz2") for k in (3, 15, 16)]
+    assert resolution_program(frames + ["predictors=resolution", "output.plot=p.png", "output.log=None"]) == 0
+    out = capsys.readouterr().out
+    assert "σ(1/d)/Å⁻¹" in out and "resolution undetermined" in out
+    summary = json.loads((tmp_path / "xrais_resolution.json").read_text())["summary"]
+    assert summary["n_undetermined"] == sum(bool(r["resolution_undetermined"]) for r in
+                                            json.loads((tmp_path / "xrais_resolution.json").read_text())["images"])
+    assert (tmp_path / "p.png").stat().st_size > 1000

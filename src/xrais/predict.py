@@ -349,14 +349,15 @@ def _is_imageset(item) -> bool:
 #: The result field each summary value is made from (for the experimental notices).
 SUMMARY_SOURCES = {"n_diffraction": "diffraction", "median_d_min": "d_min", "median_d_mean": "d_mean",
                    "best_d_min": "d_min", "xrais_b": "b_factor", "fraction_multilattice": "multilattice",
-                   "median_n_spots": "n_spots"}
+                   "median_n_spots": "n_spots", "n_undetermined": "resolution_undetermined"}
 
 
 def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min",
               experimental: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """Dataset summary: counts, median resolution (d_min or d_mean), the dataset "XRAIS B" (mean
     over images of each image's lowest-quadrant B, paper section 3.2), fraction of multi-lattice
-    images, fraction with diffraction. experimental: :attr:`Predictor.experimental`; the summary
+    images, fraction with diffraction, and (from a model that gives σ) how many images' resolution
+    is undetermined. experimental: :attr:`Predictor.experimental`; the summary
     then says, under "experimental", which of its values come from an experimental model and why."""
     results = list(results)
     good = [r for r in results if not r.get("error")]
@@ -371,6 +372,8 @@ def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min",
             "best_d_min": round(float(min(r["d_min"] for r in good if r.get("d_min") is not None)), 3) if resolutions else None,
             "xrais_b": round(float(np.mean(b_factors)), 2) if b_factors else None,
         })
+        if any(r.get("resolution_undetermined") is not None for r in good):
+            summary["n_undetermined"] = sum(bool(r.get("resolution_undetermined")) for r in good)
     if any(r.get("p_multilattice") is not None for r in good):
         flags = [bool(r["multilattice"]) for r in good if r.get("multilattice") is not None]
         summary["fraction_multilattice"] = round(sum(flags) / len(flags), 4) if flags else None

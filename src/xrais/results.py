@@ -8,6 +8,8 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from . import __version__
 from .io.base import image_number
 
@@ -16,7 +18,9 @@ TABLE_COLUMNS = (
     ("d_min", "d_min/Å", "{:.2f}"),
     ("d_mean", "d_mean/Å", "{:.2f}"),
     ("b_factor", "B/Å²", "{:.1f}"),
-    ("inverse_d_spread", "σ(1/d)/Å⁻¹", "{:.3f}"),
+    ("inverse_d_sigma", "σ(1/d)/Å⁻¹", "{:.3f}"),
+    ("resolution_undetermined", "undetermined", "{}"),
+    ("inverse_d_spread", "spread/Å⁻¹", "{:.3f}"),
     ("p_multilattice", "p_multi", "{:.3f}"),
     ("n_spots", "spots", "{:d}"),
     ("d_min_spots", "d_spots/Å", "{:.2f}"),
@@ -37,6 +41,8 @@ def write_json(path: str, results: Sequence[Dict[str, Any]], summary: Dict[str, 
     """``{"images": [...], "summary": {...}, "parameters": {...}, "xrais_version": ...}``.
 
     Per image (``xrais.Predictor`` fields): d_min, d_mean (Å), d_quadrants (Å, quadrant order),
+    inverse_d (the image's 1/d, Å⁻¹: d_min's), inverse_d_sigma (its σ, Å⁻¹, from a shell-profile
+    model; null from a ResNet), resolution_undetermined (σ too large to tell; null from a ResNet),
     inverse_d_quadrants and inverse_d_spread (Å⁻¹), b_factor (Å²: the label relation's
     B = 4d² + 12 at d_min, not a Wilson B), p_multilattice (0–1), multilattice, diffraction,
     read_ms/condition_ms/predict_ms (ms), error; lists are JSON arrays. NaN/inf are written as null.
@@ -107,6 +113,8 @@ def table_lines(results: Sequence[Dict[str, Any]], experimental: Optional[Dict[s
             value = r.get(key)
             if value is None:
                 cells.append(f"{'no diff.' if key == 'd_min' and r.get('diffraction') is False else '-':>10}")
+            elif isinstance(value, bool):
+                cells.append(f"{'yes' if value else 'no':>10}")
             else:
                 cells.append(f"{fmt.format(value):>10}")
         lines.append(f"{name:<{name_width}} " + " ".join(cells))
@@ -139,7 +147,7 @@ def summary_lines(summary: Dict[str, Any]) -> List[str]:
     labels = {
         "n_images": "images", "n_failed": "failed", "n_diffraction": "with diffraction",
         "median_d_min": "median d_min (Å)", "median_d_mean": "median d_mean (Å)", "best_d_min": "best d_min (Å)",
-        "xrais_b": "XRAIS B (Å²)", "fraction_multilattice": "fraction multi-lattice", "median_n_spots": "median spots",
+        "xrais_b": "XRAIS B (Å²)", "n_undetermined": "resolution undetermined", "fraction_multilattice": "fraction multi-lattice", "median_n_spots": "median spots",
     }
     return [f"  {labels.get(k, k):<24} {v}" + (f"  (experimental model: {caveats[k]})" if k in caveats else "")
             for k, v in summary.items() if k != "experimental"]
@@ -156,6 +164,22 @@ def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _resolution_with_sigma(ax, shown, colour: str, label: str) -> None:
+    """d_min with the resolution range of 1/d ± σ as an error bar; undetermined images hollow."""
+    for undetermined in (False, True):
+        points = [(n, r) for n, r in shown if bool(r.get("resolution_undetermined")) == undetermined]
+        if not points:
+            continue
+        d = np.array([r["d_min"] for _, r in points], dtype=float)
+        inverse_d = np.array([r.get("inverse_d") or 1.0 / r["d_min"] for _, r in points], dtype=float)
+        sigma = np.array([r.get("inverse_d_sigma") or 0.0 for _, r in points], dtype=float)
+        low = 1.0 / (inverse_d + sigma)  # the better resolution end of 1/d ± σ
+        high = np.where(inverse_d - sigma > 0, 1.0 / np.maximum(inverse_d - sigma, 1e-9), 2.0 * d)
+        ax.errorbar([n for n, _ in points], d, yerr=[d - low, np.minimum(high, 2.0 * d) - d], fmt="o",
+                    markersize=3.5, color=colour, mfc="none" if undetermined else colour, elinewidth=0.8,
+                    label=label + (" (undetermined)" if undetermined else ""))
 
 
 def results_figure(results: Sequence[Dict[str, Any]], title: str = "", experimental: Optional[Dict[str, str]] = None,
@@ -183,13 +207,17 @@ def results_figure(results: Sequence[Dict[str, Any]], title: str = "", experimen
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), sharex=True, squeeze=False)
     for ax, panel in zip(axes[:, 0], panels):
         if panel == "resolution":
-            for key, colour, label in (("d_min", "tab:red", "XRAIS d_min (best quadrant)"),
+            with_sigma = any(r.get("inverse_d_sigma") is not None for r in results)
+            for key, colour, label in (("d_min", "tab:red", "XRAIS d_min ± σ" if with_sigma else
+                                        "XRAIS d_min (best quadrant)"),
                                        ("d_mean", "tab:blue", "XRAIS d_mean"),
                                        ("d_min_spots", "0.55", "spot finding")):
-                xs = [n for n, r in zip(numbers, results) if r.get(key) is not None]
-                ys = [r[key] for r in results if r.get(key) is not None]
-                if xs:
-                    ax.plot(xs, ys, ".", color=colour, label=label, markersize=5)
+                shown = [(n, r) for n, r in zip(numbers, results) if r.get(key) is not None]
+                if key == "d_min" and with_sigma:
+                    _resolution_with_sigma(ax, shown, colour, label)
+                elif shown:
+                    ax.plot([n for n, _ in shown], [r[key] for _, r in shown], ".", color=colour, label=label,
+                            markersize=5)
             blanks = [n for n, r in zip(numbers, results) if r.get("diffraction") is False]
             if blanks:
                 ax.plot(blanks, [ax.get_ylim()[1] if ax.lines else 20.0] * len(blanks), "x", color="k",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from xrais.command_line.simulate import program as simulate
+from xrais.sim.recipes import RECIPE_VERSIONS
 from xrais.sim.dataset import plan_shards, read_labels, shard_paths
 from xrais.sim.training_images import render_training_image
 from xrais.io import detectors
@@ -106,7 +107,7 @@ def test_shards_labels_resume_and_nproc(tmp_path, structure_cache):
     paths = shard_paths(str(serial))
     assert [os.path.basename(p) for p in paths] == ["resolution_00000.h5", "resolution_00001.h5"]
     with h5py.File(paths[0], "r") as handle:
-        assert handle.attrs["complete"] and handle.attrs["recipe"] == "resolution" and handle.attrs["recipe_version"] == 4
+        assert handle.attrs["complete"] and handle.attrs["recipe"] == "resolution" and handle.attrs["recipe_version"] == RECIPE_VERSIONS["resolution"]
         assert handle["images"].shape == (2, 512, 512) and handle["images"].dtype == np.uint16
         assert handle["images"].chunks == (1, 512, 512)
     labels = read_labels(paths)

@@ -1,19 +1,23 @@
 """xrais.train: train a resolution or multi-lattice model on simulated shards, or on a stream of
 images simulated while it trains.
 
-One process: ``xrais.train data/resolution output.directory=runs/res``; from a stream:
+One process: ``xrais.train data/resolution output.directory=runs/res``; the shell-profile
+resolution network: ``xrais.train data/resolution model.family=profile``; from a stream:
 ``xrais.train stream.recipe=resolution stream.images_per_epoch=5000 epochs=10``. Several GPUs or nodes:
 ``torchrun --nproc_per_node=4 -m xrais.command_line.train ...`` or ``mpirun -n 8 xrais.train ...``.
 """
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from ..training import TrainConfig, launch_environment, train
+from ..training.config import ConfigError
+from ..training.profile import ProfileConfig, ProfileTraining, fit
 from ..training.stream import StreamSettings
 from .params import Param
-from .program import EXIT_OK, Program
+from .program import EXIT_OK, Program, Progress
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,10 @@ PARAMS = (
     Param("output.export", None, "at the end, also write the best model under this registry name (e.g. resolution: "
           "the shipped weights folder) or path", "str", optional=True),
     Param("resume", False, "continue the run in output.directory from its last checkpoint (after a kill or a crash)", "bool"),
+    Param("model.family", "resnet", "network: resnet (the paper's ResNet on conditioned quadrants) or profile (resolution "
+          "only: the shell-profile network on the per-shell histogram of each quadrant in 1/d, with a σ; its features "
+          "are computed once and the epochs go over them; the model.* settings below are the ResNet's)", "choice",
+          choices=("resnet", "profile")),
     Param("model.depth", None, "ResNet depth (None: preset)", "int", choices=("18", "34", "50"), optional=True),
     Param("model.width", None, "channel multiplier, e.g. 0.25 for 16/32/64/128 channels (None: preset)", "float",
           minimum=0.01, optional=True),
@@ -108,7 +116,33 @@ def config_from_params(params, inputs) -> TrainConfig:
             pool_seed=p.structures.seed, cache=p.structures.cache, detector=p.stream.detector))
 
 
+def profile_config_from_params(params, inputs) -> ProfileConfig:
+    """The :class:`ProfileConfig` of the command line (model.family=profile)."""
+    p = params
+    if p.kind == "multilattice":
+        raise ConfigError("model.family=profile is a resolution network; kind=multilattice needs model.family=resnet")
+    if p.stream.recipe is None and not inputs:
+        raise ConfigError("give shard folders or files, or stream.recipe=resolution")
+    defaults = ProfileTraining()
+    recipe = ProfileTraining(epochs=p.epochs or defaults.epochs, batch_size=p.batch_size or defaults.batch_size,
+                             learning_rate=p.optimizer.lr or defaults.learning_rate,
+                             weight_decay=defaults.weight_decay if p.optimizer.weight_decay is None
+                             else p.optimizer.weight_decay, seed=p.data.seed)
+    stream = None if p.stream.recipe is None else StreamSettings(
+        recipe=p.stream.recipe, seed=p.stream.seed, images_per_epoch=p.stream.images_per_epoch,
+        validation_images=p.stream.validation_images, pool_size=p.structures.pool_size, pool_seed=p.structures.seed,
+        cache=p.structures.cache, detector=p.stream.detector)
+    if stream is not None:
+        stream.check()
+    return ProfileConfig(data=list(inputs), stream=stream, output=p.output.directory, export=p.output.export,
+                         validation_fraction=p.data.validation_fraction, seed=p.data.seed,
+                         workers=(os.cpu_count() or 1) if p.data.workers is None else p.data.workers, recipe=recipe)
+
+
 def run_train(params, inputs) -> int:
+    if params.model.family == "profile":
+        fit(profile_config_from_params(params, inputs), progress=lambda total, label: Progress(total, label))
+        return EXIT_OK
     result = train(config_from_params(params, inputs))
     if result.best_epoch is not None:
         values = ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items() if isinstance(v, float))

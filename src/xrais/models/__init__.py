@@ -1,9 +1,11 @@
-"""xrais models: the ResNet family, the geometry-aware resolution head, the multi-lattice head, and
-the registry of trained models. Example::
+"""xrais models: the shell-profile resolution network (:mod:`xrais.models.profile`), the ResNet
+family with its geometry-aware resolution head and multi-lattice head, and the registry of trained
+models. Example::
 
     import xrais.models
     model = xrais.models.load("resolution", device="auto")   # checks the weights' sha256
-    inverse_d = model.predict(quadrants, frame.geometry)       # (B,) 1/d in Å⁻¹
+    inverse_d = model.predict(quadrants, frame.geometry)       # (B,) 1/d in Å⁻¹, one per quadrant
+    mean, sigma = model.predict_with_sigma(quadrants, frame.geometry, pooled=True)  # the image's, with σ
     xrais.models.resolution_from_inverse_d(inverse_d)          # d in Å (inf: no diffraction)
 """
 from .geometry import (NO_DIFFRACTION_INVERSE_D, b_factor_from_inverse_d, inverse_d_from_b_factor,

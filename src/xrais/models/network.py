@@ -32,8 +32,24 @@ KINDS = ("resolution", "multilattice")
 GEOMETRY_COLUMNS = ("wavelength", "distance", "pixel_size", "downsample")
 
 
+class ArchitectureFields:
+    """What every network family's architecture dataclass shares: its fields as the dict a model
+    card stores, and back (an unknown field is an error, not ignored)."""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - fields
+        if unknown:
+            raise ValueError(f"unknown architecture fields: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
 @dataclasses.dataclass(frozen=True)
-class Architecture:
+class Architecture(ArchitectureFields):
     """Everything needed to rebuild a network (stored with its weights).
 
     kind: "resolution" or "multilattice"; depth: 18, 34 or 50; width: channel multiplier;
@@ -76,16 +92,6 @@ class Architecture:
         extras = ", radius channel" if self.coordinates else ""
         return f"ResNet-{self.depth} ×{self.width:g} ({self.norm} norm{extras})"
 
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "Architecture":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - fields
-        if unknown:
-            raise ValueError(f"unknown architecture fields: {', '.join(sorted(unknown))}")
-        return cls(**values)
 
 
 class XraisNet(nn.Module):

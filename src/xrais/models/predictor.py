@@ -83,6 +83,12 @@ class XraisModel:
         return self.network.architecture.kind
 
     @property
+    def family(self) -> str:
+        """"resnet" (the paper's network on conditioned quadrants) or "profile" (the shell-profile
+        network, :mod:`xrais.models.profile`, which also gives each 1/d a σ)."""
+        return getattr(self.network.architecture, "family", "resnet")
+
+    @property
     def name(self) -> str:
         return self.card.get("name", self.kind)
 
@@ -98,6 +104,9 @@ class XraisModel:
         device when ``quadrants`` is a tensor.
         """
         as_tensor = isinstance(quadrants, torch.Tensor)
+        if self.family == "profile":
+            mean, _ = self.predict_with_sigma(quadrants, geometry)
+            return torch.from_numpy(mean).to(self.device) if as_tensor else mean
         images = quadrants if as_tensor else torch.from_numpy(np.ascontiguousarray(quadrants))
         if images.dim() == 4:
             images = images[:, 0]
@@ -112,6 +121,39 @@ class XraisModel:
                                              None if table is None else table[start:start + self.batch_size]))
         result = torch.cat(outputs) if outputs else torch.zeros(0, device=self.device)
         return result if as_tensor else result.cpu().numpy()
+
+    def predict_with_sigma(self, quadrants, geometry, pooled: bool = False):
+        """(1/d, σ) float32 NumPy arrays (Å⁻¹) of a resolution model: one per quadrant, or with
+        ``pooled`` one pair for all of them (the quadrants of one image, pooled into one shell
+        profile). An estimate past the largest 1/d the quadrants cover is brought back to it, with a σ
+        at least as large as the step (:func:`xrais.models.profile.within_reach`). σ is NaN for a
+        ResNet model, which gives none; its pooled 1/d is the quadrants' mean."""
+        if self.kind != "resolution":
+            raise ValueError("predict_with_sigma is for resolution models")
+        if self.family != "profile":
+            values = np.asarray(self.predict(np.asarray(quadrants), geometry), dtype=np.float32)
+            if pooled:
+                values = values.mean(keepdims=True)
+            return values, np.full(values.shape, np.nan, dtype=np.float32)
+        from .profile import quadrant_inputs, within_reach
+
+        images = quadrants.cpu().numpy() if isinstance(quadrants, torch.Tensor) else np.asarray(quadrants)
+        if images.ndim == 4:
+            images = images[:, 0]
+        if images.ndim != 3:
+            raise ValueError(f"quadrants must be (B, 512, 512) or (B, 1, 512, 512), got shape {images.shape}")
+        table = geometry_tensor(geometry, images.shape[0]).numpy()
+        features, globals_ = quadrant_inputs(images, table, pooled=pooled)
+        means, sigmas = [], []
+        with torch.inference_mode():
+            for start in range(0, features.shape[0], self.batch_size):
+                mean, sigma = self.network(features[start:start + self.batch_size].to(self.device),
+                                           globals_[start:start + self.batch_size].to(self.device))
+                means.append(mean.float().cpu().numpy())
+                sigmas.append(sigma.float().cpu().numpy())
+        if not means:
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+        return within_reach(np.concatenate(means), np.concatenate(sigmas), features.numpy())
 
     def _forward(self, images: torch.Tensor, table: Optional[torch.Tensor]) -> torch.Tensor:
         if not images.is_floating_point():

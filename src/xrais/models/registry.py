@@ -28,6 +28,7 @@ import torch
 from ..io.errors import XraisError
 from .network import GEOMETRY_COLUMNS, Architecture, XraisNet
 from .predictor import XraisModel
+from .profile import ProfileArchitecture, ProfileNet
 
 FORMAT = "xrais-model/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -46,10 +47,25 @@ INPUT_CONVENTIONS = {
     "geometry": {"columns": list(GEOMETRY_COLUMNS), "units": ["Å", "mm", "mm", "max-pool factor N"],
                  "used_by": "resolution models only"},
 }
+PROFILE_INPUT_CONVENTIONS = dict(
+    INPUT_CONVENTIONS,
+    representation=("per shell of s = 1/d (Å⁻¹) from the geometry: the histogram of the conditioned values, "
+                    "read as coverage, background and spot-pixel fractions above photon thresholds "
+                    "(xrais.models.profile); a frame's quadrants pooled"),
+    geometry={"columns": list(GEOMETRY_COLUMNS), "units": ["Å", "mm", "mm", "max-pool factor N"]},
+    dtype="integer conditioned values 0–255",
+)
 OUTPUTS = {
     "resolution": "1/d (Å⁻¹), clamped at 0 (0: no diffraction); d = 1/(1/d) Å; B = 4·d² + 12 Å²",
     "multilattice": "probability (0–1) that the quadrant shows diffraction from several lattices",
 }
+
+
+#: Network families: the card's ``architecture.family`` → (architecture class, network class). The
+#: paper's ResNet on conditioned quadrants (cards without a family), and the shell-profile network
+#: (:mod:`xrais.models.profile`).
+FAMILIES = {"resnet": (Architecture, XraisNet), "profile": (ProfileArchitecture, ProfileNet)}
+NETWORKS = (XraisNet, ProfileNet)
 
 
 class ModelError(XraisError):
@@ -137,15 +153,19 @@ def load_network(name_or_path: Union[str, Path]) -> tuple:
     if digest != card["sha256"]:
         raise ModelError(f"{weights}: weights file corrupted or changed: sha256 {digest[:12]}… differs from "
                          f"{card['sha256'][:12]}… recorded in {card['path']}")
+    family = card["architecture"].get("family", "resnet") if isinstance(card["architecture"], dict) else None
+    if family not in FAMILIES:
+        raise ModelError(f"{card['path']}: unknown network family {family!r} (known: {', '.join(FAMILIES)})")
+    architecture_class, network_class = FAMILIES[family]
     try:
-        architecture = Architecture.from_dict(dict(card["architecture"], kind=card["kind"]))
+        architecture = architecture_class.from_dict(dict(card["architecture"], kind=card["kind"]))
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{card['path']}: invalid architecture: {exc}") from None
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for unreadable files
         raise ModelError(f"{weights}: cannot read the weights: {exc}") from None
-    network = XraisNet(architecture)
+    network = network_class(architecture)
     problem = state_dict_mismatch(network, state)
     if problem:
         raise ModelError(f"{weights}: weights do not fit the architecture declared in {card['path']} "
@@ -194,11 +214,12 @@ def experimental_notice(card: dict) -> Optional[str]:
     return limitations[len(prefix):].split(". ")[0].strip().rstrip(".")
 
 
-def unwrap(model) -> XraisNet:
-    """The plain :class:`XraisNet` inside an XraisModel, DistributedDataParallel or compiled module."""
+def unwrap(model):
+    """The plain network (:class:`XraisNet`, :class:`ProfileNet`) inside an XraisModel,
+    DistributedDataParallel or compiled module."""
     if isinstance(model, XraisModel):
         model = model.network
-    while not isinstance(model, XraisNet):
+    while not isinstance(model, NETWORKS):
         inner = getattr(model, "module", None)
         if inner is None:
             inner = getattr(model, "_orig_mod", None)
@@ -238,8 +259,9 @@ def export(model, path_or_name: Union[str, Path], card_fields: Optional[dict] = 
         "parameters": sum(p.numel() for p in network.parameters()),
         "weights": weights.name,
         "sha256": sha256_of(weights),
-        "input": INPUT_CONVENTIONS,
-        "output": OUTPUTS[kind],
+        "input": PROFILE_INPUT_CONVENTIONS if architecture.get("family") == "profile" else INPUT_CONVENTIONS,
+        "output": OUTPUTS[kind] + ("; with its standard deviation σ (Å⁻¹)" if architecture.get("family") == "profile"
+                                   else ""),
         "training": fields,
         "xrais_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -291,7 +313,11 @@ def model_card_markdown(card: dict) -> str:
         "",
         "## Intended use",
         "",
-        ("Predict the resolution (1/d, Å⁻¹) of each 512×512 conditioned quadrant of a crystallographic "
+        ("Predict the resolution (1/d, Å⁻¹) of a crystallographic diffraction image, with its σ (its 512×512 "
+         "conditioned quadrants pooled into one shell profile, or each quadrant alone), from any flat detector, "
+         "distance and wavelength (the geometry gives each pixel its 1/d)."
+         if card["kind"] == "resolution" and a.get("family") == "profile" else
+         "Predict the resolution (1/d, Å⁻¹) of each 512×512 conditioned quadrant of a crystallographic "
          "diffraction image, from any flat detector, distance and wavelength (the geometry enters the "
          "output layer)." if card["kind"] == "resolution" else
          "Predict the probability that a 512×512 conditioned quadrant of a crystallographic diffraction "
@@ -301,12 +327,7 @@ def model_card_markdown(card: dict) -> str:
         "",
         "## Architecture",
         "",
-        f"- ResNet-{a['depth']}, width ×{a['width']:g}, {a['norm']} normalisation, "
-        + ("two-channel stem: the image and each pixel's distance from the beam" if a.get("coordinates")
-           else "single-channel stem"),
-        f"- FC1 {a['features']} → {a['hidden']} (ReLU{', dropout %g' % a['dropout'] if a['dropout'] else ''}), FC2 {a['hidden']} → 1",
-        f"- {card['parameters']:,} parameters; inputs scaled by {a['input_scale']:g}"
-        + (f"; radius scale {a['radius_scale']:g} downsampled px" if card["kind"] == "resolution" else ""),
+        *_architecture_lines(card),
         "",
         "## Inputs and outputs",
         "",
@@ -346,6 +367,24 @@ def model_card_markdown(card: dict) -> str:
     lines += ["", "## Files", "", f"- weights: `{card['weights']}` (sha256 `{card['sha256']}`)",
               f"- xrais {card['xrais_version']}, written {card['created']}", ""]
     return "\n".join(lines)
+
+
+def _architecture_lines(card: dict) -> List[str]:
+    a = card["architecture"]
+    if a.get("family") == "profile":
+        return [f"- Shell profile (xrais.models.profile): per shell of s = 1/d, coverage, background and the "
+                f"fractions of spot pixels above photon thresholds; four convolutions of {a['channels']} "
+                f"channels along s (shells pooled 4×), a fully connected layer of {a['hidden']} (dropout "
+                f"{a['dropout']:g}), outputs the mean 1/d and its σ "
+                f"(at least {a['min_sigma']:g} Å⁻¹), trained by the Gaussian likelihood",
+                f"- {card['parameters']:,} parameters"]
+    return [f"- ResNet-{a['depth']}, width ×{a['width']:g}, {a['norm']} normalisation, "
+            + ("two-channel stem: the image and each pixel's distance from the beam" if a.get("coordinates")
+               else "single-channel stem"),
+            f"- FC1 {a['features']} → {a['hidden']} (ReLU{', dropout %g' % a['dropout'] if a['dropout'] else ''}), "
+            f"FC2 {a['hidden']} → 1",
+            f"- {card['parameters']:,} parameters; inputs scaled by {a['input_scale']:g}"
+            + (f"; radius scale {a['radius_scale']:g} downsampled px" if card["kind"] == "resolution" else "")]
 
 
 def _format_value(value) -> str:

@@ -1,6 +1,9 @@
 """xrais's own predictors, registered through the ``xrais`` entry-point group like any plugin:
 
-* ``resolution``: the shipped geometry-aware ResNet → per-quadrant 1/d, d, B;
+* ``resolution``: the shipped shell-profile network (:mod:`xrais.models.profile`) → the image's 1/d
+  with its σ (its analysable quadrants pooled into one profile), flagged undetermined when σ is
+  too large, and each quadrant's own 1/d, d, B (``ResolutionPredictor("resolution_resnet")``
+  serves the paper's ResNet, also shipped, instead);
 * ``multilattice``: the shipped ResNet classifier → probability of several lattices;
 * ``spots``: the classical baseline (dispersion-threshold spot finding, as DIALS) → spot count and
   a spot-based resolution estimate.
@@ -132,36 +135,74 @@ class _NetworkPredictor(PredictorPlugin):
 
 class ResolutionPredictor(_NetworkPredictor):
     name = "resolution"
-    description = "resolution (1/d, d, B) per quadrant from the shipped geometry-aware ResNet"
-    fields = ("d_min", "d_mean", "d_quadrants", "inverse_d_quadrants", "inverse_d_spread", "b_factor", "diffraction")
+    description = "resolution (1/d, d, B, with σ) of each image and quadrant from the shipped resolution model"
+    fields = ("d_min", "d_mean", "d_quadrants", "inverse_d_quadrants", "inverse_d_spread", "b_factor", "diffraction",
+              "inverse_d", "inverse_d_sigma", "resolution_undetermined")
     model_name = "resolution"
-    #: All four, as in the paper's resolution results: d_min is the best quadrant's, and the
+    #: All four, as in the paper's resolution results: a shell-profile model pools them into one
+    #: profile (d_min is its estimate); for a ResNet model d_min is the best quadrant's, and the
     #: spread between quadrants is an uncertainty.
     quadrants = 4
 
-    def predict(self, batch):
-        from ..models import b_factor_from_inverse_d
+    @property
+    def undetermined_sigma(self) -> float:
+        """σ of 1/d (Å⁻¹) above which a shell-profile model's estimate is reported as undetermined
+        (``resolution_undetermined``): its card's ``undetermined_sigma``, chosen on xrais's held-out
+        simulations (see the model card), else :data:`xrais.models.profile.UNDETERMINED_SIGMA`."""
+        from ..models.profile import UNDETERMINED_SIGMA
 
+        return float(self.model.card.get("training", {}).get("undetermined_sigma", UNDETERMINED_SIGMA))
+
+    def predict(self, batch):
+        if self.model.family == "profile":
+            return [self._profile_result(item) for item in batch]
         results = []
         for item, values in zip(batch, self._per_quadrant(batch)):
             values = np.clip(values, 0.0, None)
-            # a quadrant without a single spot above its noise shows no diffraction, whatever the
-            # network reads into it (it was never shown near-empty frames)
-            spotless = np.array([bragg_pixel_count(q) < MIN_BRAGG_PIXELS for q in item.quadrants])
-            values[spotless & ~np.isnan(values)] = 0.0
+            values[_spotless(item.quadrants) & ~np.isnan(values)] = 0.0
             best = float(np.nanmax(values))
-            mean = float(np.nanmean(values))
-            diffraction = best >= DIFFRACTION_THRESHOLD_INVERSE_D
-            results.append({
-                "d_min": _d_or_none(best),
-                "d_mean": _d_or_none(mean) if diffraction else None,
-                "d_quadrants": [_d_or_none(v) for v in values],
-                "inverse_d_quadrants": [_rounded(v, 5) for v in values],
-                "inverse_d_spread": round(float(np.nanstd(values)), 5),
-                "b_factor": round(float(b_factor_from_inverse_d(best)), 2) if diffraction else None,
-                "diffraction": bool(diffraction),
-            })
+            results.append(_resolution_result(values, best, None, self.undetermined_sigma))
         return results
+
+    def _profile_result(self, item: PredictionInput) -> dict:
+        """One image: the pooled profile of its analysable quadrants, and each quadrant's own."""
+        usable = np.array([self.analysable(item.geometry, q) for q in item.quadrant_indices])
+        means, sigmas = self.model.predict_with_sigma(item.quadrants, item.geometry)
+        values = np.clip(np.asarray(means, dtype=float), 0.0, None)
+        values[~usable] = np.nan
+        spotless = _spotless(item.quadrants)
+        values[spotless & usable] = 0.0
+        if (spotless | ~usable).all():
+            return _resolution_result(values, 0.0, None, self.undetermined_sigma)
+        mean, sigma = self.model.predict_with_sigma(item.quadrants[usable], item.geometry, pooled=True)
+        return _resolution_result(values, max(0.0, float(mean[0])), float(sigma[0]), self.undetermined_sigma)
+
+
+def _spotless(quadrants: np.ndarray) -> np.ndarray:
+    """Per quadrant: whether it holds no spot above its noise (:func:`bragg_pixel_count`). Such a
+    quadrant shows no diffraction, whatever a network reads into it (none was shown near-empty frames)."""
+    return np.array([bragg_pixel_count(q) < MIN_BRAGG_PIXELS for q in quadrants])
+
+
+def _resolution_result(values: np.ndarray, inverse_d: float, sigma: Optional[float], limit: float) -> dict:
+    """The resolution predictor's fields from per-quadrant 1/d ``values`` (NaN: left out), the
+    image's 1/d (Å⁻¹) and its σ (None: the model gives none)."""
+    from ..models import b_factor_from_inverse_d
+
+    diffraction = inverse_d >= DIFFRACTION_THRESHOLD_INVERSE_D
+    mean = float(np.nanmean(values))
+    return {
+        "d_min": _d_or_none(inverse_d),
+        "d_mean": _d_or_none(mean) if diffraction else None,
+        "d_quadrants": [_d_or_none(v) for v in values],
+        "inverse_d_quadrants": [_rounded(v, 5) for v in values],
+        "inverse_d_spread": round(float(np.nanstd(values)), 5),
+        "b_factor": round(float(b_factor_from_inverse_d(inverse_d)), 2) if diffraction else None,
+        "diffraction": bool(diffraction),
+        "inverse_d": round(float(inverse_d), 5),
+        "inverse_d_sigma": None if sigma is None or not diffraction else round(sigma, 5),
+        "resolution_undetermined": None if sigma is None else bool(diffraction and sigma > limit),
+    }
 
 
 class MultilatticePredictor(_NetworkPredictor):

@@ -27,7 +27,9 @@ import numpy as np
 from ..io import open_images
 from ..io.errors import ImageError, XraisError
 from ..models.geometry import inverse_d_from_b_factor
+from ..conditioning import condition_frame
 from ..models.predictor import XraisModel
+from ..models.profile import UNDETERMINED_SIGMA
 from . import metrics
 from .data import DataError, ShardReader, open_shards, validation_mask
 
@@ -73,7 +75,7 @@ class Evaluation:
 
     def table(self) -> str:
         """The metrics as a two-column text table (resolution: then per range of 1/d)."""
-        names = [n for n in metrics.METRIC_NAMES[self.kind] if n in self.metrics] + ["n"]
+        names = [n for n in metrics.METRIC_NAMES[self.kind] + metrics.UNCERTAINTY_METRIC_NAMES if n in self.metrics] + ["n"]
         width = max(len(n) for n in names)
         lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
         for name in names:
@@ -116,18 +118,26 @@ def evaluate_shards(model: XraisModel, inputs: Sequence[str], subset: str = "all
     labels = shards.target(model.kind)[indices]
     geometry = shards.geometry()[indices]
     reader = ShardReader(shards)
+    with_sigma = model.kind == "resolution" and model.family == "profile"
     predicted = np.empty(len(indices), dtype=np.float32)
+    sigma = np.full(len(indices), np.nan, dtype=np.float32)
     for start in range(0, len(indices), model.batch_size):
         stop = min(start + model.batch_size, len(indices))
-        images = reader.read_many(indices[start:stop]).astype(np.float32)
-        predicted[start:stop] = model.predict(images, geometry[start:stop])
+        images = reader.read_many(indices[start:stop])
+        if with_sigma:
+            predicted[start:stop], sigma[start:stop] = model.predict_with_sigma(images, geometry[start:stop])
+        else:
+            predicted[start:stop] = model.predict(images.astype(np.float32), geometry[start:stop])
     items = [{"image": str(shards.identity[i]), "label": float(y), "prediction": float(p)}
              for i, y, p in zip(indices, labels, predicted)]
+    if with_sigma:
+        for item, value in zip(items, sigma):
+            item["sigma"] = float(value)
     if model.kind == "multilattice" and "lattice_split_deg" in shards.labels:
         for item, split in zip(items, shards.labels["lattice_split_deg"][indices]):
             item["split_deg"] = float(split)
     source = f"{len(shards.paths)} shard(s), {subset} images"
-    return Evaluation(model.kind, metrics.compute(model.kind, predicted, labels), items, source)
+    return Evaluation(model.kind, _metrics(model, items), items, source)
 
 
 def read_labels_json(path: str, kind: str) -> List[dict]:
@@ -197,30 +207,50 @@ def _number(value, name: str, where: str, valid, expected: str, allow_bool: bool
 def evaluate_images(model: XraisModel, labels_json: str, quadrants: Sequence[int] = (0,), geometry=None) -> Evaluation:
     """Metrics of ``model`` on the images a labels JSON lists (see the module docstring).
 
-    quadrants: which quadrants to predict (their mean is the image's prediction); geometry: a
+    quadrants: which quadrants to predict (their mean is the image's prediction; a shell-profile
+    model pools them into one profile, and gives the prediction's σ); geometry: a
     :class:`~xrais.io.GeometryOverride` for headers that are wrong or missing.
     """
     entries = read_labels_json(labels_json, model.kind)
+    with_sigma = model.kind == "resolution" and model.family == "profile"
     items, predicted, labels, failed = [], [], [], []
     for entry in entries:
         try:
             frame = _frame(entry["image"], entry["frame"], geometry)
-            per_quadrant = model.predict_frame(frame, quadrants)
+            conditioned = condition_frame(frame, quadrants=quadrants)
+            if with_sigma:
+                per_quadrant, _ = model.predict_with_sigma(conditioned, frame.geometry)
+                pooled, sigma = model.predict_with_sigma(conditioned, frame.geometry, pooled=True)
+            else:
+                per_quadrant = model.predict(conditioned, frame.geometry)
         except XraisError as exc:
             log.error("%s", exc)
             failed.append({"image": entry["image"], "frame": entry["frame"], "error": str(exc)})
             continue
-        value = float(np.mean(per_quadrant))
+        value = float(pooled[0]) if with_sigma else float(np.mean(per_quadrant))
         items.append({"image": entry["image"], "frame": entry["frame"], "label": entry["label"], "prediction": value,
                       "quadrants": {str(q): float(v) for q, v in zip(quadrants, per_quadrant)}})
+        if with_sigma:
+            items[-1]["sigma"] = float(sigma[0])
         predicted.append(value)
         labels.append(entry["label"])
     if not items:
         raise DataError(f"{labels_json}: none of its {len(entries)} image(s) could be read")
-    source = f"{labels_json}, quadrant(s) {','.join(str(q) for q in quadrants)}"
+    source = f"{labels_json}, quadrant(s) {','.join(str(q) for q in quadrants)}" + (" pooled" if with_sigma else "")
     if failed:
         source += f", {len(failed)} of {len(entries)} image(s) left out (unreadable)"
-    return Evaluation(model.kind, metrics.compute(model.kind, predicted, labels), items, source, failed)
+    return Evaluation(model.kind, _metrics(model, items), items, source, failed)
+
+
+def _metrics(model: XraisModel, items: List[dict]) -> dict:
+    """The model kind's metrics of evaluated items, with the calibration of σ where items carry one."""
+    predicted = [item["prediction"] for item in items]
+    labels = [item["label"] for item in items]
+    values = metrics.compute(model.kind, predicted, labels)
+    if items and all("sigma" in item for item in items):
+        limit = float(model.card.get("training", {}).get("undetermined_sigma", UNDETERMINED_SIGMA))
+        values.update(metrics.uncertainty_metrics(predicted, [item["sigma"] for item in items], labels, limit))
+    return values
 
 
 def _frame(path: str, index: int, geometry: Optional[object]):

@@ -91,6 +91,30 @@ def resolution_metrics_by_range(predicted, labels, edges=RESOLUTION_RANGES) -> L
     return rows
 
 
+#: An error of 1/d (Å⁻¹) beyond which a prediction is wrong, not merely inaccurate: one that a model
+#: must flag as undetermined rather than report.
+LARGE_ERROR = 0.15
+#: Metric names of the uncertainty of a resolution model that gives one (σ of 1/d), in display order.
+UNCERTAINTY_METRIC_NAMES = ("within_1sigma", "within_2sigma", "undetermined", "accuracy_determined",
+                            "large_error_unflagged")
+
+
+def uncertainty_metrics(predicted, sigma, labels, undetermined_sigma: float) -> Dict[str, float]:
+    """Calibration of a resolution model's σ (Å⁻¹): fractions of errors within 1σ and 2σ (0.68
+    and 0.95 if Gaussian and calibrated), the fraction reported undetermined (σ above
+    ``undetermined_sigma``), the accuracy of the others, and how many errors beyond
+    :data:`LARGE_ERROR` are not flagged undetermined."""
+    predicted, sigma, labels = (np.asarray(v, dtype=float) for v in (predicted, sigma, labels))
+    error = np.abs(predicted - labels)
+    flagged = sigma > undetermined_sigma
+    determined = ~flagged
+    return {"within_1sigma": float(np.mean(error <= sigma)), "within_2sigma": float(np.mean(error <= 2 * sigma)),
+            "undetermined": float(np.mean(flagged)),
+            "accuracy_determined": float(np.mean(error[determined] <= RESOLUTION_TOLERANCE)) if determined.any()
+            else math.nan,
+            "large_error_unflagged": int(np.sum((error > LARGE_ERROR) & determined))}
+
+
 #: Misorientation ranges (degrees, [low, high)) of the multi-lattice breakdown; 0 is one lattice.
 SPLIT_RANGES = (0.0, 0.3, 1.0, 3.0, math.inf)
 

@@ -1,0 +1,259 @@
+"""The shell-profile representation of a conditioned quadrant, and the network that reads it.
+
+The frame's geometry is exact, so every conditioned pixel has a known scattering-vector length
+s = 1/d = 2·sin(θ)/λ (Å⁻¹): pixel (i, j) of a quadrant has its centre (i + ½, j + ½)·N·p mm from
+the beam (max-pool factor N, pixel size p mm), so 2θ = atan(r / D). The representation is, for
+:data:`N_SHELLS` shells of equal width in s from 0 to :data:`S_MAX`, the histogram of the
+conditioned values v = ⌊√(max of N×N photons)⌋ (0–255) of the pixels in each shell. Everything the
+resolution depends on is in it: where, in s, pixels stand out above their shell's background, and
+by how many photons. A whole frame's histogram is the sum of its quadrants'.
+
+From the histogram, :func:`profile_features` reads, per shell: the fraction of the shell covered
+by the detector (non-zero pixels), the shell's size, its background level b (the median v of its
+covered pixels, √-photon units), and, for photon thresholds E_k spaced by a factor
+:data:`THRESHOLD_STEP` from :data:`THRESHOLD_FIRST` photons, the log10 fraction of covered pixels
+with v ≥ b + :data:`SIGNIFICANCE` (a spot, not a noise fluctuation) and v² − b² ≥ E_k photons above
+background. The label — the B factor's decay rate, d from B = 4d² + 12 — sets how these contours
+of ln I fall with s²; the crystal's size and the flux only move them along the threshold axis, so
+the network (:class:`ProfileNet`, convolutions along s with the thresholds as channels) can read the
+decay rate apart from the brightness.
+
+The network returns a mean 1/d (Å⁻¹) and a standard deviation σ (Å⁻¹), trained by the Gaussian
+negative log-likelihood, so that an image whose spots fade before they tell (a dim crystal on a
+high background) is reported as uncertain rather than with a confident wrong number.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Optional, Tuple
+
+import numba
+import numpy as np
+import torch
+from torch import nn
+
+from .network import ArchitectureFields
+
+#: Shells in s = 1/d (Å⁻¹), of width S_MAX / N_SHELLS = 0.0125 Å⁻¹, out to d = 1 Å.
+N_SHELLS = 80
+S_MAX = 1.0
+#: Conditioned values: 0–255 (√ of 16-bit counts; 255 and above are hot or overloaded pixels).
+N_VALUES = 256
+#: Photon thresholds above background: E_k = THRESHOLD_FIRST · THRESHOLD_STEP^k, k < N_THRESHOLDS
+#: (8 photons to ≈ 46,000).
+THRESHOLD_FIRST = 8.0
+THRESHOLD_STEP = 2.0 ** 0.75
+N_THRESHOLDS = 16
+#: A pixel counts as a spot pixel only this many √-photon units above its shell's background
+#: (√ of Poisson counts has a standard deviation of ½: six of them).
+SIGNIFICANCE = 3
+#: Per-shell channels: coverage, log shell size, background, then one per threshold.
+N_CHANNELS = 3 + N_THRESHOLDS
+#: Global inputs: λ (Å), log10 of the conditioned pixel's angle D / (N·p) (radians⁻¹), N.
+N_GLOBALS = 3
+#: σ of 1/d (Å⁻¹) above which an estimate is reported undetermined (the spots fade out before
+#: they tell where the decay would end), where a model card sets none: the accuracy tolerance
+#: itself, 0.07 Å⁻¹ — an estimate whose σ exceeds it cannot tell 1/d to within it. On xrais's
+#: held-out simulations it flags 23 % of the images, the others are 89 % within 0.07 Å⁻¹ and
+#: 0.6 % of them more than 0.15 Å⁻¹ off (docs/resolution_profile_study.json).
+UNDETERMINED_SIGMA = 0.07
+#: Floor of the log10 fractions (a fraction below 1e-5 of a shell reads as none).
+LOG_FLOOR = 1e-5
+
+
+def shell_s_grid(shape: Tuple[int, int], wavelength: float, distance: float, pixel_size: float,
+                 downsample: int) -> np.ndarray:
+    """float64 (slow, fast) s = 1/d (Å⁻¹) of each conditioned pixel's centre, the beam at the outer
+    corner of pixel (0, 0); wavelength Å, distance and pixel size mm, downsample = N."""
+    if not (wavelength > 0 and distance > 0 and pixel_size > 0 and downsample >= 1):
+        raise ValueError(f"nonsensical geometry: wavelength {wavelength} Å, distance {distance} mm, "
+                         f"pixel size {pixel_size} mm, downsample {downsample}")
+    step = downsample * pixel_size
+    slow = (np.arange(shape[0]) + 0.5) * step
+    fast = (np.arange(shape[1]) + 0.5) * step
+    two_theta = np.arctan(np.hypot(slow[:, None], fast[None, :]) / distance)
+    return 2.0 * np.sin(0.5 * two_theta) / wavelength
+
+
+@functools.lru_cache(maxsize=16)
+def _shell_index(shape: Tuple[int, int], wavelength: float, distance: float, pixel_size: float,
+                 downsample: int) -> np.ndarray:
+    """int64 (slow, fast) shell of each conditioned pixel (−1 beyond S_MAX); read-only, cached per
+    geometry (a series' frames share one)."""
+    s = shell_s_grid(shape, wavelength, distance, pixel_size, downsample)
+    shells = np.floor(s * (N_SHELLS / S_MAX)).astype(np.int64)
+    shells[shells >= N_SHELLS] = -1
+    shells.setflags(write=False)
+    return shells
+
+
+@numba.njit(cache=True, nogil=True)
+def _accumulate(values, shells, histogram, area):
+    rows, cols = values.shape
+    for i in range(rows):
+        for j in range(cols):
+            shell = shells[i, j]
+            if shell < 0:
+                continue
+            area[shell] += 1
+            v = values[i, j]
+            if v < 0:
+                v = 0
+            elif v > N_VALUES - 1:
+                v = N_VALUES - 1
+            histogram[shell, v] += 1
+
+
+def shell_histogram(quadrant: np.ndarray, wavelength: float, distance: float, pixel_size: float,
+                    downsample: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(histogram int64 (N_SHELLS, 256), area int64 (N_SHELLS,)) of one conditioned quadrant: per
+    shell in s, how many pixels hold each conditioned value, and how many pixels the shell has on
+    the quadrant (zero padding included). Geometry as :func:`shell_s_grid`."""
+    quadrant = np.asarray(quadrant)
+    if quadrant.ndim != 2:
+        raise ValueError(f"a quadrant is 2-D, got shape {quadrant.shape}")
+    shells = _shell_index(quadrant.shape, float(wavelength), float(distance), float(pixel_size), int(downsample))
+    histogram = np.zeros((N_SHELLS, N_VALUES), dtype=np.int64)
+    area = np.zeros(N_SHELLS, dtype=np.int64)
+    _accumulate(np.ascontiguousarray(quadrant, dtype=np.int64), shells, histogram, area)
+    return histogram, area
+
+
+def thresholds() -> np.ndarray:
+    """float64 (N_THRESHOLDS,) photon thresholds E_k above background."""
+    return THRESHOLD_FIRST * THRESHOLD_STEP ** np.arange(N_THRESHOLDS)
+
+
+def profile_features(histogram: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """float32 (N_CHANNELS, N_SHELLS) features of a shell histogram (see the module docstring).
+
+    Channels: 0 coverage (covered / shell pixels), 1 log10(1 + shell pixels) / 6, 2 background
+    b / 16 (√-photon units), 3… log10 of the fraction of covered pixels that are spot pixels above
+    each photon threshold, plus 5 (so that none reads 0 and all reads 5)."""
+    histogram = np.asarray(histogram, dtype=np.float64)
+    area = np.asarray(area, dtype=np.float64)
+    values = np.arange(N_VALUES)
+    usable = histogram[:, 1:N_VALUES - 1]  # neither zero (padding, masks) nor hot/overloaded
+    covered = usable.sum(axis=1)
+    cumulative = np.cumsum(usable, axis=1)
+    median_index = np.argmax(cumulative >= 0.5 * covered[:, None], axis=1)
+    background = np.where(covered > 0, median_index + 1, 0)
+    excess = values[None, :] ** 2 - background[:, None] ** 2  # photons above background, per value
+    significant = values[None, :] >= background[:, None] + SIGNIFICANCE
+    significant[:, 0] = significant[:, N_VALUES - 1] = False
+    out = np.empty((N_CHANNELS, N_SHELLS), dtype=np.float64)
+    out[0] = np.divide(covered, area, out=np.zeros_like(covered), where=area > 0)
+    out[1] = np.log10(1.0 + area) / 6.0
+    out[2] = background / 16.0
+    denominator = np.maximum(covered, 1.0)
+    for k, energy in enumerate(thresholds()):
+        count = (histogram * (significant & (excess >= energy))).sum(axis=1)
+        out[3 + k] = np.log10(count / denominator + LOG_FLOOR) - math.log10(LOG_FLOOR)
+    return out.astype(np.float32)
+
+
+def global_inputs(wavelength: float, distance: float, pixel_size: float, downsample: int) -> np.ndarray:
+    """float32 (N_GLOBALS,): λ (Å), log10(D / (N·p)), N / 4."""
+    return np.array([wavelength, math.log10(distance / (downsample * pixel_size)), downsample / 4.0],
+                    dtype=np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileArchitecture(ArchitectureFields):
+    """Everything needed to rebuild a :class:`ProfileNet` (stored with its weights).
+
+    channels: convolution channels (four convolutions of kernel 5 along s, ReLU, the shells
+    max-pooled by 2 after the second and the third: 80 → 20 positions of 0.05 Å⁻¹); hidden: the
+    fully connected layer; dropout: after it; min_sigma: smallest σ (Å⁻¹) the head reports.
+    Small on purpose: a wider head learns the training images' noise (its σ shrinks below its
+    errors on held-out images).
+    """
+
+    kind: str = "resolution"
+    family: str = "profile"
+    channels: int = 32
+    hidden: int = 64
+    dropout: float = 0.2
+    min_sigma: float = 0.005
+
+    def __post_init__(self):
+        if self.kind != "resolution" or self.family != "profile":
+            raise ValueError("the shell-profile network is a resolution network (family 'profile')")
+        if self.channels < 1 or self.hidden < 1 or not self.min_sigma > 0:
+            raise ValueError("channels, hidden and min_sigma must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def label(self) -> str:
+        return f"shell profile, 4×{self.channels}-channel 1-D CNN"
+
+
+
+class ProfileNet(nn.Module):
+    """1-D CNN over the shells of :func:`profile_features`, plus the global inputs.
+
+    ``forward(features (B, N_CHANNELS, N_SHELLS), globals (B, N_GLOBALS))`` → (mean 1/d (B,),
+    σ (B,)), both Å⁻¹; in eval mode the mean is clamped at 0 (no diffraction).
+    """
+
+    def __init__(self, architecture: ProfileArchitecture = ProfileArchitecture()):
+        super().__init__()
+        self.architecture = a = architecture
+        c = a.channels
+        self.convolutions = nn.Sequential(
+            nn.Conv1d(N_CHANNELS, c, 5, padding=2), nn.ReLU(inplace=True),
+            nn.Conv1d(c, c, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool1d(2),
+            nn.Conv1d(c, c, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool1d(2),
+            nn.Conv1d(c, c, 5, padding=2), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.Linear(c * (N_SHELLS // 4) + N_GLOBALS, a.hidden), nn.ReLU(inplace=True),
+                                  nn.Dropout(a.dropout), nn.Linear(a.hidden, 2))
+
+    def forward(self, features: torch.Tensor, globals_: torch.Tensor):
+        x = self.convolutions(features.to(torch.float32)).flatten(1)
+        out = self.head(torch.cat([x, globals_.to(torch.float32)], dim=1))
+        # starting near the middle of the labels' range (0.4 Å⁻¹) with σ ≈ 0.05 Å⁻¹
+        mean = out[:, 0] * 0.5 + 0.4
+        sigma = nn.functional.softplus(out[:, 1] - 3.0) + self.architecture.min_sigma
+        return (mean if self.training else mean.clamp_min(0.0)), sigma
+
+
+def gaussian_nll(mean: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean Gaussian negative log-likelihood (up to a constant) of ``target`` under N(mean, σ²)."""
+    return (0.5 * ((target - mean) / sigma) ** 2 + torch.log(sigma)).mean()
+
+
+def reach(features: np.ndarray) -> np.ndarray:
+    """(B,) the largest s = 1/d (Å⁻¹) the detector covers in each feature row (B, N_CHANNELS,
+    N_SHELLS): the outer edge of the last shell with covered pixels (0 if none)."""
+    covered = np.asarray(features)[:, 0] > 0
+    last = np.where(covered.any(axis=1), N_SHELLS - 1 - np.argmax(covered[:, ::-1], axis=1), -1)
+    return (last + 1) * (S_MAX / N_SHELLS)
+
+
+def within_reach(mean: np.ndarray, sigma: np.ndarray, features: np.ndarray):
+    """(mean, σ) with a mean beyond the detector's :func:`reach` brought back to it and σ made at
+    least the distance it went beyond: the network was never shown a label past the data (the
+    recipe keeps every label's ring on the quadrant), so such a number is an extrapolation (a
+    detector whose counts are not photons, say), not a resolution."""
+    limit = reach(features)
+    excess = np.maximum(np.asarray(mean) - limit, 0.0)
+    return np.minimum(mean, limit).astype(np.float32), np.maximum(sigma, excess).astype(np.float32)
+
+
+def quadrant_inputs(quadrants: np.ndarray, geometry: np.ndarray, pooled: bool = False):
+    """(features, globals) float32 tensors of conditioned quadrants (Q, 512, 512) with their
+    geometry rows (Q, 4: λ Å, D mm, p mm, N): one row per quadrant, or with ``pooled`` a single
+    row of their summed histograms (the quadrants of one image, one geometry)."""
+    rows = [(float(g[0]), float(g[1]), float(g[2]), int(round(float(g[3])))) for g in np.asarray(geometry)]
+    histograms = [shell_histogram(np.asarray(q), *row) for q, row in zip(quadrants, rows)]
+    if pooled:
+        features = profile_features(sum(h for h, _ in histograms), sum(a for _, a in histograms))[None]
+        globals_ = global_inputs(*rows[0])[None]
+    else:
+        features = np.stack([profile_features(h, a) for h, a in histograms]) if histograms else \
+            np.zeros((0, N_CHANNELS, N_SHELLS), np.float32)
+        globals_ = np.stack([global_inputs(*row) for row in rows]) if rows else np.zeros((0, N_GLOBALS), np.float32)
+    return torch.from_numpy(features), torch.from_numpy(globals_)

@@ -1,0 +1,61 @@
+"""``xrais.train model.family=profile``: the shell-profile resolution network trained from shards or
+from a stream, written in the registry format with its σ, and evaluated with its calibration."""
+import json
+
+import numpy as np
+import pytest
+
+from xrais.command_line.evaluate import program as evaluate_program
+from xrais.command_line.train import program as train_program
+from xrais.models import load
+from xrais.training.data import open_shards, validation_mask
+from xrais.training.profile import FeatureSet, stream_features
+from xrais.training.stream import StreamSettings
+
+
+def test_train_from_shards_writes_a_model_with_sigma(resolution_shards, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train_program([str(resolution_shards), "model.family=profile", "epochs=8", "output.directory=run",
+                          "output.log=None", "data.validation_fraction=0.25"]) == 0
+    card = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert card["architecture"]["family"] == "profile" and card["kind"] == "resolution"
+    assert card["training"]["undetermined_sigma"] > 0 and "within_1sigma" in card["training"]["validation_metrics"]
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [entry["epoch"] for entry in history] == list(range(1, 9))
+    # the validation side is the one xrais.train's split holds out (by image identity)
+    shards = open_shards([str(resolution_shards)], "resolution")
+    held_out = validation_mask(shards.identity, 0.25, 0)
+    assert len(FeatureSet.load(str(tmp_path / "run" / "features_validation.npz"))) == held_out.sum()
+    model = load(str(tmp_path / "run" / "best.json"), device="cpu")
+    assert model.family == "profile"
+    assert evaluate_program([str(resolution_shards), "model=run/best.json", "output.json=e.json", "output.log=None"]) == 0
+    metrics = json.loads((tmp_path / "e.json").read_text())["metrics"]
+    assert 0.0 <= metrics["within_1sigma"] <= metrics["within_2sigma"] <= 1.0 and metrics["n"] == 96
+    # a second run in the same folder reuses the features it computed
+    mtime = (tmp_path / "run" / "features_train.npz").stat().st_mtime_ns
+    assert train_program([str(resolution_shards), "model.family=profile", "epochs=1", "output.directory=run",
+                          "output.log=None", "data.validation_fraction=0.25"]) == 0
+    assert (tmp_path / "run" / "features_train.npz").stat().st_mtime_ns == mtime
+
+
+def test_profile_family_refuses_a_multilattice_model(multilattice_shards, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = train_program([str(multilattice_shards), "model.family=profile", "kind=multilattice", "output.log=None"])
+    err = capsys.readouterr().err
+    assert code != 0 and "model.family=profile is a resolution network" in err and "Traceback" not in err
+
+
+def test_stream_features_are_the_simulated_images_features(tmp_path):
+    """Features made in the simulation workers equal those of the same (seed, index) images read
+    back from the stream dataset in this process."""
+    from xrais.models.profile import profile_features, shell_histogram
+    from xrais.training.stream import StreamDataset
+
+    settings = StreamSettings(recipe="resolution", seed=5, images_per_epoch=2, validation_images=1, pool_size=1,
+                              cache=str(tmp_path), detector="PILATUS 2M")
+    data = stream_features(settings, 1, 2, workers=0)
+    assert data.features.shape[0] == 2 and np.all(np.isfinite(data.features))
+    image, geometry, target = StreamDataset(settings, "resolution", 3)[2]
+    expected = profile_features(*shell_histogram(image.numpy(), float(geometry[0]), float(geometry[1]),
+                                                 float(geometry[2]), int(geometry[3])))
+    assert np.allclose(data.features[1], expected) and data.target[1] == pytest.approx(float(target))
