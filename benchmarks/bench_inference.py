@@ -1,13 +1,17 @@
 """Inference (and training-step) speed of the xrais networks.
 
     python benchmarks/bench_inference.py [--archs 18:1,18:0.5,18:0.25,34:1,...] [--repeat 5] [--train]
+    python benchmarks/bench_inference.py --archs= --models resolution,resolution_resnet,multilattice
 
 For each architecture (ResNet depth : width): parameters; latency of one quadrant on one CPU core
 (``torch.set_num_threads(1)``, batch 1, channels_last, through :class:`xrais.models.XraisModel`);
 batched throughput on all the machine's cores; with ``--train``, the time of one training step
 per image (forward + backward + AdamW, batch 16, all cores). On a GPU (if present): quadrants/s in
-fp32 and bf16/fp16 at batch 64. Times are the best of ``--repeat`` runs after a warm-up. Target
-for the shipped models: ≤ 50 ms per quadrant on one core.
+fp32 and bf16/fp16 at batch 64. With ``--models``, the same CPU figures for registered models
+(the shipped shell-profile ``resolution`` model included: its time is the features' — the shell
+histogram of the quadrant — and the network's; its per-geometry shell map is cached, as for the
+frames of one series). Times are the best of ``--repeat`` runs after a warm-up. Target for the
+shipped models: ≤ 50 ms per quadrant on one core.
 """
 import argparse
 import os
@@ -15,7 +19,7 @@ import time
 
 import torch
 
-from xrais.models import Architecture, XraisModel, XraisNet, cpu_seconds_per_quadrant, parameter_count
+from xrais.models import Architecture, XraisModel, XraisNet, cpu_seconds_per_quadrant, load, parameter_count
 
 TARGET_MS = 50.0
 DEFAULT_ARCHS = "18:1,18:0.5,18:0.25,34:1,34:0.5,34:0.25,50:1,50:0.5,50:0.25"
@@ -71,6 +75,7 @@ def gpu_throughput(architecture: Architecture, precision: str, batch: int, repea
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", default=DEFAULT_ARCHS, help="depth:width list (default: %(default)s)")
+    parser.add_argument("--models", default="", help="registered model names to time as well (e.g. resolution)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16, help="CPU batch for throughput and training")
     parser.add_argument("--train", action="store_true", help="also time a training step on the CPU")
@@ -83,7 +88,17 @@ def main():
     header += ["GPU fp32 quadrants/s", f"GPU {half} quadrants/s"] if gpu else []
     print(f"torch {torch.__version__}, {cores} CPU cores" + (f", GPU {torch.cuda.get_device_name(0)}" if gpu else ""))
     rows = []
-    for item in args.archs.split(","):
+    for name in filter(None, args.models.split(",")):
+        model = load(name, device="cpu")
+        one_core = 1e3 * cpu_seconds_per_quadrant(model, threads=1, batch=1, repeat=args.repeat)
+        model.batch_size = args.batch
+        row = [f"model {name} ({model.network.architecture.label})", f"{parameter_count(model.network):,}",
+               f"{one_core:.1f}{'' if one_core <= TARGET_MS else ' (>50)'}",
+               f"{1.0 / cpu_seconds_per_quadrant(model, threads=cores, batch=args.batch, repeat=args.repeat):.1f}"]
+        row += ["-"] * (len(header) - len(row))
+        rows.append(row)
+        print("  measured", row[0], flush=True)
+    for item in filter(None, args.archs.split(",")):
         depth, width = item.split(":")
         architecture = Architecture("resolution", depth=int(depth), width=float(width))
         one_core = 1e3 * cpu_inference(architecture, 1, 1, args.repeat)

@@ -31,8 +31,8 @@ def run_demo(params, inputs) -> int:
     results = predictor.predict(paths)
     experimental = predictor.experimental
     p_header = "p_multi*" if "p_multilattice" in experimental else "p_multi"
-    header = f"{'image':<30} {'true d/Å':>8} {'d_min/Å':>8} {'d_mean/Å':>8} {'B/Å²':>7} {'true lat.':>9} " \
-             f"{p_header:>8} {'spots':>6} {'d_spots/Å':>9}"
+    header = f"{'image':<30} {'true d/Å':>8} {'d_min/Å':>8} {'σ(1/d)':>7} {'d_mean/Å':>8} {'B/Å²':>7} " \
+             f"{'true lat.':>9} {p_header:>8} {'spots':>6} {'d_spots/Å':>9}"
     log.info("%s\n%s", header, "-" * len(header))
     for result in results:
         name = os.path.basename(result["image"])
@@ -40,10 +40,13 @@ def run_demo(params, inputs) -> int:
         if result["error"]:
             log.info("%-30s error: %s", name, result["error"])
             continue
-        log.info("%-30s %8s %8s %8s %7s %9s %8.3f %6d %9s", name, _fmt(known.get("resolution"), "blank"),
-                 _fmt(result["d_min"], "no diff."), _fmt(result["d_mean"], "-"), _fmt(result["b_factor"], "-", "{:.0f}"),
+        sigma = _fmt(result.get("inverse_d_sigma"), "-", "{:.3f}") + ("?" if result.get("resolution_undetermined") else "")
+        log.info("%-30s %8s %8s %7s %8s %7s %9s %8.3f %6d %9s", name, _fmt(known.get("resolution"), "blank"),
+                 _fmt(result["d_min"], "no diff."), sigma, _fmt(result["d_mean"], "-"), _fmt(result["b_factor"], "-", "{:.0f}"),
                  known.get("n_lattices", "?"), result["p_multilattice"], result["n_spots"],
                  _fmt(result["d_min_spots"], "-"))
+    if any(result.get("resolution_undetermined") for result in results):
+        log.info("?: resolution undetermined (σ of 1/d above the model's limit: the spots fade before they tell)")
     if "p_multilattice" in experimental:
         log.info("* p_multi: experimental model, %s", experimental["p_multilattice"])
     summary = summarise(results, experimental=experimental)
