@@ -5,7 +5,9 @@ JSON::
                 {"image": "blank.cbf", "d": null},
                 {"image": "series.h5", "frame": 3, "d": 2.0}, ...]}
 
-Image paths are relative to the JSON file. Resolution labels: ``inverse_d`` (Å⁻¹, ≥ 0), ``d`` (Å,
+or, as the nanoBragg validation sets write them, one entry per file name
+(``{"res_000.cbf.bz2": {"inv_d": 0.38, ...}, ...}``; ``inv_d`` and ``d_A`` are read as ``inverse_d``
+and ``d``). Image paths are relative to the JSON file. Resolution labels: ``inverse_d`` (Å⁻¹, ≥ 0), ``d`` (Å,
 > 0; null, 0 or inf: no diffraction) or ``b_factor`` (Å², above the label relation's 12 Å²; null or
 inf: no diffraction); multi-lattice labels: ``is_multi`` (0/1) or ``n_lattices`` (≥ 0). A label that
 is not such a number is an error naming the entry. Each image is conditioned
@@ -34,6 +36,8 @@ from . import metrics
 from .data import DataError, ShardReader, open_shards, validation_mask
 
 SUBSETS = ("all", "validation", "train")
+#: Other names of the label fields, in labels files keyed by file name: 1/d (Å⁻¹) and d (Å).
+LABEL_ALIASES = {"inv_d": "inverse_d", "d_A": "d"}
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +152,13 @@ def read_labels_json(path: str, kind: str) -> List[dict]:
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read the labels JSON: {exc}") from None
     entries = content.get("images") if isinstance(content, dict) else None
+    if entries is None and isinstance(content, dict) and content and all(isinstance(v, dict) for v in content.values()):
+        # one entry per file name, as the nanoBragg validation sets write them: {"a.cbf": {"inv_d": …}, …}
+        entries = [{**{LABEL_ALIASES.get(k, k): v for k, v in values.items()}, "image": name}
+                   for name, values in content.items()]
     if not isinstance(entries, list) or not entries:
-        raise DataError(f'{path}: expected {{"images": [{{"image": "file.cbf", ...}}, ...]}}')
+        raise DataError(f'{path}: expected {{"images": [{{"image": "file.cbf", ...}}, ...]}} '
+                        f'or {{"file.cbf": {{"inverse_d": ...}}, ...}}')
     folder = os.path.dirname(os.path.abspath(path))
     result = []
     for number, entry in enumerate(entries):
