@@ -17,15 +17,14 @@ import json
 import logging
 import os
 import sys
-import time
 
 import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 
 from xrais.training.data import find_shards, open_shards
-from xrais.training.profile import (FeatureSet, ProfileTraining, breakdown, learning_curve, predict_features, score,
-                                    shard_features, train_profile)
+from xrais.training.profile import (FeatureSet, ProfileTraining, breakdown, cached_features, learning_curve,
+                                    predict_features, score, shard_features, train_profile)
 
 CACHE = "data/study/resolution_profile_cache"
 #: Shard columns for the confound tables (read beside the features).
@@ -36,15 +35,7 @@ def cached_shard_features(folder: str) -> FeatureSet:
     os.makedirs(CACHE, exist_ok=True)
     path = os.path.join(CACHE, os.path.basename(os.path.normpath(folder)) + ".npz")
     shards = open_shards([folder], "resolution")
-    if os.path.exists(path):
-        data = FeatureSet.load(path)
-        if len(data) == len(shards):
-            return with_confounds(data, folder)
-    started = time.time()
-    data = shard_features(shards)
-    print(f"features of {len(data)} images of {folder}: {time.time() - started:.0f} s", flush=True)
-    data.save(path)
-    return with_confounds(data, folder)
+    return with_confounds(cached_features(path, len(shards), lambda: shard_features(shards)), folder)
 
 
 def with_confounds(data: FeatureSet, folder: str) -> FeatureSet:

@@ -125,25 +125,38 @@ class XraisModel:
     def predict_with_sigma(self, quadrants, geometry, pooled: bool = False):
         """(1/d, σ) float32 NumPy arrays (Å⁻¹) of a resolution model: one per quadrant, or with
         ``pooled`` one pair for all of them (the quadrants of one image, pooled into one shell
-        profile). An estimate past the largest 1/d the quadrants cover is brought back to it, with a σ
-        at least as large as the step (:func:`xrais.models.profile.within_reach`). σ is NaN for a
-        ResNet model, which gives none; its pooled 1/d is the quadrants' mean."""
-        if self.kind != "resolution":
-            raise ValueError("predict_with_sigma is for resolution models")
-        if self.family != "profile":
-            values = np.asarray(self.predict(np.asarray(quadrants), geometry), dtype=np.float32)
-            if pooled:
-                values = values.mean(keepdims=True)
-            return values, np.full(values.shape, np.nan, dtype=np.float32)
-        from .profile import quadrant_inputs, within_reach
+        profile). See :meth:`predict_image`."""
+        if pooled:
+            return self.predict_image(quadrants, geometry, pool=True, per_quadrant=False)[1]
+        return self.predict_image(quadrants, geometry)[0]
 
+    def predict_image(self, quadrants, geometry, pool=None, per_quadrant: bool = True):
+        """((1/d, σ) per quadrant, (1/d, σ) of the pooled quadrants) of a resolution model, as
+        float32 NumPy arrays (Å⁻¹), from one pass over the quadrants (each shell histogram is made
+        once). pool: None (no pooled estimate: its pair is None), True (all quadrants) or a boolean
+        mask of the quadrants to pool (the quadrants of one image); the pooled pair has length 1.
+        per_quadrant=False leaves the per-quadrant pair out (None).
+
+        An estimate past the largest 1/d its quadrants cover is brought back to it, with a σ at
+        least as large as the step (:func:`xrais.models.profile.within_reach`). σ is NaN for a
+        ResNet model, which gives none; its pooled 1/d is the pooled quadrants' mean."""
+        if self.kind != "resolution":
+            raise ValueError("predict_with_sigma and predict_image are for resolution models")
         images = quadrants.cpu().numpy() if isinstance(quadrants, torch.Tensor) else np.asarray(quadrants)
         if images.ndim == 4:
             images = images[:, 0]
         if images.ndim != 3:
             raise ValueError(f"quadrants must be (B, 512, 512) or (B, 1, 512, 512), got shape {images.shape}")
+        mask = None if pool is None else np.ones(len(images), bool) if pool is True else np.asarray(pool, bool)
+        if self.family != "profile":
+            values = np.asarray(self.predict(images, geometry), dtype=np.float32)
+            nan = lambda shape: np.full(shape, np.nan, dtype=np.float32)  # noqa: E731
+            pooled = None if mask is None else (values[mask].mean(keepdims=True), nan(1))
+            return ((values, nan(values.shape)) if per_quadrant else None), pooled
+        from .profile import quadrant_inputs, within_reach
+
         table = geometry_tensor(geometry, images.shape[0]).numpy()
-        features, globals_ = quadrant_inputs(images, table, pooled=pooled)
+        features, globals_ = quadrant_inputs(images, table, pool=mask, per_quadrant=per_quadrant)
         means, sigmas = [], []
         with torch.inference_mode():
             for start in range(0, features.shape[0], self.batch_size):
@@ -151,9 +164,11 @@ class XraisModel:
                                            globals_[start:start + self.batch_size].to(self.device))
                 means.append(mean.float().cpu().numpy())
                 sigmas.append(sigma.float().cpu().numpy())
-        if not means:
-            return np.zeros(0, np.float32), np.zeros(0, np.float32)
-        return within_reach(np.concatenate(means), np.concatenate(sigmas), features.numpy())
+        mean, sigma = (within_reach(np.concatenate(means), np.concatenate(sigmas), features.numpy()) if means
+                       else (np.zeros(0, np.float32), np.zeros(0, np.float32)))
+        split = len(mean) - (mask is not None)
+        return ((mean[:split], sigma[:split]) if per_quadrant else None,
+                None if mask is None else (mean[split:], sigma[split:]))
 
     def _forward(self, images: torch.Tensor, table: Optional[torch.Tensor]) -> torch.Tensor:
         if not images.is_floating_point():

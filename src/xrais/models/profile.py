@@ -243,17 +243,25 @@ def within_reach(mean: np.ndarray, sigma: np.ndarray, features: np.ndarray):
     return np.minimum(mean, limit).astype(np.float32), np.maximum(sigma, excess).astype(np.float32)
 
 
-def quadrant_inputs(quadrants: np.ndarray, geometry: np.ndarray, pooled: bool = False):
+def quadrant_inputs(quadrants: np.ndarray, geometry: np.ndarray, pool=None, per_quadrant: bool = True):
     """(features, globals) float32 tensors of conditioned quadrants (Q, 512, 512) with their
-    geometry rows (Q, 4: λ Å, D mm, p mm, N): one row per quadrant, or with ``pooled`` a single
-    row of their summed histograms (the quadrants of one image, one geometry)."""
+    geometry rows (Q, 4: λ Å, D mm, p mm, N): one row per quadrant (unless not ``per_quadrant``)
+    and, with ``pool`` (a boolean mask of the quadrants), one last row of the summed histograms of
+    the pooled ones (the quadrants of one image, one geometry). Each histogram is made once."""
     rows = [(float(g[0]), float(g[1]), float(g[2]), int(round(float(g[3])))) for g in np.asarray(geometry)]
     histograms = [shell_histogram(np.asarray(q), *row) for q, row in zip(quadrants, rows)]
-    if pooled:
-        features = profile_features(sum(h for h, _ in histograms), sum(a for _, a in histograms))[None]
-        globals_ = global_inputs(*rows[0])[None]
-    else:
-        features = np.stack([profile_features(h, a) for h, a in histograms]) if histograms else \
-            np.zeros((0, N_CHANNELS, N_SHELLS), np.float32)
-        globals_ = np.stack([global_inputs(*row) for row in rows]) if rows else np.zeros((0, N_GLOBALS), np.float32)
-    return torch.from_numpy(features), torch.from_numpy(globals_)
+    features = [profile_features(h, a) for h, a in histograms] if per_quadrant else []
+    globals_ = [global_inputs(*row) for row in rows] if per_quadrant else []
+    if pool is not None:
+        chosen = [pair for pair, pooled in zip(histograms, pool) if pooled]
+        features.append(profile_features(sum(h for h, _ in chosen), sum(a for _, a in chosen)))
+        globals_.append(global_inputs(*rows[0]))
+    if not features:
+        return torch.zeros(0, N_CHANNELS, N_SHELLS), torch.zeros(0, N_GLOBALS)
+    return torch.from_numpy(np.stack(features)), torch.from_numpy(np.stack(globals_))
+
+
+def undetermined_sigma(card: dict) -> float:
+    """σ of 1/d (Å⁻¹) above which a model's estimate is undetermined: its card's
+    ``undetermined_sigma``, else :data:`UNDETERMINED_SIGMA`."""
+    return float(card.get("training", {}).get("undetermined_sigma", UNDETERMINED_SIGMA))

@@ -149,9 +149,9 @@ class ResolutionPredictor(_NetworkPredictor):
         """σ of 1/d (Å⁻¹) above which a shell-profile model's estimate is reported as undetermined
         (``resolution_undetermined``): its card's ``undetermined_sigma``, chosen on xrais's held-out
         simulations (see the model card), else :data:`xrais.models.profile.UNDETERMINED_SIGMA`."""
-        from ..models.profile import UNDETERMINED_SIGMA
+        from ..models.profile import undetermined_sigma
 
-        return float(self.model.card.get("training", {}).get("undetermined_sigma", UNDETERMINED_SIGMA))
+        return undetermined_sigma(self.model.card)
 
     def predict(self, batch):
         if self.model.family == "profile":
@@ -167,14 +167,14 @@ class ResolutionPredictor(_NetworkPredictor):
     def _profile_result(self, item: PredictionInput) -> dict:
         """One image: the pooled profile of its analysable quadrants, and each quadrant's own."""
         usable = np.array([self.analysable(item.geometry, q) for q in item.quadrant_indices])
-        means, sigmas = self.model.predict_with_sigma(item.quadrants, item.geometry)
+        (means, _), pooled = self.model.predict_image(item.quadrants, item.geometry, pool=usable)
         values = np.clip(np.asarray(means, dtype=float), 0.0, None)
         values[~usable] = np.nan
         spotless = _spotless(item.quadrants)
         values[spotless & usable] = 0.0
         if (spotless | ~usable).all():
             return _resolution_result(values, 0.0, None, self.undetermined_sigma)
-        mean, sigma = self.model.predict_with_sigma(item.quadrants[usable], item.geometry, pooled=True)
+        mean, sigma = pooled
         return _resolution_result(values, max(0.0, float(mean[0])), float(sigma[0]), self.undetermined_sigma)
 
 

@@ -31,7 +31,7 @@ from ..io.errors import ImageError, XraisError
 from ..models.geometry import inverse_d_from_b_factor
 from ..conditioning import condition_frame
 from ..models.predictor import XraisModel
-from ..models.profile import UNDETERMINED_SIGMA
+from ..models.profile import undetermined_sigma
 from . import metrics
 from .data import DataError, ShardReader, open_shards, validation_mask
 
@@ -228,8 +228,7 @@ def evaluate_images(model: XraisModel, labels_json: str, quadrants: Sequence[int
             frame = _frame(entry["image"], entry["frame"], geometry)
             conditioned = condition_frame(frame, quadrants=quadrants)
             if with_sigma:
-                per_quadrant, _ = model.predict_with_sigma(conditioned, frame.geometry)
-                pooled, sigma = model.predict_with_sigma(conditioned, frame.geometry, pooled=True)
+                (per_quadrant, _), (pooled, sigma) = model.predict_image(conditioned, frame.geometry, pool=True)
             else:
                 per_quadrant = model.predict(conditioned, frame.geometry)
         except XraisError as exc:
@@ -257,8 +256,8 @@ def _metrics(model: XraisModel, items: List[dict]) -> dict:
     labels = [item["label"] for item in items]
     values = metrics.compute(model.kind, predicted, labels)
     if items and all("sigma" in item for item in items):
-        limit = float(model.card.get("training", {}).get("undetermined_sigma", UNDETERMINED_SIGMA))
-        values.update(metrics.uncertainty_metrics(predicted, [item["sigma"] for item in items], labels, limit))
+        values.update(metrics.uncertainty_metrics(predicted, [item["sigma"] for item in items], labels,
+                                                   undetermined_sigma(model.card)))
     return values
 
 

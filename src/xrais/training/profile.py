@@ -266,7 +266,7 @@ class ProfileConfig:
     recipe: ProfileTraining = ProfileTraining()
 
 
-def _cached(path: str, count: int, make: Callable[[], FeatureSet]) -> FeatureSet:
+def cached_features(path: str, count: int, make: Callable[[], FeatureSet]) -> FeatureSet:
     """The feature set saved at ``path`` if it holds ``count`` images, else ``make()`` saved there
     (so that a run started again reuses the simulated or read features)."""
     if os.path.exists(path):
@@ -290,16 +290,16 @@ def fit(config: ProfileConfig, progress: Optional[Callable[[int, str], object]] 
     from .data import open_shards, validation_mask
 
     os.makedirs(config.output, exist_ok=True)
-    bar = (lambda total, label: progress(total, label)) if progress else (lambda total, label: None)
+    bar = progress or (lambda total, label: None)
     if config.stream is not None:
         settings = config.stream
         if settings.recipe != "resolution":
             raise DataError(f"the shell-profile network is a resolution model; stream.recipe is {settings.recipe!r}")
         count_v, count_t = settings.validation_images, settings.images_per_epoch
-        validation = _cached(os.path.join(config.output, "features_validation.npz"), count_v,
+        validation = cached_features(os.path.join(config.output, "features_validation.npz"), count_v,
                              lambda: stream_features(settings, 0, count_v, config.workers,
                                                      bar(count_v, "simulating validation images")))
-        train = _cached(os.path.join(config.output, "features_train.npz"), count_t,
+        train = cached_features(os.path.join(config.output, "features_train.npz"), count_t,
                         lambda: stream_features(settings, count_v, count_t, config.workers,
                                                 bar(count_t, "simulating training images")))
         source = {"stream": f"recipe resolution v{RECIPE_VERSIONS['resolution']}, seed {settings.seed}: validation "
@@ -311,9 +311,9 @@ def fit(config: ProfileConfig, progress: Optional[Callable[[int, str], object]] 
             raise DataError(f"the shell-profile network is a resolution model; the shards' recipe is {shards.recipe!r}")
         held_out = validation_mask(shards.identity, config.validation_fraction, config.seed)
         indices = np.arange(len(shards))
-        validation = _cached(os.path.join(config.output, "features_validation.npz"), int(held_out.sum()),
+        validation = cached_features(os.path.join(config.output, "features_validation.npz"), int(held_out.sum()),
                              lambda: shard_features(shards, indices[held_out], bar(int(held_out.sum()), "reading validation images")))
-        train = _cached(os.path.join(config.output, "features_train.npz"), int((~held_out).sum()),
+        train = cached_features(os.path.join(config.output, "features_train.npz"), int((~held_out).sum()),
                         lambda: shard_features(shards, indices[~held_out], bar(int((~held_out).sum()), "reading training images")))
         source = {**shards.summary(indices[~held_out]), "recipe_version": RECIPE_VERSIONS["resolution"]}
     if len(train) == 0 or len(validation) == 0:
