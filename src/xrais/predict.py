@@ -349,7 +349,8 @@ def _is_imageset(item) -> bool:
 #: The result field each summary value is made from (for the experimental notices).
 SUMMARY_SOURCES = {"n_diffraction": "diffraction", "median_d_min": "d_min", "median_d_mean": "d_mean",
                    "best_d_min": "d_min", "xrais_b": "b_factor", "fraction_multilattice": "multilattice",
-                   "median_n_spots": "n_spots", "n_undetermined": "resolution_undetermined"}
+                   "median_n_spots": "n_spots", "n_undetermined": "resolution_undetermined",
+                   "n_multilattice_indexed": "multilattice_indexed"}
 
 
 def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min",
@@ -379,6 +380,9 @@ def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min",
         summary["fraction_multilattice"] = round(sum(flags) / len(flags), 4) if flags else None
     if any(r.get("n_spots") is not None for r in good):
         summary["median_n_spots"] = float(np.median([r["n_spots"] for r in good if r.get("n_spots") is not None]))
+    if any("multilattice_indexed" in r for r in good):
+        # images with several lattices indexed (those with none found are neither)
+        summary["n_multilattice_indexed"] = sum(r.get("multilattice_indexed") is True for r in good)
     caveats = {name: experimental[SUMMARY_SOURCES[name]] for name in summary
                if experimental and SUMMARY_SOURCES.get(name) in experimental}
     if caveats:

@@ -24,6 +24,8 @@ TABLE_COLUMNS = (
     ("p_multilattice", "p_multi", "{:.3f}"),
     ("n_spots", "spots", "{:d}"),
     ("d_min_spots", "d_spots/Å", "{:.2f}"),
+    ("n_lattices_indexed", "lattices", "{:d}"),
+    ("fraction_indexed", "indexed", "{:.2f}"),
 )
 
 
@@ -147,7 +149,7 @@ def summary_lines(summary: Dict[str, Any]) -> List[str]:
     labels = {
         "n_images": "images", "n_failed": "failed", "n_diffraction": "with diffraction",
         "median_d_min": "median d_min (Å)", "median_d_mean": "median d_mean (Å)", "best_d_min": "best d_min (Å)",
-        "xrais_b": "XRAIS B (Å²)", "n_undetermined": "resolution undetermined", "fraction_multilattice": "fraction multi-lattice", "median_n_spots": "median spots",
+        "xrais_b": "XRAIS B (Å²)", "n_undetermined": "resolution undetermined", "fraction_multilattice": "fraction multi-lattice", "median_n_spots": "median spots", "n_multilattice_indexed": "multi-lattice (indexed)",
     }
     return [f"  {labels.get(k, k):<24} {v}" + (f"  (experimental model: {caveats[k]})" if k in caveats else "")
             for k, v in summary.items() if k != "experimental"]

@@ -6,7 +6,10 @@
   serves the paper's ResNet, also shipped, instead);
 * ``multilattice``: the shipped ResNet classifier → probability of several lattices;
 * ``spots``: the classical baseline (dispersion-threshold spot finding, as DIALS) → spot count and
-  a spot-based resolution estimate.
+  a spot-based resolution estimate;
+* ``indexing``: the classical multi-lattice baseline (the spots indexed without a known cell by a
+  1-D FFT basis search, lattice after lattice, :mod:`xrais.lattice`) → lattices indexed, the
+  fraction of spots the first indexes, its cell, the further lattices' misorientation.
 """
 from __future__ import annotations
 
@@ -246,6 +249,33 @@ class SpotsPredictor(PredictorPlugin):
         return results
 
 
+class IndexingPredictor(PredictorPlugin):
+    name = "indexing"
+    description = ("classical multi-lattice baseline: the spots indexed without a known cell (1-D FFT basis search, "
+                   "as DIALS fft1d), lattice after lattice")
+    fields = ("n_lattices_indexed", "fraction_indexed", "fraction_other_lattices", "cell_indexed",
+              "lattice_misorientation_deg", "multilattice_indexed")
+    needs = "frame"
+
+    def predict(self, batch):
+        from ..lattice import index_frame
+
+        results = []
+        for item in batch:
+            indexing = index_frame(item.frame.pixels, item.frame.mask, item.frame.geometry)
+            found = indexing.n_lattices > 0
+            results.append({
+                "n_lattices_indexed": indexing.n_lattices,
+                "fraction_indexed": round(indexing.fraction_indexed, 4),
+                "fraction_other_lattices": round(indexing.fraction_indexed_all - indexing.fraction_indexed, 4),
+                "cell_indexed": [round(v, 2) for v in indexing.lattices[0].cell] if found else None,
+                "lattice_misorientation_deg": [_rounded(v, 2) for v in indexing.misorientation_deg()],
+                # None: no lattice found (too few spots, or none that index), multi-lattice or not unknown
+                "multilattice_indexed": bool(indexing.n_lattices > 1) if found else None,
+            })
+        return results
+
+
 @hookimpl
 def xrais_predictors():
-    return [ResolutionPredictor(), MultilatticePredictor(), SpotsPredictor()]
+    return [ResolutionPredictor(), MultilatticePredictor(), SpotsPredictor(), IndexingPredictor()]

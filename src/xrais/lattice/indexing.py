@@ -1,0 +1,408 @@
+"""Indexing without a known cell: lattices in a still's reciprocal-space spots, one after another.
+
+The spots' scattering vectors r (Å⁻¹, :func:`xrais.spotfinder.scattering_vectors`) of one crystal
+lie on (or, in a still, within their excitation error of) the nodes of its reciprocal lattice, so
+for every real-space lattice vector t the products r·t are whole numbers. The method is the 1-D FFT
+basis search of DPS (Steller, Bolotovsky & Rossmann 1997; Sauter, Grosse-Kunstleve & Adams 2004:
+LABELIT, DIALS ``fft1d``), written here in numpy:
+
+1. **Directions.** ~2π/δ² unit vectors u evenly over a hemisphere (δ the angular step, rad). The
+   projections r·u of a lattice's spots bunch at multiples of 1/|t| when u is along a real-space
+   lattice vector t, so the histogram of r·u has a Fourier peak at frequency |t| (Å).
+2. **Candidates.** The strongest peaks between :attr:`IndexingSettings.min_cell` and the maximum
+   cell (estimated from the spots' nearest-neighbour distances unless given) give candidate vectors
+   t = |t|·u, each then refined on a finer local grid by the exact lattice sum
+   S(t) = |Σᵢ exp(2πi rᵢ·t)| / n (1 when every spot has a whole r·t).
+3. **Lattice.** Of the triplets of candidates that make a cell (not flat), the one that indexes most
+   spots (|r·t − round(r·t)| ≤ :attr:`IndexingSettings.tolerance` for its three vectors), with the
+   smallest volume among near-ties, is refined by least squares (r ≈ h·B, the cell A = B⁻¹ᵀ) and the
+   spots are indexed again, a few times.
+4. **More lattices**, as DIALS ``max_lattices``: the spots the lattice leaves unindexed are searched
+   again, and a further lattice is kept when it indexes at least
+   :attr:`IndexingSettings.min_lattice_spots` of them and half of what was left.
+
+Where it fails: a still of fewer than ~20 spots gives no lattice (too few for a basis search);
+two lattices turned by less than about ``tolerance / (|t|·|r|)`` rad (≈ 0.3° for a 60 Å cell at
+2 Å) index as one; and a second lattice much weaker than the first leaves too few spots of its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexingSettings:
+    """Basis search and indexing settings.
+
+    max_cell: longest real-space cell edge searched (Å; None: 1.5× the longest the spots'
+    nearest-neighbour distances suggest, within 30 Å…``max_cell_limit``); max_cell_limit (Å): the
+    estimate's cap (spots of several lattices lie closer than one lattice's nodes, and the
+    search's cost grows as max_cell³); min_cell (Å): shortest (10 Å: macromolecular
+cells; shorter vectors index a still's low-resolution spots by chance); angular_step (rad):
+    direction sampling of the search (0.029 rad as Steller 1997, finer when the data reach far);
+    n_candidates: candidate vectors kept for the triplet search; max_search_spots: the
+    strongest spots the basis search uses (all are indexed; a few hundred spots sample a 200 Å
+    cell's periodicity too sparsely to find it); tolerance: largest |r·t − round|
+    of an indexed spot; min_spots: fewest spots a search is tried on; min_lattice_spots: fewest a
+    lattice must index; min_fraction: least fraction of all spots the first lattice must index (a
+    best cell of random points, no lattice, indexes 15–22 % of them at tolerance 0.2); max_lattices: most lattices looked for; min_separation_deg: a further lattice
+    of the same cell turned by less than this from one already found is the same lattice (its
+    spots are that lattice's, a little off their nodes: reflections are ≈ 0.1–0.3° wide); refine_cycles: least-squares cycles.
+    """
+
+    max_cell: Optional[float] = None
+    max_cell_limit: float = 250.0
+    min_cell: float = 10.0
+    angular_step: float = 0.029
+    n_candidates: int = 15
+    max_search_spots: int = 1000
+    tolerance: float = 0.2
+    min_spots: int = 20
+    min_lattice_spots: int = 15
+    min_fraction: float = 0.3
+    max_lattices: int = 3
+    min_separation_deg: float = 0.3
+    refine_cycles: int = 4
+
+
+@dataclasses.dataclass
+class IndexedLattice:
+    """One lattice found: real-space cell vectors (rows a, b, c, Å, in the spots' lab frame), which
+    spots it indexes (boolean over the input spots), their Miller indices and the RMS of
+    r·t − round over its indexed spots."""
+
+    real_vectors: np.ndarray
+    indexed: np.ndarray
+    miller: np.ndarray
+    rms_fractional: float
+
+    @property
+    def n_indexed(self) -> int:
+        return int(self.indexed.sum())
+
+    @property
+    def cell(self) -> Tuple[float, float, float, float, float, float]:
+        """Reduced cell (a, b, c in Å, α, β, γ in degrees) of the lattice."""
+        return cell_parameters(reduced_basis(self.real_vectors))
+
+
+@dataclasses.dataclass
+class IndexingResult:
+    """Lattices found in one image's spots (strongest first) and the spots searched."""
+
+    lattices: List[IndexedLattice]
+    n_spots: int
+    max_cell: Optional[float]
+
+    @property
+    def n_lattices(self) -> int:
+        return len(self.lattices)
+
+    @property
+    def fraction_indexed(self) -> float:
+        """Fraction of the spots the first lattice indexes (0 when none was found)."""
+        return self.lattices[0].n_indexed / self.n_spots if self.lattices and self.n_spots else 0.0
+
+    @property
+    def fraction_indexed_all(self) -> float:
+        """Fraction of the spots some lattice indexes."""
+        if not self.lattices or not self.n_spots:
+            return 0.0
+        return float(np.any([lattice.indexed for lattice in self.lattices], axis=0).mean())
+
+    def misorientation_deg(self) -> List[float]:
+        """Rotation angle (degrees) from the first lattice to each further one
+        (:func:`lattice_misorientation_deg`; NaN where their cells differ)."""
+        if len(self.lattices) < 2:
+            return []
+        first = reduced_basis(self.lattices[0].real_vectors)
+        return [lattice_misorientation_deg(first, reduced_basis(other.real_vectors)) for other in self.lattices[1:]]
+
+
+def hemisphere_directions(step: float) -> np.ndarray:
+    """(m, 3) unit vectors spread evenly over the hemisphere z ≥ 0, about ``step`` rad apart
+    (a Fibonacci lattice of m = 2π/step² points)."""
+    m = max(int(round(2.0 * math.pi / step ** 2)), 8)
+    i = np.arange(m)
+    z = (i + 0.5) / m
+    phi = i * math.pi * (3.0 - math.sqrt(5.0))
+    radial = np.sqrt(1.0 - z * z)
+    return np.stack([radial * np.cos(phi), radial * np.sin(phi), z], axis=1)
+
+
+def estimate_max_cell(vectors: np.ndarray, limit: float = 250.0) -> float:
+    """Longest cell edge the spots allow (Å): 1.5 over the 5th percentile of the nearest-neighbour
+    distances between the spots' scattering vectors, within 30 Å…limit (nearest nodes of a lattice
+    lie 1/a apart along its longest edge a, or closer along a diagonal: the margin covers both)."""
+    vectors = np.asarray(vectors, float)
+    if len(vectors) < 2:
+        return 30.0
+    nearest = np.full(len(vectors), np.inf)
+    for start in range(0, len(vectors), 512):
+        block = vectors[start:start + 512]
+        distance = np.linalg.norm(block[:, None, :] - vectors[None, :, :], axis=2)
+        distance[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
+        nearest[start:start + len(block)] = distance.min(axis=1)
+    return float(np.clip(1.5 / np.percentile(nearest, 5), 30.0, limit))
+
+
+def lattice_sum(vectors: np.ndarray, trials: np.ndarray) -> np.ndarray:
+    """S(t) = |Σᵢ exp(2πi rᵢ·t)| / n for each trial real-space vector t (rows of ``trials``, Å):
+    1 when every spot's r·t is a whole number."""
+    phase = 2.0 * np.pi * (np.asarray(trials, float) @ np.asarray(vectors, float).T)
+    return np.hypot(np.cos(phase).sum(axis=1), np.sin(phase).sum(axis=1)) / len(vectors)
+
+
+def candidate_vectors(vectors: np.ndarray, max_cell: float, settings: IndexingSettings) -> np.ndarray:
+    """(k, 3) candidate real-space lattice vectors (Å), best first: the 1-D FFT peaks over the
+    hemisphere's directions, distinct in direction, each refined by the lattice sum."""
+    vectors = np.asarray(vectors, float)
+    reach = float(np.linalg.norm(vectors, axis=1).max())
+    # Steller's step, finer when the data reach far enough that it would blur a max-cell vector.
+    step = min(settings.angular_step, 2.0 / (reach * max_cell))
+    directions = hemisphere_directions(step)
+    width = 1.0 / (4.0 * max_cell)  # Å⁻¹ per bin: ≥ 4 bins per period of the longest cell edge
+    n_bins = int(math.ceil(2.0 * reach / width)) + 1
+    spectra = np.empty((len(directions), n_bins // 2 + 1), np.float32)
+    for start in range(0, len(directions), 1024):
+        rows = directions[start:start + 1024]
+        bins = np.floor((rows @ vectors.T + reach) / width).astype(np.int64)
+        bins += (np.arange(len(rows)) * n_bins)[:, None]
+        histogram = np.bincount(bins.ravel(), minlength=len(rows) * n_bins).reshape(len(rows), n_bins)
+        spectra[start:start + len(rows)] = np.abs(np.fft.rfft(histogram.astype(np.float32), axis=1))
+    lengths = np.arange(spectra.shape[1]) / (n_bins * width)  # Å: frequency k ↔ |t| = k/(n·width)
+    allowed = (lengths >= settings.min_cell) & (lengths <= max_cell)
+    spectra[:, ~allowed] = 0.0
+    # A lattice vector's multiples 2t, 3t… make every r·t whole too and peak as high: take the
+    # fundamental, the shortest length whose peak is within 80 % of the direction's highest.
+    strength = spectra.max(axis=1)
+    best_k = np.argmax(spectra >= 0.8 * strength[:, None], axis=1)
+    chosen: List[np.ndarray] = []
+    for index in np.argsort(strength)[::-1]:
+        trial = directions[index] * lengths[best_k[index]]
+        if any(_same_line(trial, other, 3.0 * step) for other in chosen):
+            continue  # a neighbour of a peak already taken
+        refined = _fundamental(vectors, _refine_vector(vectors, trial, step), settings.min_cell)
+        if not any(_same_line(refined, other, 3.0 * step) for other in chosen):
+            chosen.append(refined)
+        if len(chosen) >= settings.n_candidates:
+            break
+    return np.array(chosen)
+
+
+def _same_line(first: np.ndarray, second: np.ndarray, max_angle: float = 0.05) -> bool:
+    """True when two vectors lie along one line (within max_angle rad), whatever their lengths."""
+    cosine = abs(first @ second) / (np.linalg.norm(first) * np.linalg.norm(second))
+    return cosine > math.cos(max_angle)
+
+
+def _refine_vector(vectors: np.ndarray, trial: np.ndarray, step: float, levels: int = 5) -> np.ndarray:
+    """The real-space vector near ``trial`` with the largest lattice sum: a 5×5×5 grid over two
+    angles (± step) and the length (± 2 %), shrunk threefold at each level."""
+    length = float(np.linalg.norm(trial))
+    direction = trial / length
+    helper = np.eye(3)[np.argmin(np.abs(direction))]
+    first = np.cross(direction, helper)
+    first /= np.linalg.norm(first)
+    second = np.cross(direction, first)
+    offsets = np.linspace(-1.0, 1.0, 5)
+    angle, scale = step, 0.02
+    grid = np.array(list(itertools.product(offsets, offsets, offsets)))
+    for _ in range(levels):
+        turned = (direction[None, :] + angle * (grid[:, :1] * first[None, :] + grid[:, 1:2] * second[None, :]))
+        turned /= np.linalg.norm(turned, axis=1, keepdims=True)
+        trials = turned * (length * (1.0 + scale * grid[:, 2:3]))
+        best = trials[np.argmax(lattice_sum(vectors, trials))]
+        length = float(np.linalg.norm(best))
+        direction = best / length
+        first = np.cross(direction, second)
+        first /= np.linalg.norm(first)
+        second = np.cross(direction, first)
+        angle, scale = angle / 3.0, scale / 3.0
+    return direction * length
+
+
+def _fundamental(vectors: np.ndarray, vector: np.ndarray, min_cell: float) -> np.ndarray:
+    """The shortest t/m (m = 1…4, |t/m| ≥ min_cell) whose lattice sum is within 80 % of t's."""
+    divisors = np.arange(4, 0, -1)
+    trials = vector[None, :] / divisors[:, None]
+    sums = lattice_sum(vectors, trials)
+    usable = (np.linalg.norm(trials, axis=1) >= min_cell) & (sums >= 0.8 * sums[-1])
+    return trials[np.argmax(usable)]
+
+
+def _fractional_error(vectors: np.ndarray, real_vectors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(Miller indices rounded, largest |r·t − round| over the three vectors) of each spot."""
+    fractional = vectors @ real_vectors.T
+    miller = np.rint(fractional)
+    return miller, np.abs(fractional - miller).max(axis=1)
+
+
+def best_triplet(vectors: np.ndarray, candidates: np.ndarray, tolerance: float) -> Optional[np.ndarray]:
+    """The cell (3×3 rows, Å) from three candidates that indexes most spots, the smallest volume
+    among those within 5 % of the most; None when no three candidates make a cell."""
+    best, best_key = None, None
+    counts = []
+    for i, j, k in itertools.combinations(range(len(candidates)), 3):
+        cell = candidates[[i, j, k]]
+        volume = abs(np.linalg.det(cell))
+        lengths = np.linalg.norm(cell, axis=1)
+        if volume < 0.2 * lengths.prod():  # too flat to be a cell (angles near 0° or 180°)
+            continue
+        n_indexed = int((_fractional_error(vectors, cell)[1] <= tolerance).sum())
+        counts.append((n_indexed, volume, cell))
+    if not counts:
+        return None
+    most = max(count[0] for count in counts)
+    for n_indexed, volume, cell in counts:
+        key = volume
+        if n_indexed >= 0.95 * most and (best_key is None or key < best_key):
+            best, best_key = cell, key
+    return best
+
+
+def refine_lattice(vectors: np.ndarray, cell: np.ndarray, settings: IndexingSettings) -> IndexedLattice:
+    """Least-squares refinement of a cell against the spots it indexes (r ≈ h·B; A = (B⁻¹)ᵀ), then
+    the spots indexed again, for ``settings.refine_cycles`` cycles."""
+    for _ in range(settings.refine_cycles):
+        miller, error = _fractional_error(vectors, cell)
+        indexed = error <= settings.tolerance
+        if indexed.sum() < 4 or np.linalg.matrix_rank(miller[indexed]) < 3:
+            break
+        reciprocal, *_ = np.linalg.lstsq(miller[indexed], vectors[indexed], rcond=None)
+        cell = np.linalg.inv(reciprocal).T
+    miller, error = _fractional_error(vectors, cell)
+    indexed = error <= settings.tolerance
+    rms = float(np.sqrt(np.mean(np.square(error[indexed])))) if indexed.any() else math.nan
+    return IndexedLattice(cell, indexed, miller.astype(int), rms)
+
+
+def index_lattice(vectors: np.ndarray, settings: IndexingSettings = IndexingSettings(),
+                  max_cell: Optional[float] = None) -> Optional[IndexedLattice]:
+    """The best lattice in a set of scattering vectors (n, 3; Å⁻¹), or None when there are too few
+    spots or no lattice indexes ``settings.min_lattice_spots`` of them."""
+    vectors = np.asarray(vectors, float)
+    if len(vectors) < settings.min_spots:
+        return None
+    max_cell = max_cell or settings.max_cell or estimate_max_cell(vectors, settings.max_cell_limit)
+    candidates = candidate_vectors(vectors[:settings.max_search_spots], max_cell, settings)
+    cell = best_triplet(vectors, candidates, settings.tolerance) if len(candidates) >= 3 else None
+    if cell is None:
+        return None
+    lattice = refine_lattice(vectors, cell, settings)
+    too_short = min(lattice.cell[:3]) < settings.min_cell
+    return lattice if lattice.n_indexed >= settings.min_lattice_spots and not too_short else None
+
+
+def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None,
+                   settings: IndexingSettings = IndexingSettings()) -> IndexingResult:
+    """Lattices one after another (as DIALS ``max_lattices``): the best lattice of all spots, then of
+    the spots left unindexed, while one indexes at least ``min_lattice_spots`` and half of those
+    (the first: ``min_fraction`` of all).
+    vectors: (n, 3) scattering vectors (Å⁻¹); intensities: the spots' (the basis search uses the
+    strongest ``max_search_spots``; without them, the first)."""
+    vectors = np.asarray(vectors, float).reshape(-1, 3)
+    order = np.arange(len(vectors)) if intensities is None else np.argsort(-np.asarray(intensities), kind="stable")
+    vectors = vectors[order]
+    max_cell = settings.max_cell or (estimate_max_cell(vectors, settings.max_cell_limit)
+                                     if len(vectors) >= settings.min_spots else None)
+    lattices: List[IndexedLattice] = []
+    left = np.ones(len(vectors), bool)
+    while len(lattices) < settings.max_lattices and left.sum() >= settings.min_spots:
+        found = index_lattice(vectors[left], settings, max_cell)
+        if found is None or (lattices and found.n_indexed < 0.5 * left.sum()) \
+                or (not lattices and found.n_indexed < settings.min_fraction * len(vectors)):
+            break
+        indexed = np.zeros(len(vectors), bool)
+        indexed[np.flatnonzero(left)[found.indexed]] = True
+        miller = np.zeros((len(vectors), 3), int)
+        miller[indexed] = found.miller[found.indexed]
+        same = _same_lattice(lattices, found.real_vectors, settings.min_separation_deg)
+        if same is None:
+            lattices.append(IndexedLattice(found.real_vectors, indexed, miller, found.rms_fractional))
+        else:
+            lattices[same].indexed |= indexed
+            lattices[same].miller[indexed] = miller[indexed]
+        left &= ~indexed
+    restore = np.argsort(order)  # back to the input's order of spots
+    lattices = [IndexedLattice(lattice.real_vectors, lattice.indexed[restore], lattice.miller[restore],
+                               lattice.rms_fractional) for lattice in lattices]
+    return IndexingResult(lattices, len(vectors), max_cell)
+
+
+def _same_lattice(lattices: List[IndexedLattice], real_vectors: np.ndarray, min_separation_deg: float) -> Optional[int]:
+    """Index of the lattice found already that ``real_vectors`` is within min_separation_deg of."""
+    reduced = reduced_basis(real_vectors)
+    for number, lattice in enumerate(lattices):
+        angle = lattice_misorientation_deg(reduced_basis(lattice.real_vectors), reduced)
+        if angle < min_separation_deg:  # NaN (another cell) compares False
+            return number
+    return None
+
+
+def index_frame(pixels: np.ndarray, mask: Optional[np.ndarray], geometry, spot_settings=None,
+                settings: IndexingSettings = IndexingSettings()) -> IndexingResult:
+    """Lattices of one frame: its spots (dispersion threshold, :func:`xrais.spotfinder.find_spots`),
+    those on ice rings left out, mapped to reciprocal space and indexed (:func:`index_lattices`)."""
+    from ..spotfinder import SpotFinderSettings, find_spots, scattering_vectors
+
+    spots = find_spots(pixels, mask, geometry, spot_settings or SpotFinderSettings())
+    keep = ~spots.on_ice_ring
+    return index_lattices(scattering_vectors(spots, geometry)[keep], spots.intensity[keep], settings)
+
+
+def reduced_basis(cell: np.ndarray) -> np.ndarray:
+    """A reduced basis of the lattice spanned by the rows of ``cell`` (Å): pairwise
+    Lagrange–Gauss reduction repeated until no vector shortens (Buerger-reduced edges for the
+    lattices met here), right-handed."""
+    basis = np.array(cell, float)
+    for _ in range(100):
+        changed = False
+        for i, j in itertools.permutations(range(3), 2):
+            factor = np.rint(basis[i] @ basis[j] / (basis[j] @ basis[j]))
+            if factor != 0:
+                shorter = basis[i] - factor * basis[j]
+                if shorter @ shorter < basis[i] @ basis[i] - 1e-9:
+                    basis[i] = shorter
+                    changed = True
+        if not changed:
+            break
+    basis = basis[np.argsort(np.linalg.norm(basis, axis=1))]
+    if np.linalg.det(basis) < 0:
+        basis = -basis
+    return basis
+
+
+def cell_parameters(cell: np.ndarray) -> Tuple[float, float, float, float, float, float]:
+    """(a, b, c in Å, α, β, γ in degrees) of the rows of ``cell``."""
+    a, b, c = cell
+    lengths = [float(np.linalg.norm(v)) for v in (a, b, c)]
+
+    def angle(u, v):
+        return float(np.degrees(np.arccos(np.clip(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)), -1.0, 1.0))))
+
+    return (lengths[0], lengths[1], lengths[2], angle(b, c), angle(a, c), angle(a, b))
+
+
+def lattice_misorientation_deg(first: np.ndarray, second: np.ndarray) -> float:
+    """Rotation angle (degrees) between two lattices of one crystal form (rows: real-space basis
+    vectors, Å): each of ``first``'s vectors is matched with the nearest of ``second``'s lattice
+    vectors (integer combinations −2…2), and the rotation taking the matched triple onto
+    ``first``'s is fitted (Kabsch). NaN when the matches do not form a basis of ``second``'s
+    lattice or differ in length by more than 10 % (different cells)."""
+    combinations = np.array(list(itertools.product(range(-2, 3), repeat=3)))
+    lattice_vectors = combinations @ second
+    nearest = np.argmin(np.linalg.norm(first[:, None, :] - lattice_vectors[None, :, :], axis=2), axis=1)
+    matched = lattice_vectors[nearest]
+    if round(abs(np.linalg.det(combinations[nearest]))) != 1:
+        return math.nan
+    if np.any(np.abs(np.linalg.norm(matched, axis=1) / np.linalg.norm(first, axis=1) - 1.0) > 0.1):
+        return math.nan
+    u, _, vt = np.linalg.svd(first.T @ matched)
+    rotation = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
+    return math.degrees(math.acos(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0)))

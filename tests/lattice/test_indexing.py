@@ -1,0 +1,122 @@
+"""Indexing without a known cell (xrais.lattice): physics tests on simulated stills whose lattices
+are known, and the ``indexing`` predictor on a frame."""
+import numpy as np
+import pytest
+
+from xrais.io.geometry import Geometry
+from xrais.lattice import IndexingSettings, index_lattices
+from xrais.lattice.indexing import hemisphere_directions, lattice_misorientation_deg, reduced_basis
+from xrais.spotfinder import find_spots, scattering_vectors
+
+CELL = (38.0, 44.0, 52.0, 90.0, 90.0, 90.0)
+
+
+def _still(rng, lattices, geometry, peak=2000.0):
+    """Poisson counts of the lattices' Bragg spots (the brightest pixel ``peak`` photons) over a
+    background of 2 photons."""
+    from xrais.sim import Beam, StructureFactors, render_bragg
+
+    table = rng.exponential(400.0, size=(61, 61, 61)).astype(np.float32)
+    structure = StructureFactors(0.5 * (table + table[::-1, ::-1, ::-1]), (-30, -30, -30))
+    expected = sum(render_bragg(lattice, structure, Beam(1.0, 1e24), geometry, device="cpu") for lattice in lattices)
+    return rng.poisson(expected * (peak / expected.max()) + 2.0).astype(float)
+
+
+@pytest.fixture(scope="module")
+def crystals():
+    from xrais.sim import Lattice, axis_angle_rotation, mosaic_rotations, random_rotation
+
+    rng = np.random.default_rng(5)
+    geometry = Geometry(120.0, 1.0, 0.172, (400.3, 390.7), (800, 820))
+    first = Lattice.from_cell(CELL, random_rotation(rng), cells=(8, 8, 6), shape="gauss",
+                              mosaic=mosaic_rotations(0.05, 6, rng))
+    turned = first.rotated(axis_angle_rotation(rng.normal(size=3), np.radians(5.0)))
+    return rng, geometry, first, turned
+
+
+def _vectors(pixels, geometry):
+    spots = find_spots(pixels, None, geometry)
+    keep = ~spots.on_ice_ring
+    return scattering_vectors(spots, geometry)[keep], spots.intensity[keep]
+
+
+def test_hemisphere_directions_are_unit_vectors_evenly_spaced():
+    directions = hemisphere_directions(0.05)
+    np.testing.assert_allclose(np.linalg.norm(directions, axis=1), 1.0, rtol=1e-12)
+    assert (directions[:, 2] >= 0).all() and abs(len(directions) - 2 * np.pi / 0.05 ** 2) < 2
+    # every direction of the hemisphere lies within about one step of a sampled one
+    probe = np.random.default_rng(0).normal(size=(500, 3))
+    probe[:, 2] = np.abs(probe[:, 2])
+    probe /= np.linalg.norm(probe, axis=1, keepdims=True)
+    nearest = np.arccos(np.clip(probe @ directions.T, -1, 1)).min(axis=1)
+    assert nearest.max() < 0.05
+
+
+def test_one_crystal_indexes_as_its_own_cell(crystals):
+    """The cell found from a still's spots is the crystal's: its reduced basis vectors are whole-
+    number combinations of the true ones (|det| = 1), its edges those of the cell, and it indexes
+    nearly every spot; one lattice, not two."""
+    rng, geometry, first, _ = crystals
+    vectors, intensities = _vectors(_still(rng, [first], geometry), geometry)
+    assert len(vectors) > 60
+    result = index_lattices(vectors, intensities)
+    assert result.n_lattices == 1
+    assert result.fraction_indexed > 0.9
+    found = reduced_basis(result.lattices[0].real_vectors)
+    combination = found @ np.linalg.inv(first.real_vectors)
+    np.testing.assert_allclose(combination, np.rint(combination), atol=0.02)
+    assert round(abs(np.linalg.det(np.rint(combination)))) == 1
+    np.testing.assert_allclose(sorted(result.lattices[0].cell[:3]), CELL[:3], rtol=0.01)
+    np.testing.assert_allclose(result.lattices[0].cell[3:], 90.0, atol=0.5)
+
+
+def test_two_crystals_five_degrees_apart_index_as_two_lattices(crystals):
+    """Two lattices 5° apart: both found, each indexing a share of the spots, together nearly all,
+    with the misorientation measured between them."""
+    rng, geometry, first, turned = crystals
+    vectors, intensities = _vectors(_still(rng, [first, turned], geometry), geometry)
+    result = index_lattices(vectors, intensities)
+    assert result.n_lattices == 2
+    assert 0.2 < result.fraction_indexed < 0.8
+    assert result.fraction_indexed_all > 0.9
+    assert result.misorientation_deg() == [pytest.approx(5.0, abs=0.2)]
+
+
+def test_misorientation_of_a_lattice_with_itself_in_another_basis_is_zero():
+    rng = np.random.default_rng(2)
+    from xrais.sim import axis_angle_rotation
+
+    cell = np.diag([40.0, 50.0, 60.0]) @ axis_angle_rotation(rng.normal(size=3), 0.7).T
+    other_basis = np.array([[1, 1, 0], [0, 1, 0], [0, 0, -1]]) @ cell
+    assert lattice_misorientation_deg(reduced_basis(cell), reduced_basis(other_basis)) == pytest.approx(0.0, abs=1e-6)
+    turned = cell @ axis_angle_rotation([1.0, 2.0, 3.0], np.radians(2.0)).T
+    assert lattice_misorientation_deg(cell, turned) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_too_few_spots_or_noise_give_no_lattice():
+    """Below min_spots no search is made; random points (no lattice) index as none."""
+    rng = np.random.default_rng(3)
+    assert index_lattices(rng.normal(size=(10, 3)) * 0.2).n_lattices == 0
+    noise = rng.normal(size=(200, 3))
+    noise *= (rng.uniform(0.05, 0.5, 200) / np.linalg.norm(noise, axis=1))[:, None]
+    assert index_lattices(noise, settings=IndexingSettings(max_cell=80.0)).n_lattices == 0
+
+
+def test_indexing_predictor_reports_lattices_of_each_image(crystals):
+    """The ``indexing`` predictor through xrais.Predictor: one crystal → one lattice and its cell,
+    two → a multi-lattice call with their misorientation; a blank image → undetermined (None), and
+    the summary counts the multi-lattice images."""
+    import xrais
+
+    rng, geometry, first, turned = crystals
+    images = [(_still(rng, [first], geometry), geometry), (_still(rng, [first, turned], geometry), geometry),
+              (rng.poisson(np.full(geometry.shape, 2.0)).astype(float), geometry)]
+    predictor = xrais.Predictor(predictors=("indexing",), device="cpu")
+    results = predictor.predict(images)
+    single, double, blank = results
+    assert single["n_lattices_indexed"] == 1 and single["multilattice_indexed"] is False
+    np.testing.assert_allclose(sorted(single["cell_indexed"][:3]), CELL[:3], rtol=0.01)
+    assert double["n_lattices_indexed"] == 2 and double["multilattice_indexed"] is True
+    assert double["lattice_misorientation_deg"] == [pytest.approx(5.0, abs=0.2)]
+    assert blank["n_lattices_indexed"] == 0 and blank["multilattice_indexed"] is None
+    assert xrais.predict.summarise(results)["n_multilattice_indexed"] == 1
