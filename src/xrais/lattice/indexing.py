@@ -246,24 +246,19 @@ def _fractional_error(vectors: np.ndarray, real_vectors: np.ndarray) -> Tuple[np
 def best_triplet(vectors: np.ndarray, candidates: np.ndarray, tolerance: float) -> Optional[np.ndarray]:
     """The cell (3×3 rows, Å) from three candidates that indexes most spots, the smallest volume
     among those within 5 % of the most; None when no three candidates make a cell."""
-    best, best_key = None, None
-    counts = []
+    cells = []  # (spots indexed, volume Å³, cell) of every triplet that makes a cell
     for i, j, k in itertools.combinations(range(len(candidates)), 3):
         cell = candidates[[i, j, k]]
         volume = abs(np.linalg.det(cell))
         lengths = np.linalg.norm(cell, axis=1)
         if volume < 0.2 * lengths.prod():  # too flat to be a cell (angles near 0° or 180°)
             continue
-        n_indexed = int((_fractional_error(vectors, cell)[1] <= tolerance).sum())
-        counts.append((n_indexed, volume, cell))
-    if not counts:
+        cells.append((int((_fractional_error(vectors, cell)[1] <= tolerance).sum()), volume, cell))
+    if not cells:
         return None
-    most = max(count[0] for count in counts)
-    for n_indexed, volume, cell in counts:
-        key = volume
-        if n_indexed >= 0.95 * most and (best_key is None or key < best_key):
-            best, best_key = cell, key
-    return best
+    most = max(n_indexed for n_indexed, _, _ in cells)
+    near_best = [(volume, number) for number, (n_indexed, volume, _) in enumerate(cells) if n_indexed >= 0.95 * most]
+    return cells[min(near_best)[1]][2]
 
 
 def refine_lattice(vectors: np.ndarray, cell: np.ndarray, settings: IndexingSettings) -> IndexedLattice:
