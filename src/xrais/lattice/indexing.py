@@ -115,6 +115,11 @@ class IndexingResult:
             return 0.0
         return float(np.any([lattice.indexed for lattice in self.lattices], axis=0).mean())
 
+    @property
+    def fraction_other_lattices(self) -> float:
+        """Fraction of the spots that lattices beyond the first index (the multi-lattice score)."""
+        return self.fraction_indexed_all - self.fraction_indexed
+
     def misorientation_deg(self) -> List[float]:
         """Rotation angle (degrees) from the first lattice to each further one
         (:func:`lattice_misorientation_deg`; NaN where their cells differ)."""

@@ -267,7 +267,7 @@ class IndexingPredictor(PredictorPlugin):
             results.append({
                 "n_lattices_indexed": indexing.n_lattices,
                 "fraction_indexed": round(indexing.fraction_indexed, 4),
-                "fraction_other_lattices": round(indexing.fraction_indexed_all - indexing.fraction_indexed, 4),
+                "fraction_other_lattices": round(indexing.fraction_other_lattices, 4),
                 "cell_indexed": [round(v, 2) for v in indexing.lattices[0].cell] if found else None,
                 "lattice_misorientation_deg": [_rounded(v, 2) for v in indexing.misorientation_deg()],
                 # None: no lattice found (too few spots, or none that index), multi-lattice or not unknown
