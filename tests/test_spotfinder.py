@@ -6,7 +6,7 @@ import pytest
 
 import xrais
 from xrais.io import Geometry
-from xrais.spotfinder import analyse_image, estimate_resolution, find_spots, on_ice_ring
+from xrais.spotfinder import SpotFinderSettings, analyse_image, calibrate_noise, estimate_resolution, find_spots, on_ice_ring
 
 
 def _spot_image(positions, intensity=400.0, background=5.0, shape=(400, 400), seed=0, sigma_px=1.0):
@@ -39,6 +39,56 @@ def test_pure_poisson_background_gives_no_spots():
     pixels = np.random.default_rng(2).poisson(20.0, (500, 500)).astype(np.int32)
     assert len(find_spots(pixels, None, Geometry(distance=100, wavelength=1, pixel_size=0.172,
                                                  beam_centre=(250, 250), shape=(500, 500)))) == 0
+
+
+def _ccd_background(spots, read_noise=3.0, background=0.3, seed=4):
+    """A CCD-like image as the simulator records one: Poisson photons plus Gaussian read noise
+    (photons RMS), rounded and clipped at zero, on a faint background."""
+    rng = np.random.default_rng(seed)
+    photons = _spot_image(spots, intensity=600.0, background=background, seed=seed)
+    return np.maximum(np.rint(photons + rng.normal(0.0, read_noise, photons.shape)), 0).astype(np.int32)
+
+
+def test_read_noise_of_an_integrating_detector_is_not_taken_for_spots():
+    """Over a faint background, a CCD's read noise makes windows far noisier than Poisson: the
+    Poisson-only test calls much of it strong; the Poisson test with the read noise given, or the
+    noise model fitted on the image, none of it, and the real spots are still found."""
+    positions = [(100.0, 100.0), (300.0, 120.0), (150.0, 320.0)]
+    pixels = _ccd_background(positions)
+    assert len(find_spots(pixels, None, GEOMETRY, SpotFinderSettings(read_noise=0.0))) > 100
+    for settings in (SpotFinderSettings(read_noise=3.0), SpotFinderSettings(noise_model="calibrated")):
+        spots = find_spots(pixels, None, GEOMETRY, settings)
+        assert len(spots) == len(positions)
+        found = np.stack([spots.fast, spots.slow], 1)[np.argsort(spots.fast)]
+        assert np.hypot(*(found - sorted(positions)).T).max() < 1.0
+
+
+def test_noise_calibration_recovers_gain_and_read_noise():
+    """Counts of g ADU per photon with an offset and Gaussian read noise, over a background that
+    varies across the image: the fitted variance g·m + c has g and c = r² − g·offset."""
+    rng = np.random.default_rng(7)
+    photons = rng.poisson(np.linspace(2.0, 60.0, 600)[None, :].repeat(600, 0))
+    gain, offset, read_noise = 5.0, 30.0, 4.0
+    counts = gain * photons + offset + rng.normal(0.0, read_noise, photons.shape)
+    fitted_gain, fitted_offset = calibrate_noise(counts, np.zeros(counts.shape, bool))
+    assert fitted_gain == pytest.approx(gain, rel=0.05)
+    assert fitted_offset == pytest.approx(read_noise ** 2 - gain * offset, abs=0.1 * gain * offset)
+    poisson = rng.poisson(np.linspace(2.0, 60.0, 600)[None, :].repeat(600, 0)).astype(float)
+    assert calibrate_noise(poisson, np.zeros(poisson.shape, bool))[0] == pytest.approx(1.0, rel=0.05)
+
+
+def test_read_noise_comes_from_the_detector_catalogue():
+    """A frame of a catalogued integrating detector (Rayonix, read noise 3 photons) gets its read
+    noise in the noise model without being told; a photon counter's frame DIALS' Poisson test."""
+    pixels = _ccd_background([(100.0, 100.0)])
+    rayonix = Geometry(distance=100.0, wavelength=1.0, pixel_size=0.08854, beam_centre=(200.0, 200.0),
+                       shape=(400, 400), detector="Rayonix MX340-HS")
+    pilatus = Geometry(distance=100.0, wavelength=1.0, pixel_size=0.172, beam_centre=(200.0, 200.0),
+                       shape=(400, 400), detector="PILATUS 6M")
+    assert len(find_spots(pixels, None, rayonix)) == 1
+    assert len(find_spots(pixels, None, pilatus)) > 100
+    with pytest.raises(ValueError, match="noise_model"):
+        SpotFinderSettings(noise_model="gaussian")
 
 
 def test_masked_pixels_are_never_spots():

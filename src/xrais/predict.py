@@ -121,7 +121,7 @@ class Predictor:
                     plugin.setup(self.device)
                     notice = plugin.experimental()
                     if notice:
-                        self._experimental.update({field: notice for field in plugin.fields})
+                        self._experimental.update({field: notice for field in plugin.model_fields or plugin.fields})
                 self._ready = True
 
     @property
@@ -350,7 +350,7 @@ def _is_imageset(item) -> bool:
 SUMMARY_SOURCES = {"n_diffraction": "diffraction", "median_d_min": "d_min", "median_d_mean": "d_mean",
                    "best_d_min": "d_min", "xrais_b": "b_factor", "fraction_multilattice": "multilattice",
                    "median_n_spots": "n_spots", "n_undetermined": "resolution_undetermined",
-                   "n_multilattice_indexed": "multilattice_indexed"}
+                   "n_multilattice_indexed": "multilattice_indexed", "n_multilattice_evidence": "multilattice_evidence"}
 
 
 def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min",
@@ -383,6 +383,8 @@ def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min",
     if any("multilattice_indexed" in r for r in good):
         # images with several lattices indexed (those with none found are neither)
         summary["n_multilattice_indexed"] = sum(r.get("multilattice_indexed") is True for r in good)
+    if any("multilattice_evidence" in r for r in good):
+        summary["n_multilattice_evidence"] = sum(r.get("multilattice_evidence") is True for r in good)
     caveats = {name: experimental[SUMMARY_SOURCES[name]] for name in summary
                if experimental and SUMMARY_SOURCES.get(name) in experimental}
     if caveats:

@@ -26,6 +26,7 @@ TABLE_COLUMNS = (
     ("d_min_spots", "d_spots/Å", "{:.2f}"),
     ("n_lattices_indexed", "lattices", "{:d}"),
     ("fraction_indexed", "indexed", "{:.2f}"),
+    ("p_multilattice_evidence", "p_multi_evidence", "{:.3f}"),
 )
 
 
@@ -149,23 +150,24 @@ def summary_lines(summary: Dict[str, Any]) -> List[str]:
     labels = {
         "n_images": "images", "n_failed": "failed", "n_diffraction": "with diffraction",
         "median_d_min": "median d_min (Å)", "median_d_mean": "median d_mean (Å)", "best_d_min": "best d_min (Å)",
-        "xrais_b": "XRAIS B (Å²)", "n_undetermined": "resolution undetermined", "fraction_multilattice": "fraction multi-lattice", "median_n_spots": "median spots", "n_multilattice_indexed": "multi-lattice (indexed)",
+        "xrais_b": "XRAIS B (Å²)", "n_undetermined": "resolution undetermined", "fraction_multilattice": "fraction multi-lattice", "median_n_spots": "median spots", "n_multilattice_indexed": "multi-lattice (indexed)", "n_multilattice_evidence": "multi-lattice (lattice evidence)",
     }
     return [f"  {labels.get(k, k):<24} {v}" + (f"  (experimental model: {caveats[k]})" if k in caveats else "")
             for k, v in summary.items() if k != "experimental"]
 
 
 def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", reduce: str = "min",
-                 experimental: Optional[Dict[str, str]] = None, multilattice_threshold: float = 0.5) -> None:
-    """PNG of :func:`results_figure` (nothing written when the results have nothing to plot)."""
+                 experimental: Optional[Dict[str, str]] = None, multilattice_threshold: float = 0.5) -> bool:
+    """PNG of :func:`results_figure`; False (nothing written) when the results have nothing to plot."""
     fig = results_figure(results, title, experimental, multilattice_threshold)
     if fig is None:
-        return
+        return False
     import matplotlib.pyplot as plt  # after results_figure chose the Agg back end
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True
 
 
 def _resolution_with_sigma(ax, shown, colour: str, label: str) -> None:
@@ -182,6 +184,11 @@ def _resolution_with_sigma(ax, shown, colour: str, label: str) -> None:
         ax.errorbar([n for n, _ in points], d, yerr=[d - low, np.minimum(high, 2.0 * d) - d], fmt="o",
                     markersize=3.5, color=colour, mfc="none" if undetermined else colour, elinewidth=0.8,
                     label=label + (" (undetermined)" if undetermined else ""))
+
+
+#: Multi-lattice probabilities a result may carry: key → (legend, colour).
+MULTILATTICE_PROBABILITIES = {"p_multilattice": ("quadrant network", "k"),
+                              "p_multilattice_evidence": ("lattice evidence", "tab:purple")}
 
 
 def results_figure(results: Sequence[Dict[str, Any]], title: str = "", experimental: Optional[Dict[str, str]] = None,
@@ -201,7 +208,8 @@ def results_figure(results: Sequence[Dict[str, Any]], title: str = "", experimen
 
     numbers, x_label = image_numbers(results)
     has_resolution = any("diffraction" in r for r in results)
-    has_multi = any(r.get("p_multilattice") is not None for r in results)
+    multi_keys = [key for key in MULTILATTICE_PROBABILITIES if any(r.get(key) is not None for r in results)]
+    has_multi = bool(multi_keys)
     has_spots = any(r.get("d_min_spots") is not None for r in results)
     panels = [p for p, wanted in (("resolution", has_resolution or has_spots), ("multilattice", has_multi)) if wanted]
     if not panels:
@@ -228,13 +236,16 @@ def results_figure(results: Sequence[Dict[str, Any]], title: str = "", experimen
             ax.set_ylabel("resolution (Å)")
             ax.legend(fontsize=8, loc="best")
         else:
-            xs = [n for n, r in zip(numbers, results) if r.get("p_multilattice") is not None]
-            ys = [r["p_multilattice"] for r in results if r.get("p_multilattice") is not None]
-            ax.plot(xs, ys, ".", color="k", markersize=5)
+            for key in multi_keys:
+                shown = [(n, r[key]) for n, r in zip(numbers, results) if r.get(key) is not None]
+                ax.plot([n for n, _ in shown], [p for _, p in shown], ".", markersize=5,
+                        color=MULTILATTICE_PROBABILITIES[key][1], label=MULTILATTICE_PROBABILITIES[key][0])
             ax.axhline(multilattice_threshold, color="0.6", linestyle="--", linewidth=1)
             ax.set_ylim(-0.03, 1.03)
             ax.set_ylabel("p(multi-lattice)")
-        caveat = (experimental or {}).get("d_min" if panel == "resolution" else "p_multilattice")
+            ax.legend(fontsize=8, loc="best")
+        caveats = [(experimental or {}).get(key) for key in (["d_min"] if panel == "resolution" else multi_keys)]
+        caveat = next((text for text in caveats if text), None)
         if caveat:
             ax.set_title(textwrap.fill(textwrap.shorten(f"EXPERIMENTAL model: {caveat}", 220, placeholder=" …"), 115),
                          fontsize=8, color="tab:red")

@@ -3,8 +3,17 @@ resolution estimate (in the manner of DIALS' per-image analysis).
 
 Dispersion threshold (Leslie 1999; DIALS ``threshold.algorithm=dispersion``): in a
 (2k+1)×(2k+1) window of valid pixels around each pixel, with local mean m, variance v and count n,
-a pixel is strong when the window is not Poisson-like, v/m > gain·(1 + σ_b·√(2/(n−1))), and the
-pixel stands out, I > m + σ_s·√(gain·m). Strong pixels are grouped into 8-connected spots.
+a pixel is strong when the window is noisier than counting statistics allow,
+v > σ²(m)·(1 + σ_b·√(2/(n−1))), and the pixel stands out, I > m + σ_s·σ(m), with the noise model
+σ²(m) = g·m + r² (g the gain, counts per photon; r the read noise, counts RMS). For a photon
+counter r = 0 and the test is DIALS' v/m > g·(1 + σ_b·√(2/(n−1))). An integrating detector (CCD,
+CS-PAD) adds read noise, and over a faint background its windows then pass the Poisson test almost
+everywhere: a simulated CCD quadrant gave thousands of "spots" of noise. So r is, unless given, the
+detector catalogue's for the frame's detector. ``noise_model="calibrated"`` fits g and c of
+σ² = g·m + c on the image itself instead (:func:`calibrate_noise`), for counts of unknown scale; on
+the real CCD and CS-PAD images here neither model is right everywhere (their noise varies across
+the detector and is not independent between pixels), so weak "spots" of noise remain on them.
+Strong pixels are grouped into 8-connected spots.
 
 Resolution estimate: spots are binned in d*² with equal populations; the 90th percentile of
 ln(I/σ) in each bin is fitted by a line against d*², and the estimate is the d of the
@@ -16,11 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import numba
 import numpy as np
 
+from .io.detectors import read_noise_for
 from .io.geometry import Geometry
 
 #: Hexagonal ice powder-ring d-spacings (Å) and the half-width in d*² (Å⁻²) used to flag spots on them.
@@ -28,20 +38,31 @@ ICE_RINGS_A = (3.897, 3.669, 3.441, 2.671, 2.249, 2.072, 1.948, 1.918, 1.883, 1.
 ICE_HALF_WIDTH_D_STAR_SQ = 0.004
 
 
+NOISE_MODELS = ("poisson", "calibrated")
+
+
 @dataclasses.dataclass(frozen=True)
 class SpotFinderSettings:
     """Dispersion-threshold settings (DIALS defaults): window half-size (pixels), σ_background,
-    σ_strong, minimum valid pixels in the window, detector gain (ADU/photon), spot size limits
-    (pixels), minimum spots for a resolution estimate."""
+    σ_strong, minimum valid pixels in the window, spot size limits (pixels), minimum spots for a
+    resolution estimate, and the noise model: "poisson" (variance gain·m + read_noise², gain in
+    counts per photon, read_noise in counts RMS, None: the detector catalogue's for the frame's
+    detector, 0 for photon counters) or "calibrated" (fitted on each image, :func:`calibrate_noise`)."""
 
     kernel_half_size: int = 3
     sigma_background: float = 6.0
     sigma_strong: float = 3.0
     min_local: int = 2
+    noise_model: str = "poisson"
     gain: float = 1.0
+    read_noise: Optional[float] = None
     min_spot_size: int = 3
     max_spot_size: int = 1000
     min_spots: int = 10
+
+    def __post_init__(self):
+        if self.noise_model not in NOISE_MODELS:
+            raise ValueError(f"noise_model must be one of {', '.join(NOISE_MODELS)}, not {self.noise_model!r}")
 
 
 @dataclasses.dataclass
@@ -102,8 +123,8 @@ def _box(table, s0, s1, f0, f1):
 
 
 @numba.njit(cache=True, nogil=True)
-def _strong_pixels(pixels, mask, half, sigma_b, sigma_s, min_local, gain):
-    """Boolean image of strong pixels (dispersion threshold)."""
+def _strong_pixels(pixels, mask, half, sigma_b, sigma_s, min_local, gain, offset):
+    """Boolean image of strong pixels (dispersion threshold; noise variance gain·m + offset)."""
     ns, nf = pixels.shape
     count, total, total_sq = _window_sums(pixels, ~mask)
     strong = np.zeros((ns, nf), np.bool_)
@@ -120,12 +141,13 @@ def _strong_pixels(pixels, mask, half, sigma_b, sigma_s, min_local, gain):
                 continue
             t = _box(total, s0, s1, f0, f1)
             mean = t / n
-            if mean <= 0.0:
+            expected = gain * mean + offset
+            if mean <= 0.0 or expected <= 0.0:
                 continue
             variance = (n * _box(total_sq, s0, s1, f0, f1) - t * t) / (n * (n - 1.0))
             value = float(pixels[s, f])
-            if variance / mean > gain * (1.0 + sigma_b * math.sqrt(2.0 / (n - 1.0))) and \
-                    value > mean + sigma_s * math.sqrt(gain * mean):
+            if variance > expected * (1.0 + sigma_b * math.sqrt(2.0 / (n - 1.0))) and \
+                    value > mean + sigma_s * math.sqrt(expected):
                 strong[s, f] = True
     return strong
 
@@ -210,20 +232,74 @@ def _label_spots(strong, pixels, background, min_size, max_size):
     return out[:n_out]
 
 
+def noise_model(pixels: np.ndarray, mask: np.ndarray, geometry: Geometry,
+                settings: SpotFinderSettings) -> Tuple[float, float]:
+    """(g, c) of the pixel-noise variance g·m + c (counts², m the local mean) the settings give
+    for this image (see :class:`SpotFinderSettings`)."""
+    if settings.noise_model == "calibrated":
+        return calibrate_noise(pixels, mask, 2 * settings.kernel_half_size + 1, settings.gain)
+    read_noise = settings.read_noise
+    if read_noise is None:
+        read_noise = read_noise_for(geometry.detector, geometry.shape)
+    return settings.gain, read_noise ** 2
+
+
+#: Bins of block means :func:`calibrate_noise` fits over (quantiles 2–98 %), and the fewest blocks
+#: a bin needs.
+CALIBRATION_BINS = 20
+CALIBRATION_MIN_BLOCKS = 20
+
+
+def calibrate_noise(pixels: np.ndarray, mask: np.ndarray, block: int = 7,
+                    default_gain: float = 1.0) -> Tuple[float, float]:
+    """(g, c) of an image's pixel-noise variance g·m + c (counts²) against the local mean m (counts),
+    fitted on the image: the valid block × block tiles are binned by their mean, and a line is
+    fitted through each bin's median variance (medians: most tiles are background, the spots'
+    few tiles do not move them). When the means hardly vary (a flat background: no lever arm for
+    the slope) the gain stays ``default_gain`` and only c is fitted; a slope ≤ 0 likewise."""
+    rows, columns = (pixels.shape[0] // block) * block, (pixels.shape[1] // block) * block
+
+    def tiles(array):
+        return array[:rows, :columns].reshape(rows // block, block, columns // block, block).swapaxes(1, 2).reshape(-1, block * block)
+
+    full = ~tiles(np.asarray(mask, bool)).any(axis=1)
+    values = tiles(np.asarray(pixels, np.float64))[full]
+    if len(values) < CALIBRATION_MIN_BLOCKS:
+        return default_gain, 0.0
+    means, variances = values.mean(axis=1), values.var(axis=1, ddof=1)
+    edges = np.quantile(means, np.linspace(0.02, 0.98, CALIBRATION_BINS + 1))
+    which = np.digitize(means, edges) - 1
+    x, y = [], []
+    for index in range(CALIBRATION_BINS):
+        chosen = which == index
+        if chosen.sum() >= CALIBRATION_MIN_BLOCKS:
+            x.append(np.median(means[chosen]))
+            y.append(np.median(variances[chosen]))
+    x, y = np.array(x), np.array(y)
+    if len(x) >= 3 and x[-1] - x[0] >= max(1.0, 0.5 * abs(np.median(x))):
+        gain, offset = np.polyfit(x, y, 1)
+        if gain > 0:
+            return float(gain), float(offset)
+    if not len(x):
+        return default_gain, 0.0
+    return default_gain, float(np.median(y - default_gain * x))
+
+
 def find_spots(pixels: np.ndarray, mask: Optional[np.ndarray], geometry: Geometry,
                settings: SpotFinderSettings = SpotFinderSettings()) -> SpotList:
     """Strong spots of one image (dispersion threshold, 8-connected), with their d (Å)."""
     pixels = np.asarray(pixels)
     mask = np.zeros(pixels.shape, bool) if mask is None else np.asarray(mask, bool)
+    gain, offset = noise_model(pixels, mask, geometry, settings)
     strong = _strong_pixels(pixels, mask, settings.kernel_half_size, settings.sigma_background,
-                            settings.sigma_strong, settings.min_local, settings.gain)
+                            settings.sigma_strong, settings.min_local, gain, offset)
     background = _background_under(pixels, mask, strong, 2 * settings.kernel_half_size)
     sums = _label_spots(strong, pixels, background, settings.min_spot_size, settings.max_spot_size)
     intensity = sums[:, 0]
     weights = np.where(intensity > 0, intensity, 1.0)
     fast = sums[:, 1] / weights
     slow = sums[:, 2] / weights
-    sigma = np.sqrt(settings.gain * (intensity + sums[:, 4]))
+    sigma = np.sqrt(np.maximum(gain * (intensity + sums[:, 4]) + sums[:, 3] * offset, 0.0))
     radius = np.hypot(fast - geometry.beam_centre[0], slow - geometry.beam_centre[1])
     d = geometry.d_at(radius)
     return SpotList(fast, slow, intensity, sigma, sums[:, 3].astype(int), d, on_ice_ring(d))

@@ -8,6 +8,8 @@ from xrais.lattice import IndexingSettings, index_lattices
 from xrais.lattice.indexing import hemisphere_directions, lattice_misorientation_deg, reduced_basis
 from xrais.spotfinder import find_spots, scattering_vectors
 
+from latticehelpers import ewald_cap_spots
+
 CELL = (38.0, 44.0, 52.0, 90.0, 90.0, 90.0)
 
 
@@ -120,3 +122,29 @@ def test_indexing_predictor_reports_lattices_of_each_image(crystals):
     assert double["lattice_misorientation_deg"] == [pytest.approx(5.0, abs=0.2)]
     assert blank["n_lattices_indexed"] == 0 and blank["multilattice_indexed"] is None
     assert xrais.predict.summarise(results)["n_multilattice_indexed"] == 1
+    # the shipped lattice-evidence network: a probability for every image, higher for the pair
+    assert all(0.0 <= r["p_multilattice_evidence"] <= 1.0 for r in results)
+    assert double["p_multilattice_evidence"] > 0.5 > single["p_multilattice_evidence"]
+    assert double["multilattice_evidence"] is True and single["multilattice_evidence"] is False
+    # the model's card says experimental: its two fields carry the notice, the classical ones not
+    assert set(predictor.experimental) == {"p_multilattice_evidence", "multilattice_evidence"}
+
+
+def test_a_large_cell_on_one_quadrant_indexes_without_spurious_short_vectors():
+    """A 151 × 177 × 98 Å cell whose spots cover one quadrant: the cell found is the true one.
+    Along the beam a still's spots hardly spread (the Ewald sphere's cap), so a short vector there
+    puts every r·t near one whole number; the search must not take such vectors for cell edges."""
+    from xrais.lattice.indexing import MIN_ORDERS, candidate_vectors, estimate_max_cell
+    from xrais.sim import random_rotation
+
+    cell = np.diag([151.0, 177.0, 98.0])
+    for seed, d_min in ((1, 2.5), (1, 1.45), (2, 1.45)):  # each gave an 11 Å edge or no lattice before
+        vectors = ewald_cap_spots(cell, random_rotation(np.random.default_rng(seed)), d_min, excitation=0.0005)
+        assert len(vectors) > 300
+        settings = IndexingSettings()
+        candidates = candidate_vectors(vectors, estimate_max_cell(vectors), settings)
+        spans = np.ptp(vectors @ candidates.T, axis=0)
+        assert (np.linalg.norm(candidates, axis=1) >= settings.min_cell).all() and (spans >= MIN_ORDERS).all()
+        result = index_lattices(vectors)
+        assert result.n_lattices == 1 and result.fraction_indexed > 0.95
+        np.testing.assert_allclose(sorted(result.lattices[0].cell[:3]), [98.0, 151.0, 177.0], rtol=0.01)

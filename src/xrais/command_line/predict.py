@@ -90,9 +90,11 @@ def run_predictions(params, inputs) -> int:
         write_csv(params.output.csv, results, predictor.fields)
         log.info("table written to %s", params.output.csv)
     if params.output.plot and results:
-        plot_results(params.output.plot, results, title=f"{len(results)} images", reduce=reduce,
-                     experimental=predictor.experimental, multilattice_threshold=params.multilattice_threshold)
-        log.info("plot written to %s", params.output.plot)
+        if plot_results(params.output.plot, results, title=f"{len(results)} images", reduce=reduce,
+                        experimental=predictor.experimental, multilattice_threshold=params.multilattice_threshold):
+            log.info("plot written to %s", params.output.plot)
+        else:
+            log.info("no plot: the predictors' results have nothing to plot against the image number")
     failed = summary["n_failed"]
     if failed:
         log.warning("%d of %d images could not be processed (see the error column)", failed, len(results))

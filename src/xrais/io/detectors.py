@@ -189,10 +189,22 @@ def find(name: Optional[str] = None, shape: Optional[Iterable[int]] = None,
     return None
 
 
+def _named_model(detector: Optional[str], shape: Iterable[int]) -> Optional[DetectorModel]:
+    """The catalogue entry of a frame's detector name (and shape), None for "generic" or unknown."""
+    return find(detector, shape) if detector and detector != "generic" else None
+
+
 def trusted_max_for(detector: Optional[str], shape: Iterable[int]) -> Optional[float]:
     """The catalogue's trusted maximum (counts) for a detector name, None when unknown or unlimited."""
-    model = find(detector, shape) if detector and detector != "generic" else None
+    model = _named_model(detector, shape)
     return None if model is None else model.trusted_max
+
+
+def read_noise_for(detector: Optional[str], shape: Iterable[int]) -> float:
+    """Electronic noise (photons RMS) of a detector name: the catalogue's for an integrating
+    detector, 0 for a photon counter or an unknown detector."""
+    model = _named_model(detector, shape)
+    return 0.0 if model is None or model.counting else model.read_noise
 
 
 def generic_downsample(shape: Iterable[int]) -> int:
@@ -202,7 +214,7 @@ def generic_downsample(shape: Iterable[int]) -> int:
 
 def downsample_for(detector: Optional[str], shape: Iterable[int]) -> int:
     """Max-pool factor of the method for a detector name (catalogue) or, unknown, from its pixel count."""
-    model = find(detector, shape) if detector and detector != "generic" else None
+    model = _named_model(detector, shape)
     if model is not None and model.shape == tuple(int(v) for v in shape):
         return model.downsample
     if model is not None and detector and model.name.lower() == detector.lower():

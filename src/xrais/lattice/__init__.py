@@ -1,5 +1,7 @@
 """Lattices in reciprocal space: indexing of a still's spots without a known cell
-(:mod:`xrais.lattice.indexing`), the classical multi-lattice baseline."""
+(:mod:`xrais.lattice.indexing`), the classical multi-lattice baseline, and the evidence of several
+lattices in an indexed still (:mod:`xrais.lattice.evidence`)."""
+from .evidence import FEATURE_NAMES, lattice_evidence
 from .indexing import IndexedLattice, IndexingResult, IndexingSettings, index_frame, index_lattice, index_lattices
 
-__all__ = ["IndexedLattice", "IndexingResult", "IndexingSettings", "index_frame", "index_lattice", "index_lattices"]
+__all__ = ["FEATURE_NAMES", "lattice_evidence", "IndexedLattice", "IndexingResult", "IndexingSettings", "index_frame", "index_lattice", "index_lattices"]

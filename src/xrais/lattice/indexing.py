@@ -93,11 +93,17 @@ class IndexedLattice:
 
 @dataclasses.dataclass
 class IndexingResult:
-    """Lattices found in one image's spots (strongest first) and the spots searched."""
+    """Lattices found in one image's spots (strongest first), the spots' scattering vectors
+    ((n, 3) Å⁻¹, in the order given; the lattices' masks and Miller indices refer to them) and the
+    longest cell edge searched (Å)."""
 
     lattices: List[IndexedLattice]
-    n_spots: int
+    vectors: np.ndarray
     max_cell: Optional[float]
+
+    @property
+    def n_spots(self) -> int:
+        return len(self.vectors)
 
     @property
     def n_lattices(self) -> int:
@@ -143,17 +149,26 @@ def hemisphere_directions(step: float) -> np.ndarray:
 def estimate_max_cell(vectors: np.ndarray, limit: float = 250.0) -> float:
     """Longest cell edge the spots allow (Å): 1.5 over the 5th percentile of the nearest-neighbour
     distances between the spots' scattering vectors, within 30 Å…limit (nearest nodes of a lattice
-    lie 1/a apart along its longest edge a, or closer along a diagonal: the margin covers both)."""
+    lie 1/a apart along its longest edge a, or closer along a diagonal: the margin covers both).
+    A still samples its lattice on the Ewald sphere's cap only, and where the cap cuts the lattice
+    obliquely its nearest spots can lie further apart than 1.5/a: an edge beyond the estimate is
+    then not found (give :attr:`IndexingSettings.max_cell`)."""
     vectors = np.asarray(vectors, float)
     if len(vectors) < 2:
         return 30.0
+    return float(np.clip(1.5 / np.percentile(nearest_neighbour_distances(vectors), 5), 30.0, limit))
+
+
+def nearest_neighbour_distances(vectors: np.ndarray) -> np.ndarray:
+    """Distance (Å⁻¹) from each of ≥ 2 scattering vectors to its nearest other one."""
+    vectors = np.asarray(vectors, float)
     nearest = np.full(len(vectors), np.inf)
     for start in range(0, len(vectors), 512):
         block = vectors[start:start + 512]
         distance = np.linalg.norm(block[:, None, :] - vectors[None, :, :], axis=2)
         distance[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
         nearest[start:start + len(block)] = distance.min(axis=1)
-    return float(np.clip(1.5 / np.percentile(nearest, 5), 30.0, limit))
+    return nearest
 
 
 def lattice_sum(vectors: np.ndarray, trials: np.ndarray) -> np.ndarray:
@@ -188,16 +203,34 @@ def candidate_vectors(vectors: np.ndarray, max_cell: float, settings: IndexingSe
     strength = spectra.max(axis=1)
     best_k = np.argmax(spectra >= 0.8 * strength[:, None], axis=1)
     chosen: List[np.ndarray] = []
-    for index in np.argsort(strength)[::-1]:
+    visited: List[np.ndarray] = []  # every peak refined, taken or not
+    for index in np.argsort(strength)[::-1][:MAX_PEAKS_PER_CANDIDATE * settings.n_candidates]:
         trial = directions[index] * lengths[best_k[index]]
-        if any(_same_line(trial, other, 3.0 * step) for other in chosen):
-            continue  # a neighbour of a peak already taken
+        if any(_same_line(trial, other, 3.0 * step) for other in visited):
+            continue  # a neighbour of a peak already refined
         refined = _fundamental(vectors, _refine_vector(vectors, trial, step), settings.min_cell)
-        if not any(_same_line(refined, other, 3.0 * step) for other in chosen):
+        visited += [trial, refined]
+        if _orders_spanned(vectors, refined) >= MIN_ORDERS and \
+                not any(_same_line(refined, other, 3.0 * step) for other in chosen):
             chosen.append(refined)
         if len(chosen) >= settings.n_candidates:
             break
     return np.array(chosen)
+
+
+#: Fewest whole numbers the spots' r·t must span for t to be a candidate: along a direction in which
+#: a still's spots hardly spread (the beam's, over the Ewald sphere's thin cap), every short t puts
+#: all r·t near one whole number and "indexes" every spot, meaning nothing.
+MIN_ORDERS = 4.0
+#: Strongest directions looked at per candidate wanted (most of a peak's neighbours are skipped
+#: without refinement; the rest bounds the work on spots with no lattice).
+MAX_PEAKS_PER_CANDIDATE = 20
+
+
+def _orders_spanned(vectors: np.ndarray, vector: np.ndarray) -> float:
+    """Range of the spots' r·t (whole numbers spanned) for a real-space vector t (Å)."""
+    projections = vectors @ vector
+    return float(projections.max() - projections.min())
 
 
 def _same_line(first: np.ndarray, second: np.ndarray, max_angle: float = 0.05) -> bool:
@@ -238,6 +271,7 @@ def _fundamental(vectors: np.ndarray, vector: np.ndarray, min_cell: float) -> np
     trials = vector[None, :] / divisors[:, None]
     sums = lattice_sum(vectors, trials)
     usable = (np.linalg.norm(trials, axis=1) >= min_cell) & (sums >= 0.8 * sums[-1])
+    usable[-1] = True  # t itself
     return trials[np.argmax(usable)]
 
 
@@ -332,7 +366,7 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
     restore = np.argsort(order)  # back to the input's order of spots
     lattices = [IndexedLattice(lattice.real_vectors, lattice.indexed[restore], lattice.miller[restore],
                                lattice.rms_fractional) for lattice in lattices]
-    return IndexingResult(lattices, len(vectors), max_cell)
+    return IndexingResult(lattices, vectors[restore], max_cell)
 
 
 def _same_lattice(lattices: List[IndexedLattice], real_vectors: np.ndarray, min_separation_deg: float) -> Optional[int]:

@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Union
 import torch
 
 from ..io.errors import XraisError
+from .evidence import EvidenceArchitecture, EvidenceNet
 from .network import GEOMETRY_COLUMNS, Architecture, XraisNet
 from .predictor import XraisModel
 from .profile import ProfileArchitecture, ProfileNet
@@ -55,6 +56,12 @@ PROFILE_INPUT_CONVENTIONS = dict(
     geometry={"columns": list(GEOMETRY_COLUMNS), "units": ["Å", "mm", "mm", "max-pool factor N"]},
     dtype="integer conditioned values 0–255",
 )
+EVIDENCE_INPUT_CONVENTIONS = {
+    "representation": ("the lattice evidence of a frame's spots (xrais.lattice.lattice_evidence): dispersion-"
+                       "threshold spots at full resolution, ice rings left out, mapped to reciprocal space by the "
+                       "geometry and indexed without a known cell (xrais.lattice.index_lattices)"),
+    "features": "architecture.features, in that order; standardised inside the network",
+}
 OUTPUTS = {
     "resolution": "1/d (Å⁻¹), clamped at 0 (0: no diffraction); d = 1/(1/d) Å; B = 4·d² + 12 Å²",
     "multilattice": "probability (0–1) that the quadrant shows diffraction from several lattices",
@@ -62,10 +69,12 @@ OUTPUTS = {
 
 
 #: Network families: the card's ``architecture.family`` → (architecture class, network class). The
-#: paper's ResNet on conditioned quadrants (cards without a family), and the shell-profile network
-#: (:mod:`xrais.models.profile`).
-FAMILIES = {"resnet": (Architecture, XraisNet), "profile": (ProfileArchitecture, ProfileNet)}
-NETWORKS = (XraisNet, ProfileNet)
+#: paper's ResNet on conditioned quadrants (cards without a family), the shell-profile network
+#: (:mod:`xrais.models.profile`) and the lattice-evidence network (:mod:`xrais.models.evidence`,
+#: whole frames: :func:`load_network`, not :func:`load`).
+FAMILIES = {"resnet": (Architecture, XraisNet), "profile": (ProfileArchitecture, ProfileNet),
+            "evidence": (EvidenceArchitecture, EvidenceNet)}
+NETWORKS = (XraisNet, ProfileNet, EvidenceNet)
 
 
 class ModelError(XraisError):
@@ -196,6 +205,9 @@ def load(name_or_path: Union[str, Path] = "resolution", device="auto", precision
     of a model's ``.json``/``.pt``. The weights' sha256 and their fit to the declared architecture
     are checked (:class:`ModelError` otherwise). device: "auto", "cpu", "cuda", "cuda:1"…"""
     network, card = load_network(name_or_path)
+    if isinstance(network, EvidenceNet):
+        raise ModelError(f"{card['path']}: a lattice-evidence model reads indexed frames, not quadrants: "
+                         f"use it through the 'indexing' predictor (or xrais.models.registry.load_network)")
     notice = experimental_notice(card)
     if notice:
         log.warning("model %s is experimental: %s (model card: %s)", card.get("name", card["path"]), notice,
@@ -259,9 +271,11 @@ def export(model, path_or_name: Union[str, Path], card_fields: Optional[dict] = 
         "parameters": sum(p.numel() for p in network.parameters()),
         "weights": weights.name,
         "sha256": sha256_of(weights),
-        "input": PROFILE_INPUT_CONVENTIONS if architecture.get("family") == "profile" else INPUT_CONVENTIONS,
-        "output": OUTPUTS[kind] + ("; with its standard deviation σ (Å⁻¹)" if architecture.get("family") == "profile"
-                                   else ""),
+        "input": {"profile": PROFILE_INPUT_CONVENTIONS, "evidence": EVIDENCE_INPUT_CONVENTIONS}.get(
+            architecture.get("family"), INPUT_CONVENTIONS),
+        "output": {"profile": OUTPUTS[kind] + "; with its standard deviation σ (Å⁻¹)",
+                   "evidence": "probability (0–1) that the frame shows diffraction from several lattices"}.get(
+            architecture.get("family"), OUTPUTS[kind]),
         "training": fields,
         "xrais_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -320,6 +334,10 @@ def model_card_markdown(card: dict) -> str:
          "Predict the resolution (1/d, Å⁻¹) of each 512×512 conditioned quadrant of a crystallographic "
          "diffraction image, from any flat detector, distance and wavelength (the geometry enters the "
          "output layer)." if card["kind"] == "resolution" else
+         "Predict the probability that a crystallographic diffraction image (a still) shows diffraction from "
+         "several lattices (cracked or split crystals, several crystals in the beam), from how well one lattice "
+         "indexes its spots in reciprocal space; any flat detector, distance and wavelength."
+         if a.get("family") == "evidence" else
          "Predict the probability that a 512×512 conditioned quadrant of a crystallographic diffraction "
          "image shows diffraction from several lattices (cracked crystals, several crystals in the beam)."),
         "Trained on physics-based simulations (nanoBragg-style); accuracy on real data depends on how "
@@ -331,7 +349,8 @@ def model_card_markdown(card: dict) -> str:
         "",
         "## Inputs and outputs",
         "",
-        f"- Input: {card['input']['values']}; beam {card['input']['beam']}",
+        (f"- Input: {card['input']['representation']}" if a.get("family") == "evidence" else
+         f"- Input: {card['input']['values']}; beam {card['input']['beam']}"),
         f"- Output: {card['output']}",
         "",
         "## Training",
@@ -371,6 +390,9 @@ def model_card_markdown(card: dict) -> str:
 
 def _architecture_lines(card: dict) -> List[str]:
     a = card["architecture"]
+    if a.get("family") == "evidence":
+        return [f"- Lattice evidence (xrais.models.evidence): the features {', '.join(a['features'])}, "
+                f"standardised, a tanh layer of {a['hidden']}, a logit", f"- {card['parameters']:,} parameters"]
     if a.get("family") == "profile":
         return [f"- Shell profile (xrais.models.profile): per shell of s = 1/d, coverage, background and the "
                 f"fractions of spot pixels above photon thresholds; four convolutions of {a['channels']} "

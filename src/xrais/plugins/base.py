@@ -39,6 +39,8 @@ class PredictorPlugin:
     #: Quadrants per image it is given unless the user chooses (``quadrants=1`` or ``4``): 4 (all)
     #: or 1 (quadrant 0). The one place each predictor's default is set (see the built-in ones).
     quadrants: int = 4
+    #: The fields a model makes, which its card's "experimental" notice applies to (None: all).
+    model_fields: Optional[Tuple[str, ...]] = None
 
     def setup(self, device: str) -> None:
         """Prepare for predictions on ``device`` ("cpu" or "cuda"); default: nothing to do."""

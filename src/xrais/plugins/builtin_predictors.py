@@ -251,19 +251,45 @@ class SpotsPredictor(PredictorPlugin):
 
 class IndexingPredictor(PredictorPlugin):
     name = "indexing"
-    description = ("classical multi-lattice baseline: the spots indexed without a known cell (1-D FFT basis search, "
-                   "as DIALS fft1d), lattice after lattice")
+    description = ("multi-lattice evidence from indexing: the spots indexed without a known cell (1-D FFT basis "
+                   "search, as DIALS fft1d), lattice after lattice, and the shipped lattice-evidence network's "
+                   "probability of several lattices")
     fields = ("n_lattices_indexed", "fraction_indexed", "fraction_other_lattices", "cell_indexed",
-              "lattice_misorientation_deg", "multilattice_indexed")
+              "lattice_misorientation_deg", "multilattice_indexed", "p_multilattice_evidence", "multilattice_evidence")
     needs = "frame"
+    model_fields = ("p_multilattice_evidence", "multilattice_evidence")
+    model_name = "multilattice_evidence"
+
+    def __init__(self, model_name: Optional[str] = None):
+        self.model_name = model_name or self.model_name
+        self._network = None
+        self._card = None
+        self._lock = threading.Lock()
+
+    def setup(self, device: str) -> None:
+        """Load the lattice-evidence network (tiny: it runs on the CPU whatever the device)."""
+        with self._lock:
+            if self._network is None:
+                from ..models.registry import load_network
+
+                self._network, self._card = load_network(self.model_name)
+                self._network.eval()
+
+    def experimental(self) -> Optional[str]:
+        from ..models.registry import experimental_notice
+
+        self.setup("cpu")
+        return experimental_notice(self._card)
 
     def predict(self, batch):
-        from ..lattice import index_frame
+        from ..lattice import index_frame, lattice_evidence
 
+        self.setup("cpu")
         results = []
         for item in batch:
             indexing = index_frame(item.frame.pixels, item.frame.mask, item.frame.geometry)
             found = indexing.n_lattices > 0
+            p = float(self._network.probability([lattice_evidence(indexing)])[0])
             results.append({
                 "n_lattices_indexed": indexing.n_lattices,
                 "fraction_indexed": round(indexing.fraction_indexed, 4),
@@ -272,6 +298,8 @@ class IndexingPredictor(PredictorPlugin):
                 "lattice_misorientation_deg": [_rounded(v, 2) for v in indexing.misorientation_deg()],
                 # None: no lattice found (too few spots, or none that index), multi-lattice or not unknown
                 "multilattice_indexed": bool(indexing.n_lattices > 1) if found else None,
+                "p_multilattice_evidence": round(p, 4),
+                "multilattice_evidence": bool(p > item.settings.get("multilattice_threshold", MULTILATTICE_THRESHOLD)),
             })
         return results
 

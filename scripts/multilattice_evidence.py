@@ -1,0 +1,83 @@
+"""Multi-lattice evidence features (:func:`xrais.lattice.lattice_evidence`) of labelled images, the
+data of the learned multi-lattice classifier: every image's spots indexed, its features and labels
+written to one ``.npz`` (features, feature_names, is_multi, n_lattices, split_deg, detector, n_spots).
+
+    python scripts/multilattice_evidence.py OUT.npz --spots data/ml_spots/train_s2.npz [--nproc 2]
+    python scripts/multilattice_evidence.py OUT.npz --labels ../shared/data/nanobragg_validation/ml/labels.json
+
+``--spots``: simulated spot sets (``scripts/multilattice_spots.py``), blanks left out; ``--labels``:
+image files with a labels.json in the nanoBragg validation form (is_multi, n_lattices, sigma_deg,
+misorientation_measured_deg).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import time
+
+import numpy as np
+
+
+def evidence(job):
+    """(features row, n_spots) of one spot set (vectors, intensities)."""
+    from xrais.lattice import FEATURE_NAMES, index_lattices, lattice_evidence
+
+    vectors, intensities = job
+    features = lattice_evidence(index_lattices(vectors, intensities))
+    return [features[name] for name in FEATURE_NAMES], len(vectors)
+
+
+def simulated_jobs(path):
+    data = np.load(path)
+    offsets, keep_image = data["offsets"], data["label_n_lattices"] > 0
+    jobs = []
+    for i in np.flatnonzero(keep_image):
+        part = slice(offsets[i], offsets[i + 1])
+        keep = ~data["ice"][part]
+        jobs.append((data["vectors"][part][keep], data["intensity"][part][keep]))
+    labels = dict(is_multi=data["label_n_lattices"][keep_image] > 1, n_lattices=data["label_n_lattices"][keep_image],
+                  split_deg=data["label_lattice_split_deg"][keep_image], detector=data["label_detector"][keep_image])
+    return jobs, labels
+
+
+def labelled_image_jobs(path):
+    import xrais
+    from xrais.spotfinder import find_spots, scattering_vectors
+
+    table = json.load(open(path))
+    jobs, names = [], sorted(table)
+    for name in names:
+        frame = xrais.open_image(os.path.join(os.path.dirname(path), name))
+        spots = find_spots(frame.pixels, frame.mask, frame.geometry)
+        keep = ~spots.on_ice_ring
+        jobs.append((scattering_vectors(spots, frame.geometry)[keep], spots.intensity[keep]))
+    splits = [min(table[n].get("misorientation_measured_deg") or [0.0]) for n in names]
+    labels = dict(is_multi=np.array([bool(table[n]["is_multi"]) for n in names]),
+                  n_lattices=np.array([table[n]["n_lattices"] for n in names]), split_deg=np.array(splits),
+                  sigma_deg=np.array([table[n].get("sigma_deg") or 0.0 for n in names]),
+                  detector=np.array(["PILATUS 6M"] * len(names)), name=np.array(names))
+    return jobs, labels
+
+
+def main():
+    from xrais.lattice import FEATURE_NAMES
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("output")
+    parser.add_argument("--spots")
+    parser.add_argument("--labels")
+    parser.add_argument("--nproc", type=int, default=2)
+    args = parser.parse_args()
+    started = time.time()
+    jobs, labels = simulated_jobs(args.spots) if args.spots else labelled_image_jobs(args.labels)
+    with multiprocessing.get_context("spawn").Pool(args.nproc) as workers:
+        rows = workers.map(evidence, jobs, chunksize=4)
+    np.savez(args.output, features=np.array([r[0] for r in rows]), n_spots=np.array([r[1] for r in rows]),
+             feature_names=np.array(FEATURE_NAMES), **labels)
+    print(f"{len(rows)} images in {time.time() - started:.0f} s → {args.output}")
+
+
+if __name__ == "__main__":
+    main()

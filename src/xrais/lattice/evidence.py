@@ -1,0 +1,82 @@
+"""Multi-lattice evidence of an indexed still: numbers that say how well one lattice explains its spots.
+
+:func:`index_lattices` answers "how many lattices" with thresholds; a split crystal of 0.3–1° often
+indexes as one lattice whose fit is poorer in telling ways. These features measure that, each free
+of the overall scale and of how many spots there are (a quadrant and a whole detector give the same
+values for the same crystal):
+
+* ``fraction_first``, ``fraction_other``, ``fraction_unindexed``: shares of the spots indexed by the
+  first lattice, by further ones, by none;
+* ``n_lattices``: lattices found (0–3);
+* ``rms_first``: RMS of r·t − round over the first lattice's spots (whole numbers; the tolerance when
+  no lattice is found);
+* ``loose_share``: of the first lattice's spots, the share off their node by more than half the
+  tolerance (a second lattice a little turned puts its spots there);
+* ``outer_excess``: mean |r·t − round| of the first lattice's outer half of spots (by |r|) over its
+  inner half, minus 1: a rotation moves a spot in proportion to |r|, so a split grows the error
+  outwards much faster than the centroid and excitation errors of one lattice do;
+* ``shared_hkl``: share of the first lattice's spots whose Miller index another of its spots also
+  has (each reflection is one spot of one lattice; two lattices a little apart light it twice);
+* ``close_pairs``: share of all spots whose nearest neighbour (Å⁻¹) is closer than half the first
+  lattice's shortest node spacing (no two nodes of one lattice are);
+* ``log_misorientation``: ln(1 + the smallest angle, degrees, from the first lattice to a further
+  one of the same cell; 90° when their cells differ, 0 with one lattice);
+* ``nn_spread``: the 10th over the 50th percentile of the spots' nearest-neighbour distances, found
+  lattice or not (one lattice's spots keep their distance, ≥ its node spacing; a second lattice
+  puts spots beside the first's: a low ratio).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Dict
+
+import numpy as np
+
+from .indexing import IndexingResult, IndexingSettings, nearest_neighbour_distances
+
+FEATURE_NAMES = ("fraction_first", "fraction_other", "fraction_unindexed", "n_lattices", "rms_first",
+                 "loose_share", "outer_excess", "shared_hkl", "close_pairs", "log_misorientation", "nn_spread")
+
+
+def shortest_node_spacing(real_vectors: np.ndarray) -> float:
+    """Shortest distance (Å⁻¹) between two nodes of the reciprocal lattice of the cell (rows, Å)."""
+    reciprocal = np.linalg.inv(np.asarray(real_vectors, float)).T
+    steps = np.array([h for h in itertools.product(range(-1, 2), repeat=3) if any(h)])
+    return float(np.linalg.norm(steps @ reciprocal, axis=1).min())
+
+
+def lattice_evidence(result: IndexingResult, settings: IndexingSettings = IndexingSettings()) -> Dict[str, float]:
+    """The features of :data:`FEATURE_NAMES` of an indexing result (its spots and lattices)."""
+    vectors = result.vectors
+    features = dict.fromkeys(FEATURE_NAMES, 0.0)
+    features["fraction_unindexed"] = 1.0
+    features["rms_first"] = settings.tolerance
+    features["nn_spread"] = 1.0
+    if len(vectors) < 3:
+        return features
+    nearest = nearest_neighbour_distances(vectors)
+    features["nn_spread"] = float(np.percentile(nearest, 10) / max(np.percentile(nearest, 50), 1e-12))
+    if not result.lattices:
+        return features
+    first = result.lattices[0]
+    mine = first.indexed
+    error = np.abs(vectors[mine] @ first.real_vectors.T - first.miller[mine]).max(axis=1)
+    radius = np.linalg.norm(vectors[mine], axis=1)
+    outer = radius > np.median(radius)
+    inner_error = error[~outer].mean() if (~outer).any() else 0.0
+    _, counts = np.unique(first.miller[mine], axis=0, return_counts=True)
+    angles = [90.0 if math.isnan(angle) else angle for angle in result.misorientation_deg()]
+    features.update(
+        fraction_first=result.fraction_indexed,
+        fraction_other=result.fraction_other_lattices,
+        fraction_unindexed=1.0 - result.fraction_indexed_all,
+        n_lattices=float(result.n_lattices),
+        rms_first=first.rms_fractional,
+        loose_share=float((error > 0.5 * settings.tolerance).mean()),
+        outer_excess=float(error[outer].mean() / inner_error - 1.0) if outer.any() and inner_error > 0 else 0.0,
+        shared_hkl=float(counts[counts > 1].sum() / mine.sum()),
+        close_pairs=float((nearest < 0.5 * shortest_node_spacing(first.real_vectors)).mean()),
+        log_misorientation=math.log1p(min(angles)) if angles else 0.0,
+    )
+    return features

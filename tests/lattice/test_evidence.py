@@ -1,0 +1,84 @@
+"""Multi-lattice evidence of indexed stills (xrais.lattice.evidence) and the lattice-evidence
+network (xrais.models.evidence): physics on reflections of known lattices."""
+import numpy as np
+import pytest
+
+from xrais.lattice import FEATURE_NAMES, index_lattices, lattice_evidence
+from xrais.lattice.evidence import shortest_node_spacing
+from xrais.sim import axis_angle_rotation, random_rotation
+
+from latticehelpers import ewald_cap_spots
+
+CELL = np.diag([62.0, 71.0, 80.0])
+
+
+def _spots(rotations, d_min=1.8):
+    return np.concatenate([ewald_cap_spots(CELL, rotation, d_min, excitation=0.001) for rotation in rotations])
+
+
+@pytest.fixture(scope="module")
+def orientations():
+    rng = np.random.default_rng(11)
+    first = random_rotation(rng)
+    return first, {angle: axis_angle_rotation(rng.normal(size=3), np.radians(angle)) @ first for angle in (1.0, 20.0)}
+
+
+def test_shortest_node_spacing_is_one_over_the_longest_edge_of_an_orthogonal_cell():
+    assert shortest_node_spacing(CELL) == pytest.approx(1.0 / 80.0)
+    # and does not depend on the basis chosen for the lattice
+    assert shortest_node_spacing(np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]]) @ CELL) == pytest.approx(1.0 / 80.0)
+
+
+def test_one_lattice_leaves_no_evidence_of_another(orientations):
+    """Reflections of one crystal: all indexed by it, each Miller index once, no two spots closer
+    than its nodes, the error of outer spots like that of inner ones."""
+    first, _ = orientations
+    evidence = lattice_evidence(index_lattices(_spots([first])))
+    assert set(evidence) == set(FEATURE_NAMES)
+    assert evidence["fraction_first"] > 0.98 and evidence["fraction_other"] == 0.0
+    assert evidence["n_lattices"] == 1 and evidence["shared_hkl"] == 0.0 and evidence["close_pairs"] == 0.0
+    assert evidence["log_misorientation"] == 0.0 and evidence["rms_first"] < 0.05
+
+
+def test_a_crystal_split_by_one_degree_shows_in_the_evidence(orientations):
+    """Two lattices 1° apart, which index as one within the tolerance: the second's spots sit
+    beside the first's, closer than any two nodes of one lattice, the same reflections lit twice,
+    and the lattice's fit is looser than that of one crystal alone."""
+    first, turned = orientations
+    single = lattice_evidence(index_lattices(_spots([first])))
+    split = lattice_evidence(index_lattices(_spots([first, turned[1.0]])))
+    assert split["close_pairs"] > 0.1 and split["shared_hkl"] > 0.1
+    assert split["rms_first"] > single["rms_first"] + 0.03
+
+
+def test_two_crystals_far_apart_index_as_two_lattices_with_their_angle(orientations):
+    first, turned = orientations
+    evidence = lattice_evidence(index_lattices(_spots([first, turned[20.0]])))
+    assert evidence["n_lattices"] == 2 and evidence["fraction_other"] > 0.3
+    assert evidence["log_misorientation"] == pytest.approx(np.log1p(20.0), abs=0.02)
+
+
+def test_no_lattice_gives_the_evidence_of_nothing_indexed():
+    vectors = np.random.default_rng(3).uniform(-0.4, 0.4, (200, 3))
+    evidence = lattice_evidence(index_lattices(vectors))
+    assert evidence["fraction_unindexed"] == 1.0 and evidence["n_lattices"] == 0.0
+
+
+def test_the_evidence_network_learns_the_label_from_the_features():
+    """Fitted to rows whose label follows one feature, the network ranks held-out rows by it; its
+    card-able architecture round-trips."""
+    from xrais.models.evidence import EvidenceArchitecture, EvidenceNet
+    from xrais.training.evidence import fit_evidence_net
+    from xrais.training.metrics import roc_auc
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(600, len(FEATURE_NAMES)))
+    labels = (rows[:, FEATURE_NAMES.index("close_pairs")] + 0.3 * rng.normal(size=600) > 0).astype(float)
+    network = fit_evidence_net(rows[:400], labels[:400], epochs=200)
+    probability = network.probability([dict(zip(FEATURE_NAMES, row)) for row in rows[400:]])
+    assert roc_auc(probability, labels[400:]) > 0.9
+    assert ((probability >= 0) & (probability <= 1)).all()
+    architecture = EvidenceArchitecture.from_dict(network.architecture.as_dict())
+    assert architecture == network.architecture and isinstance(EvidenceNet(architecture), EvidenceNet)
+    with pytest.raises(ValueError, match="unknown evidence features"):
+        EvidenceArchitecture(features=("brightness",))
