@@ -42,18 +42,18 @@ def auc(scores, labels):
 def table(scores, data):
     """AUC and accuracy (call at 0.5) overall and per split range against the singles."""
     multi, split = data["is_multi"].astype(bool), data["split_deg"]
-    row = {"all": auc(scores, multi), "accuracy": float(((scores > 0.5) == multi).mean())}
+    row = {"auc": auc(scores, multi), "accuracy": float(((scores > 0.5) == multi).mean())}
     for low, high in SPLIT_RANGES:
         keep = ~multi | ((split >= low) & (split < high))
-        row[f"{low}-{high}"] = auc(scores[keep], multi[keep])
+        row[f"auc_split_{low:g}-{high:g}deg"] = auc(scores[keep], multi[keep])
     return row
 
 
 def nanobragg_rows(scores, data):
     keep = data["sigma_deg"] != 0.1
     multi = data["is_multi"].astype(bool)
-    return {"all": auc(scores, multi), "no_0.1": auc(scores[keep], multi[keep]),
-            "accuracy_no_0.1": float(((scores[keep] > 0.5) == multi[keep]).mean())}
+    return {"auc_all_24": auc(scores, multi), "auc_without_sigma_0.1deg": auc(scores[keep], multi[keep]),
+            "accuracy_without_sigma_0.1deg": float(((scores[keep] > 0.5) == multi[keep]).mean())}
 
 
 def main():
@@ -78,7 +78,7 @@ def main():
         column = (lambda d: np.log10(d["n_spots"] + 1)) if name == "log_n_spots" else (lambda d, j=j: d["features"][:, j])
         line = f"  {name:<20} {auc(column(test), test['is_multi']):.3f}"
         if nanobragg is not None:
-            line += f" | {nanobragg_rows(column(nanobragg), nanobragg)['no_0.1']:.3f}"
+            line += f" | {nanobragg_rows(column(nanobragg), nanobragg)['auc_without_sigma_0.1deg']:.3f}"
         print(line)
 
     curve = []
@@ -120,16 +120,22 @@ def main():
             "recipe": f"multilattice (simulated quadrants, {args.train})", "training_images": int(len(train["is_multi"])),
             "held_out": final["held-out"], "nanobragg_validation": final.get("nanobragg"),
             "limitations": ("experimental: short of the targets (nanoBragg validation AUC ≥ 0.97 without the σ = 0.1° "
-                            "pairs). A still whose spots index no lattice (fewer than ~20 spots, or mostly noise) "
-                            "gets about the training set's share of multi-lattice images, not an answer; a split "
-                            "that indexes as one lattice within the tolerance shows only in the fit's looseness; "
-                            "the excitation errors of a single lattice's outer spots can read as a split"),
+                            "pairs). A still whose spots index no lattice (fewer than ~20 spots, or mostly noise, as on "
+                            "the CS-PAD thermolysin stills) gets no probability (null): the evidence is how well a "
+                            "lattice explains the spots; a split that indexes as one lattice within the tolerance shows "
+                            "only in the fit's looseness (σ = 1° nanoBragg pairs: missed); the excitation errors of a "
+                            "single lattice's outer spots can read as a split (one nanoBragg single at p 0.98). "
+                            "The learning curve is flat from 250 to 1,926 quadrants: the features, not the data, limit it"),
+            "compared_with": ("same images — held-out simulated: indexing baseline fraction_other_lattices AUC 0.62, "
+                              "multilattice ResNet 0.57 (its card), spot count 0.61; nanoBragg without σ = 0.1°: "
+                              "indexing baseline 0.73, ResNet 0.61, spot count 0.66"),
+            "cpu_time": "indexing 0.4–2 s per image on one core (spot finding included); the network itself < 1 ms",
             "commands": [
                 "python scripts/multilattice_spots.py data/ml_spots/train_s2.npz --seed 2 --n 2000",
                 "python scripts/multilattice_spots.py data/ml_spots/rn_s1.npz --seed 1 --n 200",
-                "python scripts/multilattice_evidence.py data/ml_evidence/train_s2.npz --spots data/ml_spots/train_s2.npz",
-                "python scripts/multilattice_evidence.py data/ml_evidence/test_s1.npz --spots data/ml_spots/rn_s1.npz",
-                "python scripts/multilattice_evidence.py data/ml_evidence/nanobragg_ml.npz "
+                "python scripts/multilattice_evidence.py data/ml_evidence/train_s2b.npz --spots data/ml_spots/train_s2.npz",
+                "python scripts/multilattice_evidence.py data/ml_evidence/test_s1b.npz --spots data/ml_spots/rn_s1.npz",
+                "python scripts/multilattice_evidence.py data/ml_evidence/nanobragg_mlb.npz "
                 "--labels ../shared/data/nanobragg_validation/ml/labels.json",
                 "python " + " ".join(sys.argv),
             ],
@@ -144,8 +150,9 @@ def plot(curve, path):
 
     sizes = sorted({row["size"] for row in curve})
     figure, axis = plt.subplots(figsize=(6, 4))
-    series = [("test", "all", "held-out simulated, all splits"), ("test", "0.3-1.0", "held-out, 0.3–1° splits"),
-              ("test", "3.0-180.0", "held-out, ≥ 3° splits"), ("nanobragg", "no_0.1", "nanoBragg without σ = 0.1°")]
+    series = [("test", "auc", "held-out simulated, all splits"), ("test", "auc_split_0.3-1deg", "held-out, 0.3–1° splits"),
+              ("test", "auc_split_3-180deg", "held-out, ≥ 3° splits"),
+              ("nanobragg", "auc_without_sigma_0.1deg", "nanoBragg without σ = 0.1°")]
     for group, key, label in series:
         if group not in curve[0]:
             continue

@@ -146,3 +146,55 @@ def test_resolution_on_the_independent_nanobragg_images(shared_data, tmp_path, m
     bright = [i for i in items if labels[i["image"].split("/")[-1]]["peak_target"] >= 2500]
     assert np.mean([abs(i["prediction"] - i["label"]) <= 0.07 for i in bright]) >= 0.9
     assert report["metrics"]["large_error_unflagged"] == 0
+
+
+def test_shipped_lattice_evidence_model_loads_with_its_card():
+    """The lattice-evidence network loads from the registry (hash and architecture checked); the
+    quadrant loader refuses it with a line that says how to use it."""
+    from xrais.models.evidence import EvidenceNet
+    from xrais.models.registry import ModelError, load_network
+
+    network, card = load_network("multilattice_evidence")
+    assert isinstance(network, EvidenceNet) and card["kind"] == "multilattice"
+    assert card["training"]["limitations"].startswith("experimental:")
+    assert (models.WEIGHTS_DIR / "multilattice_evidence.md").read_text().count("\n") > 10
+    with pytest.raises(ModelError, match="indexing"):
+        models.load("multilattice_evidence")
+
+
+def _evidence_on_nanobragg(shared_data):
+    folder = shared_data / "nanobragg_validation" / "ml"
+    labels = json.loads((folder / "labels.json").read_text())
+    names = sorted(labels)
+    results = Predictor(predictors=("indexing", "spots"), device="cpu").predict([str(folder / n) for n in names])
+    return [labels[n] for n in names], results
+
+
+def test_multilattice_evidence_on_the_independent_nanobragg_images(shared_data):
+    """On the 24 nanoBragg multi-lattice images (never trained or tuned on), without the σ = 0.1°
+    pairs (physically one lattice): the lattice evidence ranks multi-lattice images above single
+    ones better than the spot count does (the confound a quadrant network learnt), and the
+    pairs of crystals at unrelated orientations (σ = 10°) are all called multi-lattice. Issue 17's
+    target (AUC ≥ 0.97) is not met: this guards what holds (measured: AUC 0.79; spot count 0.66)."""
+    from xrais.training.metrics import roc_auc
+
+    labels, results = _evidence_on_nanobragg(shared_data)
+    kept = [(label, result) for label, result in zip(labels, results) if label.get("sigma_deg") != 0.1]
+    multi = np.array([label["is_multi"] for label, _ in kept], float)
+    # no lattice indexed: no answer from the evidence; ranked as undecided (0.5)
+    evidence = np.array([0.5 if r["p_multilattice_evidence"] is None else r["p_multilattice_evidence"] for _, r in kept])
+    spots = np.array([r["n_spots"] for _, r in kept], float)
+    assert roc_auc(evidence, multi) >= 0.72 > roc_auc(spots, multi) + 0.03
+    assert all(r["multilattice_evidence"] for label, r in kept if label.get("sigma_deg") == 10.0)
+
+
+def test_thermolysin_stills_are_not_called_multi_lattice(shared_data):
+    """The four CS-PAD thermolysin stills (single crystals in the published processing) are never
+    called multi-lattice, by the classical count or by the lattice evidence. Today their spots,
+    most of them noise (CS-PAD counts are ADU with per-ASIC offsets, which the Poisson noise model
+    does not describe), index no lattice: undetermined, not single."""
+    files = sorted((shared_data / "thermolysin_cspad").glob("*.cbf"))
+    assert len(files) == 4
+    results = Predictor(predictors=("indexing",), device="cpu").predict([str(f) for f in files])
+    assert all(not r.get("error") for r in results)
+    assert not any(r["multilattice_indexed"] or r["multilattice_evidence"] for r in results)

@@ -123,7 +123,8 @@ def test_indexing_predictor_reports_lattices_of_each_image(crystals):
     assert blank["n_lattices_indexed"] == 0 and blank["multilattice_indexed"] is None
     assert xrais.predict.summarise(results)["n_multilattice_indexed"] == 1
     # the shipped lattice-evidence network: a probability for every image, higher for the pair
-    assert all(0.0 <= r["p_multilattice_evidence"] <= 1.0 for r in results)
+    assert all(0.0 <= r["p_multilattice_evidence"] <= 1.0 for r in (single, double))
+    assert blank["p_multilattice_evidence"] is None and blank["multilattice_evidence"] is None
     assert double["p_multilattice_evidence"] > 0.5 > single["p_multilattice_evidence"]
     assert double["multilattice_evidence"] is True and single["multilattice_evidence"] is False
     # the model's card says experimental: its two fields carry the notice, the classical ones not

@@ -289,7 +289,8 @@ class IndexingPredictor(PredictorPlugin):
         for item in batch:
             indexing = index_frame(item.frame.pixels, item.frame.mask, item.frame.geometry)
             found = indexing.n_lattices > 0
-            p = float(self._network.probability([lattice_evidence(indexing)])[0])
+            # the evidence of several lattices is how well one explains the spots: none found, no answer
+            p = float(self._network.probability([lattice_evidence(indexing)])[0]) if found else None
             results.append({
                 "n_lattices_indexed": indexing.n_lattices,
                 "fraction_indexed": round(indexing.fraction_indexed, 4),
@@ -298,8 +299,9 @@ class IndexingPredictor(PredictorPlugin):
                 "lattice_misorientation_deg": [_rounded(v, 2) for v in indexing.misorientation_deg()],
                 # None: no lattice found (too few spots, or none that index), multi-lattice or not unknown
                 "multilattice_indexed": bool(indexing.n_lattices > 1) if found else None,
-                "p_multilattice_evidence": round(p, 4),
-                "multilattice_evidence": bool(p > item.settings.get("multilattice_threshold", MULTILATTICE_THRESHOLD)),
+                "p_multilattice_evidence": None if p is None else round(p, 4),
+                "multilattice_evidence": None if p is None else
+                bool(p > item.settings.get("multilattice_threshold", MULTILATTICE_THRESHOLD)),
             })
         return results
 
