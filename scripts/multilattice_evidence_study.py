@@ -123,8 +123,8 @@ def main():
                             "pairs). A still whose spots index no lattice (fewer than ~20 spots, or mostly noise, as on "
                             "the CS-PAD thermolysin stills) gets no probability (null): the evidence is how well a "
                             "lattice explains the spots; a split that indexes as one lattice within the tolerance shows "
-                            "only in the fit's looseness (σ = 1° nanoBragg pairs: missed); the excitation errors of a "
-                            "single lattice's outer spots can read as a split (one nanoBragg single at p 0.98). "
+                            "only in the fit's looseness (two of the three σ = 1° nanoBragg pairs: missed); a single of few "
+                            "spots (30–70) misindexed as two lattices can read as multi-lattice. "
                             "The learning curve is flat from 250 to 1,926 quadrants: the features, not the data, limit it"),
             "compared_with": ("same images — held-out simulated: indexing baseline fraction_other_lattices AUC 0.62, "
                               "multilattice ResNet 0.57 (its card), spot count 0.61; nanoBragg without σ = 0.1°: "
@@ -133,9 +133,9 @@ def main():
             "commands": [
                 "python scripts/multilattice_spots.py data/ml_spots/train_s2.npz --seed 2 --n 2000",
                 "python scripts/multilattice_spots.py data/ml_spots/rn_s1.npz --seed 1 --n 200",
-                "python scripts/multilattice_evidence.py data/ml_evidence/train_s2b.npz --spots data/ml_spots/train_s2.npz",
-                "python scripts/multilattice_evidence.py data/ml_evidence/test_s1b.npz --spots data/ml_spots/rn_s1.npz",
-                "python scripts/multilattice_evidence.py data/ml_evidence/nanobragg_mlb.npz "
+                "python scripts/multilattice_evidence.py data/ml_evidence/train_s2c.npz --spots data/ml_spots/train_s2.npz",
+                "python scripts/multilattice_evidence.py data/ml_evidence/test_s1c.npz --spots data/ml_spots/rn_s1.npz",
+                "python scripts/multilattice_evidence.py data/ml_evidence/nanobragg_mlc.npz "
                 "--labels ../shared/data/nanobragg_validation/ml/labels.json",
                 "python " + " ".join(sys.argv),
             ],

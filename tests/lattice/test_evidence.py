@@ -12,8 +12,9 @@ from latticehelpers import ewald_cap_spots
 CELL = np.diag([62.0, 71.0, 80.0])
 
 
-def _spots(rotations, d_min=1.8):
-    return np.concatenate([ewald_cap_spots(CELL, rotation, d_min, excitation=0.001) for rotation in rotations])
+def _spots(rotations, d_min=1.8, on_sphere=False):
+    return np.concatenate([ewald_cap_spots(CELL, rotation, d_min, excitation=0.001, on_sphere=on_sphere)
+                           for rotation in rotations])
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,18 @@ def test_a_crystal_split_by_one_degree_shows_in_the_evidence(orientations):
     split = lattice_evidence(index_lattices(_spots([first, turned[1.0]])))
     assert split["close_pairs"] > 0.1 and split["shared_hkl"] > 0.1
     assert split["rms_first"] > single["rms_first"] + 0.03
+
+
+def test_excitation_errors_are_not_read_as_a_split(orientations):
+    """Spots recorded on the Ewald sphere (each off its node by the excitation error, along the
+    sphere's normal): the tangential offsets stay near zero, whatever the radial ones; a split of
+    1° moves them tangentially by a good part of a degree."""
+    first, turned = orientations
+    single = lattice_evidence(index_lattices(_spots([first], on_sphere=True)))
+    split = lattice_evidence(index_lattices(_spots([first, turned[1.0]], on_sphere=True)))
+    assert single["rms_first"] > 0.005  # the spots are off their nodes…
+    assert single["tangential_p90_deg"] < 0.01  # …but not tangentially
+    assert split["tangential_p90_deg"] > 0.05
 
 
 def test_two_crystals_far_apart_index_as_two_lattices_with_their_angle(orientations):

@@ -21,6 +21,12 @@ values for the same crystal):
   lattice's shortest node spacing (no two nodes of one lattice are);
 * ``log_misorientation``: ln(1 + the smallest angle, degrees, from the first lattice to a further
   one of the same cell; 90° when their cells differ, 0 with one lattice);
+* ``tangential_median_deg``, ``tangential_p90_deg``: over the first lattice's outer half of spots,
+  the offset of each spot from its node, r − h·B, less its component along the Ewald sphere's
+  normal at the spot, over |r|, in degrees (median, 90th percentile). A still's spot lies on the
+  sphere and its node off it by the excitation error, so one lattice's offsets are along the normal
+  (and grow outwards: what ``outer_excess`` cannot tell from a split); a second lattice turned by α
+  moves its nodes by ≈ α·|r| in every direction, so the tangential offset over |r| reads α;
 * ``nn_spread``: the 10th over the 50th percentile of the spots' nearest-neighbour distances, found
   lattice or not (one lattice's spots keep their distance, ≥ its node spacing; a second lattice
   puts spots beside the first's: a low ratio).
@@ -36,7 +42,8 @@ import numpy as np
 from .indexing import IndexingResult, IndexingSettings, nearest_neighbour_distances
 
 FEATURE_NAMES = ("fraction_first", "fraction_other", "fraction_unindexed", "n_lattices", "rms_first",
-                 "loose_share", "outer_excess", "shared_hkl", "close_pairs", "log_misorientation", "nn_spread")
+                 "loose_share", "outer_excess", "shared_hkl", "close_pairs", "log_misorientation",
+                 "tangential_median_deg", "tangential_p90_deg", "nn_spread")
 
 
 def shortest_node_spacing(real_vectors: np.ndarray) -> float:
@@ -44,6 +51,24 @@ def shortest_node_spacing(real_vectors: np.ndarray) -> float:
     reciprocal = np.linalg.inv(np.asarray(real_vectors, float)).T
     steps = np.array([h for h in itertools.product(range(-1, 2), repeat=3) if any(h)])
     return float(np.linalg.norm(steps @ reciprocal, axis=1).min())
+
+
+def tangential_offsets_deg(vectors: np.ndarray, miller: np.ndarray, real_vectors: np.ndarray) -> np.ndarray:
+    """For spots r (Å⁻¹, the lab frame of :func:`xrais.spotfinder.scattering_vectors`) indexed as
+    ``miller`` by the cell ``real_vectors``: |offset from the node, tangential to the Ewald sphere|
+    / |r|, in degrees. The sphere's normal at a spot is s₁ = r + s₀, with |s₁| = |s₀| = 1/λ, so
+    1/λ = −|r|²/(2 r·b) (b the beam direction) comes from r itself; spots at r·b ≈ 0 are left out."""
+    from ..spotfinder import LAB_BEAM
+
+    along_beam = vectors @ LAB_BEAM
+    usable = along_beam < -1e-6
+    vectors, miller = vectors[usable], miller[usable]
+    inverse_wavelength = -np.einsum("ij,ij->i", vectors, vectors) / (2.0 * along_beam[usable])
+    normal = vectors + inverse_wavelength[:, None] * LAB_BEAM[None, :]
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    offset = vectors - miller @ np.linalg.inv(real_vectors).T
+    tangential = offset - np.einsum("ij,ij->i", offset, normal)[:, None] * normal
+    return np.degrees(np.linalg.norm(tangential, axis=1) / np.linalg.norm(vectors, axis=1))
 
 
 def lattice_evidence(result: IndexingResult, settings: IndexingSettings = IndexingSettings()) -> Dict[str, float]:
@@ -67,6 +92,7 @@ def lattice_evidence(result: IndexingResult, settings: IndexingSettings = Indexi
     inner_error = error[~outer].mean() if (~outer).any() else 0.0
     _, counts = np.unique(first.miller[mine], axis=0, return_counts=True)
     angles = [90.0 if math.isnan(angle) else angle for angle in result.misorientation_deg()]
+    tangential = tangential_offsets_deg(vectors[mine][outer], first.miller[mine][outer], first.real_vectors)
     features.update(
         fraction_first=result.fraction_indexed,
         fraction_other=result.fraction_other_lattices,
@@ -78,5 +104,7 @@ def lattice_evidence(result: IndexingResult, settings: IndexingSettings = Indexi
         shared_hkl=float(counts[counts > 1].sum() / mine.sum()),
         close_pairs=float((nearest < 0.5 * shortest_node_spacing(first.real_vectors)).mean()),
         log_misorientation=math.log1p(min(angles)) if angles else 0.0,
+        tangential_median_deg=float(np.median(tangential)) if len(tangential) else 0.0,
+        tangential_p90_deg=float(np.percentile(tangential, 90)) if len(tangential) else 0.0,
     )
     return features
