@@ -125,7 +125,8 @@ def main():
                             "lattice explains the spots; a split that indexes as one lattice within the tolerance shows "
                             "only in the fit's looseness (two of the three σ = 1° nanoBragg pairs: missed); a single of few "
                             "spots (30–70) misindexed as two lattices can read as multi-lattice. "
-                            "The learning curve is flat from 250 to 1,926 quadrants: the features, not the data, limit it"),
+                            "The learning curve rises only slowly from 250 to 1,926 quadrants (held-out AUC 0.89 → 0.91): "
+                            "the features more than the data limit it"),
             "compared_with": ("same images — held-out simulated: indexing baseline fraction_other_lattices AUC 0.62, "
                               "multilattice ResNet 0.57 (its card), spot count 0.61; nanoBragg without σ = 0.1°: "
                               "indexing baseline 0.73, ResNet 0.61, spot count 0.66"),

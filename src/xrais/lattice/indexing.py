@@ -223,7 +223,11 @@ def candidate_vectors(vectors: np.ndarray, max_cell: float, settings: IndexingSe
 #: all r·t near one whole number and "indexes" every spot, meaning nothing.
 MIN_ORDERS = 4.0
 #: Strongest directions looked at per candidate wanted (most of a peak's neighbours are skipped
-#: without refinement; the rest bounds the work on spots with no lattice).
+#: without refinement; the rest bounds the work on spots with no lattice). On 116 simulated
+#: multi-lattice quadrants the baseline's AUC was 0.64 with 20, 0.69 with 100 and 0.70 unbounded,
+#: in 36 %, 56 % and 100 % of the unbounded time; but with 100 the candidates of a clean 151 × 177 ×
+#: 98 Å still filled up with side lobes of its 98 Å vector before the 177 Å edge came (a wrong
+#: first lattice): a broader search needs those side lobes told apart first.
 MAX_PEAKS_PER_CANDIDATE = 20
 
 
