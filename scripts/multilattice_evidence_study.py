@@ -50,10 +50,16 @@ def table(scores, data):
 
 
 def nanobragg_rows(scores, data):
+    """AUC (all, without the σ = 0.1° pairs), accuracy (call at 0.5) without them, and, as the
+    predictor answers (null where no lattice indexes), how many of those are undetermined and the
+    accuracy of the rest."""
     keep = data["sigma_deg"] != 0.1
     multi = data["is_multi"].astype(bool)
+    determined = keep & (data["features"][:, list(data["feature_names"]).index("n_lattices")] > 0)
     return {"auc_all_24": auc(scores, multi), "auc_without_sigma_0.1deg": auc(scores[keep], multi[keep]),
-            "accuracy_without_sigma_0.1deg": float(((scores[keep] > 0.5) == multi[keep]).mean())}
+            "accuracy_without_sigma_0.1deg": float(((scores[keep] > 0.5) == multi[keep]).mean()),
+            "undetermined_without_sigma_0.1deg": int((keep & ~determined).sum()),
+            "accuracy_determined_without_sigma_0.1deg": float(((scores[determined] > 0.5) == multi[determined]).mean())}
 
 
 def main():
@@ -74,12 +80,12 @@ def main():
     print("features:", ", ".join(names))
 
     print("\nsingle features (AUC; held-out simulated | nanoBragg without σ = 0.1°):")
+    single = {}  # name: (held-out AUC, nanoBragg AUC without σ = 0.1° or NaN)
     for j, name in enumerate(names + ["log_n_spots"]):
         column = (lambda d: np.log10(d["n_spots"] + 1)) if name == "log_n_spots" else (lambda d, j=j: d["features"][:, j])
-        line = f"  {name:<20} {auc(column(test), test['is_multi']):.3f}"
-        if nanobragg is not None:
-            line += f" | {nanobragg_rows(column(nanobragg), nanobragg)['auc_without_sigma_0.1deg']:.3f}"
-        print(line)
+        single[name] = (auc(column(test), test["is_multi"]), float("nan") if nanobragg is None else
+                        nanobragg_rows(column(nanobragg), nanobragg)["auc_without_sigma_0.1deg"])
+        print(f"  {name:<20} {single[name][0]:.3f}" + (f" | {single[name][1]:.3f}" if nanobragg is not None else ""))
 
     curve = []
     rng = np.random.default_rng(0)
@@ -119,29 +125,71 @@ def main():
             "description": "xrais lattice-evidence multi-lattice classifier: how well one lattice indexes a still's spots",
             "recipe": f"multilattice (simulated quadrants, {args.train})", "training_images": int(len(train["is_multi"])),
             "held_out": final["held-out"], "nanobragg_validation": final.get("nanobragg"),
-            "limitations": ("experimental: short of the targets (nanoBragg validation AUC ≥ 0.97 without the σ = 0.1° "
-                            "pairs). A still whose spots index no lattice (fewer than ~20 spots, or mostly noise, as on "
+            "limitations": (f"{targets_status(final)}. A still whose spots index no lattice (fewer than ~20 spots, or mostly noise, as on "
                             "the CS-PAD thermolysin stills) gets no probability (null): the evidence is how well a "
                             "lattice explains the spots; a split that indexes as one lattice within the tolerance shows "
-                            "only in the fit's looseness (two of the three σ = 1° nanoBragg pairs: missed); a single of few "
-                            "spots (30–70) misindexed as two lattices can read as multi-lattice. "
-                            "The learning curve rises only slowly from 250 to 1,926 quadrants (held-out AUC 0.89 → 0.91): "
-                            "the features more than the data limit it"),
-            "compared_with": ("same images — held-out simulated: indexing baseline fraction_other_lattices AUC 0.62, "
-                              "multilattice ResNet 0.57 (its card), spot count 0.61; nanoBragg without σ = 0.1°: "
-                              "indexing baseline 0.73, ResNet 0.61, spot count 0.66"),
-            "cpu_time": "indexing 0.4–2 s per image on one core (spot finding included); the network itself < 1 ms",
+                            f"only in the fit's looseness ({missed_splits(network, nanobragg)}); a single of few spots "
+                            "(20–70) misindexed, or indexed as two lattices, can read as multi-lattice; the held-out "
+                            "misses are mostly splits of 0.3–0.6°. The learning curve rises only "
+                            f"slowly from {curve_ends(curve)}: the features more than the data limit it"),
+            "compared_with": (f"same images — held-out simulated: indexing baseline fraction_other_lattices AUC "
+                              f"{single['fraction_other'][0]:.2f}, spot count {single['log_n_spots'][0]:.2f}, multilattice "
+                              f"ResNet 0.57 (its card); nanoBragg without σ = 0.1°: indexing baseline "
+                              f"{single['fraction_other'][1]:.2f}, spot count {single['log_n_spots'][1]:.2f}, ResNet 0.61"),
+            "real_images": REAL_IMAGES,
+            "cpu_time": ("the whole prediction (spot finding, indexing, network) on one core: see "
+                         "benchmarks/bench_multilattice.py and benchmarks/RESULTS.md; the network itself < 1 ms"),
             "commands": [
                 "python scripts/multilattice_spots.py data/ml_spots/train_s2.npz --seed 2 --n 2000",
                 "python scripts/multilattice_spots.py data/ml_spots/rn_s1.npz --seed 1 --n 200",
-                "python scripts/multilattice_evidence.py data/ml_evidence/train_s2c.npz --spots data/ml_spots/train_s2.npz",
-                "python scripts/multilattice_evidence.py data/ml_evidence/test_s1c.npz --spots data/ml_spots/rn_s1.npz",
-                "python scripts/multilattice_evidence.py data/ml_evidence/nanobragg_mlc.npz "
+                f"python scripts/multilattice_evidence.py {args.train} --spots data/ml_spots/train_s2.npz",
+                f"python scripts/multilattice_evidence.py {args.test} --spots data/ml_spots/rn_s1.npz",
+                f"python scripts/multilattice_evidence.py {args.nanobragg} "
                 "--labels ../shared/data/nanobragg_validation/ml/labels.json",
                 "python " + " ".join(sys.argv),
             ],
         })
         print("model written:", path)
+
+
+#: The shipped model on the real images of ../shared/data (lattice counts unknown), measured by
+#: ``dials.xrais_multilattice ../shared/data/thaumatin_grid/*.cbf.bz2 ../shared/data/rayonix340/*.cbf
+#: ../shared/data/thermolysin_cspad/*.cbf predictors=indexing`` with the model it describes.
+REAL_IMAGES = ("thaumatin grid (PILATUS3 6M stills): frames 1–15 index thaumatin (58.4 × 58.8 × 153.3 Å); frames "
+               "2–12 also a second and often a third lattice of the same cell turned 0.5–2.2° from the first (the first "
+               "indexes 65–88 % of the spots) and read p 0.96–1.00; frames 1, 13, 14, 15: 0.85, 0.92, 0.90, 0.53; blanks "
+               "16–19: null. Whether the crystal is split or its mosaic blocks lie that far apart is not known. "
+               "Rayonix MX340-HS hit and the four CS-PAD thermolysin stills: null (their spots, mostly noise on these "
+               "integrating detectors, index no lattice)")
+#: Issue 17's targets of the shipped model: (section of the final table, key, least value, words).
+TARGETS = (("nanobragg", "auc_without_sigma_0.1deg", 0.97, "nanoBragg AUC without the σ = 0.1° pairs"),
+           ("nanobragg", "accuracy_without_sigma_0.1deg", 0.92, "nanoBragg accuracy without the σ = 0.1° pairs"),
+           ("held-out", "auc_split_1-3deg", 0.97, "held-out AUC for 1–3° splits"),
+           ("held-out", "auc_split_3-180deg", 0.97, "held-out AUC for ≥ 3° splits"),
+           ("held-out", "auc_split_0.3-1deg", 0.90, "held-out AUC for 0.3–1° splits"))
+
+
+def targets_status(final):
+    """'experimental: short of the targets: …' naming each target not met and its measure, or 'targets met'."""
+    short = [f"{words} {final[section][key]:.3f} (target ≥ {least:g})" for section, key, least, words in TARGETS
+             if section in final and not final[section][key] >= least]
+    return "experimental: short of the targets: " + "; ".join(short) if short else "the issue's accuracy targets met"
+
+
+def curve_ends(curve):
+    """'N₀ to N₁ quadrants (held-out AUC a → b)', the means over the repeats of the smallest and largest size."""
+    sizes = sorted({row["size"] for row in curve})
+    mean = {size: np.mean([row["test"]["auc"] for row in curve if row["size"] == size]) for size in (sizes[0], sizes[-1])}
+    return f"{sizes[0]:,} to {sizes[-1]:,} quadrants (held-out AUC {mean[sizes[0]]:.2f} → {mean[sizes[-1]]:.2f})"
+
+
+def missed_splits(network, nanobragg):
+    """How many of the nanoBragg σ = 1° multi-lattice images the network calls single (p ≤ 0.5)."""
+    if nanobragg is None:
+        return "not measured on the nanoBragg images"
+    pairs = (nanobragg["sigma_deg"] == 1.0) & nanobragg["is_multi"].astype(bool)
+    missed = int((probabilities(network, nanobragg["features"][pairs]) <= 0.5).sum())
+    return f"{missed} of the {int(pairs.sum())} σ = 1° nanoBragg images: missed"
 
 
 def plot(curve, path):

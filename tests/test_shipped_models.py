@@ -174,8 +174,9 @@ def test_multilattice_evidence_on_the_independent_nanobragg_images(shared_data):
     """On the 24 nanoBragg multi-lattice images (never trained or tuned on), without the σ = 0.1°
     pairs (physically one lattice): the lattice evidence ranks multi-lattice images above single
     ones better than the spot count does (the confound a quadrant network learnt), and the
-    pairs of crystals at unrelated orientations (σ = 10°) are all called multi-lattice. Issue 17's
-    target (AUC ≥ 0.97) is not met: this guards what holds (measured: AUC 0.83; spot count 0.66)."""
+    pairs of crystals at unrelated orientations (σ = 10°) are all called multi-lattice. Measured: AUC
+    0.98 (issue 17's target ≥ 0.97), spot count 0.66; the guard leaves room for one image of the 21
+    ranked differently on another machine."""
     from xrais.training.metrics import roc_auc
 
     labels, results = _evidence_on_nanobragg(shared_data)
@@ -184,7 +185,7 @@ def test_multilattice_evidence_on_the_independent_nanobragg_images(shared_data):
     # no lattice indexed: no answer from the evidence; ranked as undecided (0.5)
     evidence = np.array([0.5 if r["p_multilattice_evidence"] is None else r["p_multilattice_evidence"] for _, r in kept])
     spots = np.array([r["n_spots"] for _, r in kept], float)
-    assert roc_auc(evidence, multi) >= 0.72 > roc_auc(spots, multi) + 0.03
+    assert roc_auc(evidence, multi) >= 0.93 > roc_auc(spots, multi) + 0.2
     assert all(r["multilattice_evidence"] for label, r in kept if label.get("sigma_deg") == 10.0)
 
 

@@ -185,3 +185,40 @@ def test_spots_map_to_the_reciprocal_lattice_of_the_crystal_that_made_them():
     on_first, on_second = _indexed(vectors, first), _indexed(vectors, turned)
     assert (on_first | on_second).mean() > 0.9
     assert 0.2 < on_first.mean() < 0.8 and 0.2 < on_second.mean() < 0.8
+
+
+def test_dispersion_threshold_follows_its_definition_pixel_by_pixel():
+    """The running-sum kernels against the definition, window by window: count, mean and variance
+    of the valid pixels of each (2k+1)² window (cut at the edges and by the mask), the two tests,
+    and the background of each strong pixel over the valid, non-strong pixels of the doubled window."""
+    from xrais.spotfinder import _background_under, _strong_pixels
+
+    rng = np.random.default_rng(11)
+    pixels = _spot_image([(10.0, 12.0), (30.5, 40.2), (58.0, 3.0), (47.0, 47.0)], shape=(64, 61), seed=3,
+                         background=4.0).astype(np.float64)
+    pixels += rng.normal(0.0, 1.5, pixels.shape)  # read noise: not whole counts
+    mask = rng.random(pixels.shape) < 0.05
+    mask[20:23, :] = True  # a gap
+    half, sigma_b, sigma_s, min_local, gain, offset = 3, 6.0, 3.0, 2, 1.0, 2.25
+    strong = _strong_pixels(pixels, mask, half, sigma_b, sigma_s, min_local, gain, offset)
+    background = _background_under(pixels, mask, strong, 2 * half)
+    margins = []  # how far each pixel is from the threshold it fell on (scale-free)
+    expected = np.zeros(pixels.shape, bool)
+    for s in range(pixels.shape[0]):
+        for f in range(pixels.shape[1]):
+            window = (slice(max(0, s - half), s + half + 1), slice(max(0, f - half), f + half + 1))
+            values = pixels[window][~mask[window]]
+            if mask[s, f] or len(values) < min_local or values.mean() <= 0:
+                continue
+            m, n = values.mean(), len(values)
+            noise = gain * m + offset
+            dispersion = values.var(ddof=1) / (noise * (1 + sigma_b * math.sqrt(2 / (n - 1)))) - 1
+            standout = (pixels[s, f] - m) / (sigma_s * math.sqrt(noise)) - 1
+            expected[s, f] = dispersion > 0 and standout > 0
+            margins.append(min(abs(dispersion), abs(standout)))
+    assert expected.sum() >= 20 and np.min(margins) > 1e-9  # no pixel on a knife edge
+    np.testing.assert_array_equal(strong, expected)
+    for s, f in zip(*np.nonzero(strong)):
+        window = (slice(max(0, s - 2 * half), s + 2 * half + 1), slice(max(0, f - 2 * half), f + 2 * half + 1))
+        values = pixels[window][~(mask[window] | strong[window])]
+        assert background[s, f] == pytest.approx(values.mean(), rel=1e-5)

@@ -94,82 +94,86 @@ class SpotAnalysis:
 
 
 @numba.njit(cache=True, nogil=True)
-def _window_sums(pixels, include):
-    """Summed-area tables (with a leading row/column of zeros) of count, Σv and Σv² over the
-    pixels where ``include`` is True."""
-    ns, nf = pixels.shape
-    count = np.zeros((ns + 1, nf + 1), np.float64)
-    total = np.zeros((ns + 1, nf + 1), np.float64)
-    total_sq = np.zeros((ns + 1, nf + 1), np.float64)
-    for s in range(ns):
-        c_row = 0.0
-        t_row = 0.0
-        q_row = 0.0
-        for f in range(nf):
-            if include[s, f]:
-                v = float(pixels[s, f])
-                c_row += 1.0
-                t_row += v
-                q_row += v * v
-            count[s + 1, f + 1] = count[s, f + 1] + c_row
-            total[s + 1, f + 1] = total[s, f + 1] + t_row
-            total_sq[s + 1, f + 1] = total_sq[s, f + 1] + q_row
-    return count, total, total_sq
-
-
-@numba.njit(cache=True, nogil=True)
-def _box(table, s0, s1, f0, f1):
-    return table[s1, f1] - table[s0, f1] - table[s1, f0] + table[s0, f0]
-
-
-@numba.njit(cache=True, nogil=True)
 def _strong_pixels(pixels, mask, half, sigma_b, sigma_s, min_local, gain, offset):
-    """Boolean image of strong pixels (dispersion threshold; noise variance gain·m + offset)."""
+    """Boolean image of strong pixels (dispersion threshold; noise variance gain·m + offset).
+
+    The window's count, Σv and Σv² are running sums: per column over the window's rows (a row
+    added, one dropped, as the window moves down), then along the row (a column added, one
+    dropped), so the pass reads each pixel a few times and keeps only O(columns) sums."""
     ns, nf = pixels.shape
-    count, total, total_sq = _window_sums(pixels, ~mask)
+    column_n = np.zeros(nf, np.float64)
+    column_t = np.zeros(nf, np.float64)
+    column_q = np.zeros(nf, np.float64)
     strong = np.zeros((ns, nf), np.bool_)
+    for s in range(min(half, ns)):
+        _add_row(pixels, mask, s, column_n, column_t, column_q, 1.0)
     for s in range(ns):
-        s0 = max(0, s - half)
-        s1 = min(ns, s + half + 1)
+        if s + half < ns:
+            _add_row(pixels, mask, s + half, column_n, column_t, column_q, 1.0)
+        if s - half - 1 >= 0:
+            _add_row(pixels, mask, s - half - 1, column_n, column_t, column_q, -1.0)
+        n = 0.0
+        t = 0.0
+        q = 0.0
+        for f in range(min(half, nf)):
+            n += column_n[f]
+            t += column_t[f]
+            q += column_q[f]
         for f in range(nf):
-            if mask[s, f]:
+            if f + half < nf:
+                n += column_n[f + half]
+                t += column_t[f + half]
+                q += column_q[f + half]
+            if f - half - 1 >= 0:
+                n -= column_n[f - half - 1]
+                t -= column_t[f - half - 1]
+                q -= column_q[f - half - 1]
+            if mask[s, f] or n < min_local:
                 continue
-            f0 = max(0, f - half)
-            f1 = min(nf, f + half + 1)
-            n = _box(count, s0, s1, f0, f1)
-            if n < min_local:
-                continue
-            t = _box(total, s0, s1, f0, f1)
             mean = t / n
             expected = gain * mean + offset
             if mean <= 0.0 or expected <= 0.0:
                 continue
-            variance = (n * _box(total_sq, s0, s1, f0, f1) - t * t) / (n * (n - 1.0))
             value = float(pixels[s, f])
-            if variance > expected * (1.0 + sigma_b * math.sqrt(2.0 / (n - 1.0))) and \
-                    value > mean + sigma_s * math.sqrt(expected):
+            if value <= mean + sigma_s * math.sqrt(expected):
+                continue
+            variance = (n * q - t * t) / (n * (n - 1.0))
+            if variance > expected * (1.0 + sigma_b * math.sqrt(2.0 / (n - 1.0))):
                 strong[s, f] = True
     return strong
 
 
 @numba.njit(cache=True, nogil=True)
+def _add_row(pixels, mask, s, column_n, column_t, column_q, sign):
+    """Add (sign 1) or remove (−1) row s's valid pixels to the per-column running sums."""
+    for f in range(pixels.shape[1]):
+        if not mask[s, f]:
+            v = float(pixels[s, f])
+            column_n[f] += sign
+            column_t[f] += sign * v
+            column_q[f] += sign * v * v
+
+
+@numba.njit(cache=True, nogil=True)
 def _background_under(pixels, mask, strong, half):
     """Local background (counts) at each strong pixel: mean of the valid, non-strong pixels of
-    its window (twice the threshold window, so that a spot does not fill it)."""
+    its window (twice the threshold window, so that a spot does not fill it), summed directly at
+    the strong pixels only (a few per cent of the image)."""
     ns, nf = pixels.shape
-    count, total, _ = _window_sums(pixels, ~(mask | strong))
     background = np.zeros((ns, nf), np.float32)
     for s in range(ns):
-        s0 = max(0, s - half)
-        s1 = min(ns, s + half + 1)
         for f in range(nf):
             if not strong[s, f]:
                 continue
-            f0 = max(0, f - half)
-            f1 = min(nf, f + half + 1)
-            n = _box(count, s0, s1, f0, f1)
+            n = 0
+            total = 0.0
+            for s2 in range(max(0, s - half), min(ns, s + half + 1)):
+                for f2 in range(max(0, f - half), min(nf, f + half + 1)):
+                    if not (mask[s2, f2] or strong[s2, f2]):
+                        n += 1
+                        total += float(pixels[s2, f2])
             if n > 0:
-                background[s, f] = _box(total, s0, s1, f0, f1) / n
+                background[s, f] = total / n
     return background
 
 

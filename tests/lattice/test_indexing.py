@@ -149,3 +149,76 @@ def test_a_large_cell_on_one_quadrant_indexes_without_spurious_short_vectors():
         result = index_lattices(vectors)
         assert result.n_lattices == 1 and result.fraction_indexed > 0.95
         np.testing.assert_allclose(sorted(result.lattices[0].cell[:3]), [98.0, 151.0, 177.0], rtol=0.01)
+
+
+def test_fft_length_is_the_smallest_with_factors_2_3_5():
+    from xrais.lattice.indexing import fft_length
+
+    def smooth(n):
+        for p in (2, 3, 5):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    for n in range(1, 2000):
+        length = fft_length(n)
+        assert length >= n and smooth(length)
+        assert not any(smooth(m) for m in range(n, length))
+
+
+def test_lattice_sums_and_neighbour_distances_follow_their_definitions():
+    from xrais.lattice.indexing import lattice_sum, nearest_neighbour_distances
+
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(0.0, 0.2, (300, 3))
+    trials = rng.normal(0.0, 60.0, (40, 3))
+    direct = np.abs(np.exp(2j * np.pi * trials @ vectors.T).sum(axis=1)) / len(vectors)
+    np.testing.assert_allclose(lattice_sum(vectors, trials), direct, rtol=1e-9, atol=1e-12)
+    node = np.diag([1 / 40.0, 1 / 50.0, 1 / 60.0])
+    assert lattice_sum(np.array([[1, 2, 3], [-4, 0, 7], [2, -5, 1]]) @ node, np.diag([40.0, 50.0, 60.0])) \
+        == pytest.approx([1.0, 1.0, 1.0])  # every r·t whole along the cell's edges
+    distances = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    np.testing.assert_allclose(nearest_neighbour_distances(vectors), distances.min(axis=1), rtol=1e-12)
+    result = index_lattices(vectors)
+    np.testing.assert_allclose(result.nearest, distances.min(axis=1), rtol=1e-12)  # in the input's order
+
+
+def test_a_cell_longer_than_the_neighbour_estimate_is_found_by_the_wider_search():
+    """109 × 109 × 192 Å stills whose cap holds no nodes along the 192 Å edge's reciprocal axis: the
+    nearest-neighbour estimate of the longest edge (~142 Å) falls short, the search up to it finds a
+    wrong cell or none, and the repeated, wider search finds the true one."""
+    from xrais.lattice.indexing import estimate_max_cell
+    from xrais.sim import random_rotation
+
+    cell = np.diag([109.0, 109.0, 192.0])
+    for seed in (1, 2):
+        vectors = ewald_cap_spots(cell, random_rotation(np.random.default_rng(seed)), 2.0, excitation=0.0008)
+        assert estimate_max_cell(vectors) < 150.0
+        narrow = index_lattices(vectors, settings=IndexingSettings(wider_search_below=0.0))
+        assert narrow.fraction_indexed < 0.5
+        result = index_lattices(vectors)
+        assert result.n_lattices == 1 and result.fraction_indexed > 0.95 and result.max_cell > 192.0
+        np.testing.assert_allclose(sorted(result.lattices[0].cell[:3]), [109.0, 109.0, 192.0], rtol=0.01)
+
+
+def test_a_broad_peak_counts_once_among_the_local_maxima():
+    """A broad hill of FFT strength (8°) and a narrow weaker peak 30° away: the directions taken in
+    order of strength would give hundreds from the hill before the second peak; as local maxima the
+    second peak comes next, and a smooth field gives no others."""
+    from xrais.lattice.indexing import _local_maxima
+    from xrais.sim import axis_angle_rotation
+
+    step = 0.02
+    directions = hemisphere_directions(step)
+    broad = np.array([0.2, 0.3, 0.93]) / np.linalg.norm([0.2, 0.3, 0.93])
+    narrow = axis_angle_rotation(np.cross(broad, [1.0, 0.0, 0.0]), np.radians(30.0)) @ broad
+
+    def angle(u):
+        return np.degrees(np.arccos(np.clip(np.abs(directions @ u), -1, 1)))
+
+    strength = np.exp(-angle(broad) ** 2 / (2 * 8.0 ** 2)) + 0.8 * np.exp(-angle(narrow) ** 2 / 2)
+    peaks = _local_maxima(directions, strength, 2 * step)
+    assert np.sum(strength > strength[np.argmin(angle(narrow))]) > 50  # the hill's directions outrank the peak
+    assert len(peaks) == 2
+    assert angle(broad)[peaks[0]] < np.degrees(step) and angle(narrow)[peaks[1]] < np.degrees(step)

@@ -80,7 +80,7 @@ def lattice_evidence(result: IndexingResult, settings: IndexingSettings = Indexi
     features["nn_spread"] = 1.0
     if len(vectors) < 3:
         return features
-    nearest = nearest_neighbour_distances(vectors)
+    nearest = nearest_neighbour_distances(vectors) if result.nearest is None else result.nearest
     features["nn_spread"] = float(np.percentile(nearest, 10) / max(np.percentile(nearest, 50), 1e-12))
     if not result.lattices:
         return features

@@ -4,19 +4,21 @@ The spots' scattering vectors r (Å⁻¹, :func:`xrais.spotfinder.scattering_vec
 lie on (or, in a still, within their excitation error of) the nodes of its reciprocal lattice, so
 for every real-space lattice vector t the products r·t are whole numbers. The method is the 1-D FFT
 basis search of DPS (Steller, Bolotovsky & Rossmann 1997; Sauter, Grosse-Kunstleve & Adams 2004:
-LABELIT, DIALS ``fft1d``), written here in numpy:
+LABELIT, DIALS ``fft1d``), written here in numpy and numba:
 
 1. **Directions.** ~2π/δ² unit vectors u evenly over a hemisphere (δ the angular step, rad). The
    projections r·u of a lattice's spots bunch at multiples of 1/|t| when u is along a real-space
    lattice vector t, so the histogram of r·u has a Fourier peak at frequency |t| (Å).
 2. **Candidates.** The strongest peaks between :attr:`IndexingSettings.min_cell` and the maximum
-   cell (estimated from the spots' nearest-neighbour distances unless given) give candidate vectors
-   t = |t|·u, each then refined on a finer local grid by the exact lattice sum
-   S(t) = |Σᵢ exp(2πi rᵢ·t)| / n (1 when every spot has a whole r·t).
+   cell (estimated from the spots' nearest-neighbour distances unless given), taken as local maxima
+   over the directions, give candidate vectors t = |t|·u, each then refined on a finer local grid by
+   the exact lattice sum S(t) = |Σᵢ exp(2πi rᵢ·t)| / n (1 when every spot has a whole r·t).
 3. **Lattice.** Of the triplets of candidates that make a cell (not flat), the one that indexes most
    spots (|r·t − round(r·t)| ≤ :attr:`IndexingSettings.tolerance` for its three vectors), with the
    smallest volume among near-ties, is refined by least squares (r ≈ h·B, the cell A = B⁻¹ᵀ) and the
    spots are indexed again, a few times.
+   When that lattice indexes less than :attr:`IndexingSettings.wider_search_below` of the spots,
+   the search is repeated with twice the estimated maximum cell (the estimate is a lower bound).
 4. **More lattices**, as DIALS ``max_lattices``: the spots the lattice leaves unindexed are searched
    again, and a further lattice is kept when it indexes at least
    :attr:`IndexingSettings.min_lattice_spots` of them and half of what was left.
@@ -32,6 +34,7 @@ import itertools
 import math
 from typing import List, Optional, Tuple
 
+import numba
 import numpy as np
 
 
@@ -52,7 +55,9 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
     lattice must index; min_fraction: least fraction of all spots the first lattice must index (a
     best cell of random points, no lattice, indexes 15–22 % of them at tolerance 0.2); max_lattices: most lattices looked for; min_separation_deg: a further lattice
     of the same cell turned by less than this from one already found is the same lattice (its
-    spots are that lattice's, a little off their nodes: reflections are ≈ 0.1–0.3° wide); refine_cycles: least-squares cycles.
+    spots are that lattice's, a little off their nodes: reflections are ≈ 0.1–0.3° wide); refine_cycles: least-squares cycles;
+    wider_search_below: when the estimated max_cell's best lattice indexes less than this fraction of
+    the spots, the search is repeated with a longer max_cell (:func:`_first_lattice`).
     """
 
     max_cell: Optional[float] = None
@@ -68,6 +73,7 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
     max_lattices: int = 3
     min_separation_deg: float = 0.3
     refine_cycles: int = 4
+    wider_search_below: float = 0.9
 
 
 @dataclasses.dataclass
@@ -95,11 +101,13 @@ class IndexedLattice:
 class IndexingResult:
     """Lattices found in one image's spots (strongest first), the spots' scattering vectors
     ((n, 3) Å⁻¹, in the order given; the lattices' masks and Miller indices refer to them) and the
-    longest cell edge searched (Å)."""
+    longest cell edge searched (Å); nearest: each spot's distance to its nearest other spot (Å⁻¹,
+    :func:`nearest_neighbour_distances`; None for fewer than 2 spots)."""
 
     lattices: List[IndexedLattice]
     vectors: np.ndarray
     max_cell: Optional[float]
+    nearest: Optional[np.ndarray] = None
 
     @property
     def n_spots(self) -> int:
@@ -146,55 +154,106 @@ def hemisphere_directions(step: float) -> np.ndarray:
     return np.stack([radial * np.cos(phi), radial * np.sin(phi), z], axis=1)
 
 
-def estimate_max_cell(vectors: np.ndarray, limit: float = 250.0) -> float:
+def estimate_max_cell(vectors: np.ndarray, limit: float = 250.0, nearest: Optional[np.ndarray] = None) -> float:
     """Longest cell edge the spots allow (Å): 1.5 over the 5th percentile of the nearest-neighbour
     distances between the spots' scattering vectors, within 30 Å…limit (nearest nodes of a lattice
     lie 1/a apart along its longest edge a, or closer along a diagonal: the margin covers both).
     A still samples its lattice on the Ewald sphere's cap only, and where the cap cuts the lattice
     obliquely its nearest spots can lie further apart than 1.5/a: an edge beyond the estimate is
-    then not found (give :attr:`IndexingSettings.max_cell`)."""
+    then not found (give :attr:`IndexingSettings.max_cell`). nearest: the distances, when known
+    (:func:`nearest_neighbour_distances`)."""
     vectors = np.asarray(vectors, float)
     if len(vectors) < 2:
         return 30.0
-    return float(np.clip(1.5 / np.percentile(nearest_neighbour_distances(vectors), 5), 30.0, limit))
+    nearest = nearest_neighbour_distances(vectors) if nearest is None else nearest
+    return float(np.clip(1.5 / np.percentile(nearest, 5), 30.0, limit))
 
 
 def nearest_neighbour_distances(vectors: np.ndarray) -> np.ndarray:
     """Distance (Å⁻¹) from each of ≥ 2 scattering vectors to its nearest other one."""
-    vectors = np.asarray(vectors, float)
+    return np.sqrt(_nearest_squared(np.ascontiguousarray(vectors, np.float64)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_squared(vectors):
     nearest = np.full(len(vectors), np.inf)
-    for start in range(0, len(vectors), 512):
-        block = vectors[start:start + 512]
-        distance = np.linalg.norm(block[:, None, :] - vectors[None, :, :], axis=2)
-        distance[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
-        nearest[start:start + len(block)] = distance.min(axis=1)
+    for i in range(len(vectors)):
+        for j in range(i + 1, len(vectors)):
+            squared = (vectors[i, 0] - vectors[j, 0]) ** 2 + (vectors[i, 1] - vectors[j, 1]) ** 2 \
+                + (vectors[i, 2] - vectors[j, 2]) ** 2
+            if squared < nearest[i]:
+                nearest[i] = squared
+            if squared < nearest[j]:
+                nearest[j] = squared
     return nearest
 
 
 def lattice_sum(vectors: np.ndarray, trials: np.ndarray) -> np.ndarray:
     """S(t) = |Σᵢ exp(2πi rᵢ·t)| / n for each trial real-space vector t (rows of ``trials``, Å):
     1 when every spot's r·t is a whole number."""
-    phase = 2.0 * np.pi * (np.asarray(trials, float) @ np.asarray(vectors, float).T)
-    return np.hypot(np.cos(phase).sum(axis=1), np.sin(phase).sum(axis=1)) / len(vectors)
+    return _lattice_sum(np.ascontiguousarray(vectors, np.float64), np.ascontiguousarray(trials, np.float64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _lattice_sum(vectors, trials):
+    sums = np.empty(len(trials))
+    for i in range(len(trials)):
+        real = 0.0
+        imaginary = 0.0
+        for j in range(len(vectors)):
+            phase = 2.0 * math.pi * (trials[i, 0] * vectors[j, 0] + trials[i, 1] * vectors[j, 1]
+                                     + trials[i, 2] * vectors[j, 2])
+            real += math.cos(phase)
+            imaginary += math.sin(phase)
+        sums[i] = math.hypot(real, imaginary) / len(vectors)
+    return sums
+
+
+@numba.njit(cache=True, nogil=True)
+def _projection_histograms(directions, vectors, offset, width, n_bins):
+    """(m, n_bins) histograms of the projections r·u + offset (bins of ``width`` Å⁻¹ from 0) of the
+    scattering vectors on each direction u."""
+    histograms = np.zeros((len(directions), n_bins), np.float32)
+    for i in range(len(directions)):
+        for j in range(len(vectors)):
+            projection = directions[i, 0] * vectors[j, 0] + directions[i, 1] * vectors[j, 1] \
+                + directions[i, 2] * vectors[j, 2]
+            histograms[i, int((projection + offset) / width)] += 1.0
+    return histograms
+
+
+def fft_length(n: int) -> int:
+    """Smallest 2^a·3^b·5^c ≥ n: a length the FFT factors quickly (a length with a large prime
+    factor is several times slower)."""
+    best = 1 << max(int(n - 1).bit_length(), 0)
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            candidate = power35
+            while candidate < n:
+                candidate *= 2
+            best = min(best, candidate)
+            power35 *= 3
+        power5 *= 5
+    return best
 
 
 def candidate_vectors(vectors: np.ndarray, max_cell: float, settings: IndexingSettings) -> np.ndarray:
     """(k, 3) candidate real-space lattice vectors (Å), best first: the 1-D FFT peaks over the
-    hemisphere's directions, distinct in direction, each refined by the lattice sum."""
+    hemisphere's directions (local maxima over the directions), distinct in direction, each refined
+    by the lattice sum."""
     vectors = np.asarray(vectors, float)
     reach = float(np.linalg.norm(vectors, axis=1).max())
     # Steller's step, finer when the data reach far enough that it would blur a max-cell vector.
     step = min(settings.angular_step, 2.0 / (reach * max_cell))
     directions = hemisphere_directions(step)
     width = 1.0 / (4.0 * max_cell)  # Å⁻¹ per bin: ≥ 4 bins per period of the longest cell edge
-    n_bins = int(math.ceil(2.0 * reach / width)) + 1
+    n_bins = fft_length(int(math.ceil(2.0 * reach / width)) + 1)  # zeros beyond the reach: padding
     spectra = np.empty((len(directions), n_bins // 2 + 1), np.float32)
     for start in range(0, len(directions), 1024):
-        rows = directions[start:start + 1024]
-        bins = np.floor((rows @ vectors.T + reach) / width).astype(np.int64)
-        bins += (np.arange(len(rows)) * n_bins)[:, None]
-        histogram = np.bincount(bins.ravel(), minlength=len(rows) * n_bins).reshape(len(rows), n_bins)
-        spectra[start:start + len(rows)] = np.abs(np.fft.rfft(histogram.astype(np.float32), axis=1))
+        histograms = _projection_histograms(directions[start:start + 1024], vectors, reach, width, n_bins)
+        spectra[start:start + len(histograms)] = np.abs(np.fft.rfft(histograms, axis=1))
     lengths = np.arange(spectra.shape[1]) / (n_bins * width)  # Å: frequency k ↔ |t| = k/(n·width)
     allowed = (lengths >= settings.min_cell) & (lengths <= max_cell)
     spectra[:, ~allowed] = 0.0
@@ -202,14 +261,17 @@ def candidate_vectors(vectors: np.ndarray, max_cell: float, settings: IndexingSe
     # fundamental, the shortest length whose peak is within 80 % of the direction's highest.
     strength = spectra.max(axis=1)
     best_k = np.argmax(spectra >= 0.8 * strength[:, None], axis=1)
+    near = math.cos(3.0 * step)  # peaks closer in direction than 3 steps are one
     chosen: List[np.ndarray] = []
-    visited: List[np.ndarray] = []  # every peak refined, taken or not
-    for index in np.argsort(strength)[::-1][:MAX_PEAKS_PER_CANDIDATE * settings.n_candidates]:
+    visited = np.empty((2 * MAX_PEAKS_PER_CANDIDATE * settings.n_candidates, 3))  # unit vectors of every peak refined
+    n_visited = 0
+    for index in _local_maxima(directions, strength, 2.0 * step)[:MAX_PEAKS_PER_CANDIDATE * settings.n_candidates]:
         trial = directions[index] * lengths[best_k[index]]
-        if any(_same_line(trial, other, 3.0 * step) for other in visited):
+        if np.any(np.abs(visited[:n_visited] @ directions[index]) > near):
             continue  # a neighbour of a peak already refined
         refined = _fundamental(vectors, _refine_vector(vectors, trial, step), settings.min_cell)
-        visited += [trial, refined]
+        visited[n_visited:n_visited + 2] = directions[index], refined / np.linalg.norm(refined)
+        n_visited += 2
         if _orders_spanned(vectors, refined) >= MIN_ORDERS and \
                 not any(_same_line(refined, other, 3.0 * step) for other in chosen):
             chosen.append(refined)
@@ -218,17 +280,42 @@ def candidate_vectors(vectors: np.ndarray, max_cell: float, settings: IndexingSe
     return np.array(chosen)
 
 
+def _local_maxima(directions: np.ndarray, strength: np.ndarray, radius: float) -> np.ndarray:
+    """Indices of the directions whose strength no stronger direction within ``radius`` rad (u and
+    −u alike) exceeds, strongest first, among the :data:`LOCAL_MAXIMA_POOL` strongest. A lattice
+    vector's peak is a hill several degrees wide when the spots' r·t stay nearly whole as the
+    direction turns (a vector two split lattices nearly share, a short one over a thin cap): its
+    hundreds of directions would otherwise fill the candidates' places before the next vector's."""
+    order = np.argsort(strength)[::-1][:LOCAL_MAXIMA_POOL]
+    return order[_unshadowed(np.ascontiguousarray(directions[order]), math.cos(radius))]
+
+
+@numba.njit(cache=True, nogil=True)
+def _unshadowed(directions, cos_radius):
+    """Mask of the directions (sorted strongest first) with no earlier one within the radius."""
+    keep = np.ones(len(directions), np.bool_)
+    for i in range(len(directions)):
+        for j in range(i):
+            if abs(directions[i, 0] * directions[j, 0] + directions[i, 1] * directions[j, 1]
+                   + directions[i, 2] * directions[j, 2]) > cos_radius:
+                keep[i] = False
+                break
+    return keep
+
+
 #: Fewest whole numbers the spots' r·t must span for t to be a candidate: along a direction in which
 #: a still's spots hardly spread (the beam's, over the Ewald sphere's thin cap), every short t puts
 #: all r·t near one whole number and "indexes" every spot, meaning nothing.
 MIN_ORDERS = 4.0
-#: Strongest directions looked at per candidate wanted (most of a peak's neighbours are skipped
-#: without refinement; the rest bounds the work on spots with no lattice). On 116 simulated
-#: multi-lattice quadrants the baseline's AUC was 0.64 with 20, 0.69 with 100 and 0.70 unbounded,
-#: in 36 %, 56 % and 100 % of the unbounded time; but with 100 the candidates of a clean 151 × 177 ×
-#: 98 Å still filled up with side lobes of its 98 Å vector before the 177 Å edge came (a wrong
-#: first lattice): a broader search needs those side lobes told apart first.
+#: Peaks (local maxima over the directions, :func:`_local_maxima`) looked at per candidate wanted: the
+#: rest bounds the work on spots with no lattice. Before peaks were local maxima, the strongest
+#: directions were taken in turn, and the hundreds of directions of one broad peak (a vector two
+#: split lattices nearly share) filled the candidates' places: 36 % of xrais's multi-lattice quadrants
+#: of ≥ 300 spots indexed no lattice (0 % with local maxima; ``scripts/multilattice_indexing_study.py
+#: --true-lattices``).
 MAX_PEAKS_PER_CANDIDATE = 20
+#: Strongest directions among which :func:`_local_maxima` looks for peaks.
+LOCAL_MAXIMA_POOL = 3000
 
 
 def _orders_spanned(vectors: np.ndarray, vector: np.ndarray) -> float:
@@ -347,12 +434,16 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
     vectors = np.asarray(vectors, float).reshape(-1, 3)
     order = np.arange(len(vectors)) if intensities is None else np.argsort(-np.asarray(intensities), kind="stable")
     vectors = vectors[order]
-    max_cell = settings.max_cell or (estimate_max_cell(vectors, settings.max_cell_limit)
+    nearest = nearest_neighbour_distances(vectors) if len(vectors) >= 2 else None
+    max_cell = settings.max_cell or (estimate_max_cell(vectors, settings.max_cell_limit, nearest)
                                      if len(vectors) >= settings.min_spots else None)
     lattices: List[IndexedLattice] = []
     left = np.ones(len(vectors), bool)
     while len(lattices) < settings.max_lattices and left.sum() >= settings.min_spots:
-        found = index_lattice(vectors[left], settings, max_cell)
+        if lattices:
+            found = index_lattice(vectors[left], settings, max_cell)
+        else:
+            found, max_cell = _first_lattice(vectors, settings, max_cell)
         if found is None or (lattices and found.n_indexed < 0.5 * left.sum()) \
                 or (not lattices and found.n_indexed < settings.min_fraction * len(vectors)):
             break
@@ -370,7 +461,29 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
     restore = np.argsort(order)  # back to the input's order of spots
     lattices = [IndexedLattice(lattice.real_vectors, lattice.indexed[restore], lattice.miller[restore],
                                lattice.rms_fractional) for lattice in lattices]
-    return IndexingResult(lattices, vectors[restore], max_cell)
+    return IndexingResult(lattices, vectors[restore], max_cell, None if nearest is None else nearest[restore])
+
+
+def _first_lattice(vectors: np.ndarray, settings: IndexingSettings, max_cell: float) -> Tuple[Optional[IndexedLattice], float]:
+    """(the best lattice of all the spots, the longest cell edge searched). The nearest-neighbour
+    estimate of the longest edge is a lower bound (a still's cap can miss the nodes along the
+    longest reciprocal axis, and the estimate then falls short by up to 2×, so that the search finds
+    no lattice or a wrong one): when the lattice found indexes less than
+    :attr:`IndexingSettings.wider_search_below` of the spots, the search is repeated to
+    :data:`WIDER_SEARCH` × the estimate, and the wider result kept when it indexes more spots."""
+    found = index_lattice(vectors, settings, max_cell)
+    wider = min(WIDER_SEARCH * max_cell, settings.max_cell_limit)
+    if settings.max_cell is not None or wider <= max_cell or \
+            (found is not None and found.n_indexed >= settings.wider_search_below * len(vectors)):
+        return found, max_cell
+    again = index_lattice(vectors, settings, wider)
+    if again is not None and (found is None or again.n_indexed > found.n_indexed + 0.02 * len(vectors)):
+        return again, wider
+    return found, max_cell
+
+
+#: The wider search's longest cell edge, over the nearest-neighbour estimate (:func:`_first_lattice`).
+WIDER_SEARCH = 2.0
 
 
 def _same_lattice(lattices: List[IndexedLattice], real_vectors: np.ndarray, min_separation_deg: float) -> Optional[int]:

@@ -1,0 +1,97 @@
+"""Speed of the whole multi-lattice prediction of the ``indexing`` predictor on one core: spot finding
+on the full-resolution frame, indexing (1-D FFT basis search, lattice after lattice) and the
+lattice-evidence network.
+
+    python benchmarks/bench_multilattice.py [--images FILE ...] [--n 8] [--repeat 3]
+
+Images: the files given (any format xrais reads), or else ``--n`` PILATUS 6M multi-lattice images made
+once by ``xrais.simulate`` on the whole detector (kept in ``cache/bench_multilattice/``; needs the
+``sim`` extra). Reading the file is timed apart and not counted in the prediction. Each stage's time
+is the best of ``--repeat`` runs after a warm-up, on one numba and one torch thread; the table gives
+each image's times (ms) and the median, and the median's ratio to the target of 150 ms per
+PILATUS 6M image (issue 17).
+"""
+import os
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # one core, before numba loads
+
+import argparse
+import glob
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+TARGET_MS = 150.0
+CACHE = os.path.join("cache", "bench_multilattice")
+
+
+def simulated_images(n: int) -> list:
+    """Paths of n whole-detector PILATUS 6M multi-lattice CBF images, simulated once."""
+    folder = os.path.join(CACHE, f"pilatus6m_{n}")
+    paths = sorted(glob.glob(os.path.join(folder, "raw", "*.cbf")))
+    if len(paths) < n:
+        subprocess.run([sys.executable, "-m", "xrais.command_line.simulate", "recipe=multilattice",
+                        f"n_images={n}", f"shard_size={n}", "seed=17", "detector=PILATUS 6M",
+                        f"output.raw_cbf={n}", "output.raw_whole_detector=True", "output.log=None",
+                        f"output.directory={folder}"], check=True)
+        paths = sorted(glob.glob(os.path.join(folder, "raw", "*.cbf")))
+    return paths[:n]
+
+
+def best_seconds(function, repeat: int):
+    """(fastest time of ``repeat`` calls after a warm-up, the last call's result)."""
+    result = function()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - started)
+    return min(times), result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", nargs="+", help="image files (default: simulated PILATUS 6M images)")
+    parser.add_argument("--n", type=int, default=8, help="simulated images when --images is not given")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+
+    import xrais
+    from xrais.lattice import index_lattices, lattice_evidence
+    from xrais.models.registry import load_network
+    from xrais.spotfinder import find_spots, scattering_vectors
+
+    torch.set_num_threads(1)
+    network, _ = load_network("multilattice_evidence")
+    network.eval()
+    paths = args.images or simulated_images(args.n)
+    print(f"{'image':<34} {'detector':<12} {'spots':>6} {'read':>7} {'spots ms':>9} {'index ms':>9} "
+          f"{'network':>8} {'total ms':>9}  lattices")
+    rows = []
+    for path in paths:
+        read, frame = best_seconds(lambda: xrais.open_image(path), 1)
+        spotting, spots = best_seconds(lambda: find_spots(frame.pixels, frame.mask, frame.geometry), args.repeat)
+        keep = ~spots.on_ice_ring  # as index_frame does
+        indexing, result = best_seconds(lambda: index_lattices(scattering_vectors(spots, frame.geometry)[keep],
+                                                               spots.intensity[keep]), args.repeat)
+        evidence, _ = best_seconds(lambda: network.probability([lattice_evidence(result)]) if result.n_lattices
+                                   else None, args.repeat)
+        total = spotting + indexing + evidence
+        rows.append((spotting, indexing, evidence, total))
+        print(f"{os.path.basename(path):<34} {str(frame.geometry.detector):<12.12} {len(spots):6d} "
+              f"{1e3 * read:7.1f} {1e3 * spotting:9.1f} {1e3 * indexing:9.1f} {1e3 * evidence:8.1f} "
+              f"{1e3 * total:9.1f}  {result.n_lattices}")
+    median = 1e3 * np.median(np.array(rows), axis=0)
+    print(f"{'median':<34} {'':<12} {'':>6} {'':>7} {median[0]:9.1f} {median[1]:9.1f} {median[2]:8.1f} "
+          f"{median[3]:9.1f}")
+    print(f"median whole prediction {median[3]:.0f} ms per image on one core: {median[3] / TARGET_MS:.2f}× the "
+          f"target of {TARGET_MS:.0f} ms ({'met' if median[3] <= TARGET_MS else 'not met'}); "
+          f"slowest image {1e3 * max(row[3] for row in rows):.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
