@@ -38,7 +38,9 @@ def simulated_jobs(path):
         keep = ~data["ice"][part]
         jobs.append((data["vectors"][part][keep], data["intensity"][part][keep]))
     labels = dict(is_multi=data["label_n_lattices"][keep_image] > 1, n_lattices=data["label_n_lattices"][keep_image],
-                  split_deg=data["label_lattice_split_deg"][keep_image], detector=data["label_detector"][keep_image])
+                  split_deg=data["label_lattice_split_deg"][keep_image], detector=data["label_detector"][keep_image],
+                  # photons × crystal volume (µm³): the overall scale, which the label must not follow
+                  bragg_scale=data["label_photons"][keep_image] * data["label_crystal_size_um"][keep_image] ** 3)
     return jobs, labels
 
 

@@ -106,6 +106,19 @@ def main():
     for detector in sorted(set(test["detector"])):
         keep = test["detector"] == detector
         print(f"  {detector:<18} {keep.sum():4d} images AUC {auc(test_scores[keep], test['is_multi'][keep]):.3f}")
+    per_scale = []
+    if "bragg_scale" in test:  # a confound check: the call must not follow the overall scale
+        edges = np.percentile(test["bragg_scale"], [0, 100 / 3, 200 / 3, 100])
+        print("per overall scale (photons × crystal volume, held-out terciles):")
+        for low, high in zip(edges[:-1], edges[1:]):
+            keep = (test["bragg_scale"] >= low) & (test["bragg_scale"] <= high)
+            multi = test["is_multi"][keep].astype(bool)
+            per_scale.append({"scale_low": float(low), "scale_high": float(high), "images": int(keep.sum()),
+                              "auc": auc(test_scores[keep], multi),
+                              "accuracy": float(((test_scores[keep] > 0.5) == multi).mean()),
+                              "multilattice_share": float(multi.mean())})
+            print(f"  {low:9.3g}–{high:9.3g}  {keep.sum():4d} images  AUC {per_scale[-1]['auc']:.3f}  "
+                  f"accuracy {per_scale[-1]['accuracy']:.3f}  multi-lattice share {multi.mean():.2f}")
     final = {"held-out": table(test_scores, test)}
     if nanobragg is not None:
         final["nanobragg"] = nanobragg_rows(probabilities(network, nanobragg["features"]), nanobragg)
@@ -115,7 +128,7 @@ def main():
             print(f"  {name} multi {bool(multi)!s:5} σ {sigma:4.1f}°  p {p:.3f}")
     print("final:", json.dumps(final))
     if args.json:
-        json.dump({"curve": curve, "final": final}, open(args.json, "w"), indent=1)
+        json.dump({"curve": curve, "final": final, "held_out_per_scale": per_scale}, open(args.json, "w"), indent=1)
     if args.plot:
         plot(curve, args.plot)
     if args.export:
