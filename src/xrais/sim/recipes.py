@@ -23,7 +23,7 @@ background of 5 mm air + 25 µm water + 25 µm of one parasitic material, scaled
 (log-uniform here), beamstop < 15 mm, 0–5 hot pixels at 2^16, up to 124 dead pixels.
 Widened: distance 150–400 mm (paper 200–300), wavelength 0.75–1.35 Å (paper fixed 0.9795 Å), beam
 centre off the detector centre by up to 12 mm, spectral bandwidth, photons 2e11–8e11 (paper 4e11),
-crystal 20–30 µm (paper 25 µm) in the multi-lattice recipe. As at a beamline, where the distance is chosen so that the expected
+crystal edge log-uniform 8–40 µm (paper 25 µm) in both recipes (multi-lattice v3: 20–30 µm). As at a beamline, where the distance is chosen so that the expected
 resolution lands on the detector, a resolution image's distance is drawn (within 150–400 mm) so that
 its label's resolution ring crosses the rendered quadrant, out to its far corner: a ring past the
 quadrant's edges is partly visible, as on the best frames of a scan, while a label beyond the
@@ -49,8 +49,9 @@ RECIPES = ("resolution", "multilattice")
 #: new ones. Resolution v4: labels out to the quadrant's corner, small detectors, read noise.
 #: Multilattice v3: the paper's variances (not standard deviations) of the misorientation, splits
 #: of at least 0.3°, 2–5 mosaic domains.
-#: Resolution v5: crystal volume over 2 decades, independent of B.
-RECIPE_VERSIONS = {"resolution": 5, "multilattice": 3}
+#: Resolution v5: crystal volume over 2 decades, independent of B. Multilattice v4: the same for the
+#: multi-lattice recipe (crystal edge log-uniform 8–40 µm).
+RECIPE_VERSIONS = {"resolution": 5, "multilattice": 4}
 
 #: Fraction of blank images (no crystal: background, noise and masks only) in every recipe.
 BLANK_FRACTION = 0.04
@@ -84,8 +85,10 @@ DOMAIN_SIZES_UM = (0.05, 0.1, 0.15)
 #: Crystal edge (µm), log-uniform, of the resolution recipe: volumes over 2.1 decades (× photons
 #: 2–8·10¹¹: Bragg scale over 2.7 decades), drawn independently of B and of the background.
 RESOLUTION_CRYSTAL_SIZE_UM = (8.0, 40.0)
-#: Crystal edge (µm), uniform, of the multi-lattice recipe (the paper's 25 µm, widened).
-MULTILATTICE_CRYSTAL_SIZE_UM = (20.0, 30.0)
+#: Crystal edge (µm), log-uniform, of the multi-lattice recipe (v4; v3 drew 20–30 µm uniformly, the
+#: paper's 25 µm widened): volumes over 2.1 decades, so that the overall scale varies independently of
+#: the number of lattices.
+MULTILATTICE_CRYSTAL_SIZE_UM = (8.0, 40.0)
 
 
 @dataclasses.dataclass
@@ -238,8 +241,8 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
         mosaic_spread_deg=float(mosaic),
         mosaic_domains=int(rng.integers(*MOSAIC_DOMAINS[recipe])),
         domain_size_um=float(rng.choice(DOMAIN_SIZES_UM)),
-        crystal_size_um=(_log_uniform(rng, *RESOLUTION_CRYSTAL_SIZE_UM) if recipe == "resolution"
-                         else float(rng.uniform(*MULTILATTICE_CRYSTAL_SIZE_UM))),
+        crystal_size_um=_log_uniform(rng, *(RESOLUTION_CRYSTAL_SIZE_UM if recipe == "resolution"
+                                            else MULTILATTICE_CRYSTAL_SIZE_UM)),
         photons=_log_uniform(rng, 2e11, 8e11),
         beam_size_um=30.0,
         divergence_mrad=0.02,
