@@ -61,9 +61,9 @@ def main():
     import torch
 
     import xrais
-    from xrais.lattice import index_lattices, lattice_evidence
+    from xrais.lattice import index_lattices, indexing_input, lattice_evidence
     from xrais.models.registry import load_network
-    from xrais.spotfinder import find_spots, scattering_vectors
+    from xrais.spotfinder import find_spots
 
     torch.set_num_threads(1)
     network, _ = load_network("multilattice_evidence")
@@ -75,9 +75,7 @@ def main():
     for path in paths:
         read, frame = best_seconds(lambda: xrais.open_image(path), 1)
         spotting, spots = best_seconds(lambda: find_spots(frame.pixels, frame.mask, frame.geometry), args.repeat)
-        keep = ~spots.on_ice_ring  # as index_frame does
-        indexing, result = best_seconds(lambda: index_lattices(scattering_vectors(spots, frame.geometry)[keep],
-                                                               spots.intensity[keep]), args.repeat)
+        indexing, result = best_seconds(lambda: index_lattices(*indexing_input(spots, frame.geometry)), args.repeat)
         evidence, _ = best_seconds(lambda: network.probability([lattice_evidence(result)]) if result.n_lattices
                                    else None, args.repeat)
         total = spotting + indexing + evidence

@@ -46,15 +46,14 @@ def simulated_jobs(path):
 
 def labelled_image_jobs(path):
     import xrais
-    from xrais.spotfinder import find_spots, scattering_vectors
+    from xrais.lattice import indexing_input
+    from xrais.spotfinder import find_spots
 
     table = json.load(open(path))
     jobs, names = [], sorted(table)
     for name in names:
         frame = xrais.open_image(os.path.join(os.path.dirname(path), name))
-        spots = find_spots(frame.pixels, frame.mask, frame.geometry)
-        keep = ~spots.on_ice_ring
-        jobs.append((scattering_vectors(spots, frame.geometry)[keep], spots.intensity[keep]))
+        jobs.append(indexing_input(find_spots(frame.pixels, frame.mask, frame.geometry), frame.geometry))
     splits = [min(table[n].get("misorientation_measured_deg") or [0.0]) for n in names]
     labels = dict(is_multi=np.array([bool(table[n]["is_multi"]) for n in names]),
                   n_lattices=np.array([table[n]["n_lattices"] for n in names]), split_deg=np.array(splits),

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from xrais.io.geometry import Geometry
-from xrais.lattice import IndexingSettings, index_lattices
+from xrais.lattice import IndexingSettings, index_lattices, indexing_input
 from xrais.lattice.indexing import hemisphere_directions, lattice_misorientation_deg, reduced_basis
-from xrais.spotfinder import find_spots, scattering_vectors
+from xrais.spotfinder import find_spots
 
 from latticehelpers import ewald_cap_spots
 
@@ -37,9 +37,7 @@ def crystals():
 
 
 def _vectors(pixels, geometry):
-    spots = find_spots(pixels, None, geometry)
-    keep = ~spots.on_ice_ring
-    return scattering_vectors(spots, geometry)[keep], spots.intensity[keep]
+    return indexing_input(find_spots(pixels, None, geometry), geometry)
 
 
 def test_hemisphere_directions_are_unit_vectors_evenly_spaced():

@@ -2,6 +2,8 @@
 (:mod:`xrais.lattice.indexing`), the classical multi-lattice baseline, and the evidence of several
 lattices in an indexed still (:mod:`xrais.lattice.evidence`)."""
 from .evidence import FEATURE_NAMES, lattice_evidence
-from .indexing import IndexedLattice, IndexingResult, IndexingSettings, index_frame, index_lattice, index_lattices
+from .indexing import (IndexedLattice, IndexingResult, IndexingSettings, index_frame, index_lattice, index_lattices,
+                       indexing_input)
 
-__all__ = ["FEATURE_NAMES", "lattice_evidence", "IndexedLattice", "IndexingResult", "IndexingSettings", "index_frame", "index_lattice", "index_lattices"]
+__all__ = ["FEATURE_NAMES", "lattice_evidence", "IndexedLattice", "IndexingResult", "IndexingSettings", "index_frame",
+           "index_lattice", "index_lattices", "indexing_input"]

@@ -500,11 +500,19 @@ def index_frame(pixels: np.ndarray, mask: Optional[np.ndarray], geometry, spot_s
                 settings: IndexingSettings = IndexingSettings()) -> IndexingResult:
     """Lattices of one frame: its spots (dispersion threshold, :func:`xrais.spotfinder.find_spots`),
     those on ice rings left out, mapped to reciprocal space and indexed (:func:`index_lattices`)."""
-    from ..spotfinder import SpotFinderSettings, find_spots, scattering_vectors
+    from ..spotfinder import SpotFinderSettings, find_spots
 
     spots = find_spots(pixels, mask, geometry, spot_settings or SpotFinderSettings())
+    return index_lattices(*indexing_input(spots, geometry), settings=settings)
+
+
+def indexing_input(spots, geometry) -> Tuple[np.ndarray, np.ndarray]:
+    """(scattering vectors (n, 3) Å⁻¹, intensities) of a :class:`xrais.spotfinder.SpotList`'s spots
+    off the ice rings: what :func:`index_lattices` indexes."""
+    from ..spotfinder import scattering_vectors
+
     keep = ~spots.on_ice_ring
-    return index_lattices(scattering_vectors(spots, geometry)[keep], spots.intensity[keep], settings)
+    return scattering_vectors(spots, geometry)[keep], spots.intensity[keep]
 
 
 def reduced_basis(cell: np.ndarray) -> np.ndarray:
