@@ -123,9 +123,11 @@ def main():
             per_scale.append({"scale_low": float(low), "scale_high": float(high), "images": int(keep.sum()),
                               "auc": auc(test_scores[keep], multi),
                               "accuracy": float(((test_scores[keep] > 0.5) == multi).mean()),
-                              "multilattice_share": float(multi.mean())})
+                              "multilattice_share": float(multi.mean()),
+                              "no_lattice_share": float((test["features"][keep, names.index("n_lattices")] == 0).mean())})
             print(f"  {low:9.3g}–{high:9.3g}  {keep.sum():4d} images  AUC {per_scale[-1]['auc']:.3f}  "
-                  f"accuracy {per_scale[-1]['accuracy']:.3f}  multi-lattice share {multi.mean():.2f}")
+                  f"accuracy {per_scale[-1]['accuracy']:.3f}  multi-lattice share {multi.mean():.2f}  "
+                  f"no lattice {per_scale[-1]['no_lattice_share']:.2f}")
     final = {"held-out": table(test_scores, test)}
     if nanobragg is not None:
         final["nanobragg"] = nanobragg_rows(probabilities(network, nanobragg["features"]), nanobragg)
