@@ -1,7 +1,7 @@
 """Inference (and training-step) speed of the xrais networks.
 
     python benchmarks/bench_inference.py [--archs 18:1,18:0.5,18:0.25,34:1,...] [--repeat 5] [--train]
-    python benchmarks/bench_inference.py --archs= --models resolution,resolution_resnet,multilattice
+    python benchmarks/bench_inference.py --archs= --models resolution,resolution_resnet,multilattice_resnet
 
 For each architecture (ResNet depth : width): parameters; latency of one quadrant on one CPU core
 (``torch.set_num_threads(1)``, batch 1, channels_last, through :class:`xrais.models.XraisModel`);

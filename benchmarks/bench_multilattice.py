@@ -1,4 +1,4 @@
-"""Speed of the whole multi-lattice prediction of the ``indexing`` predictor on one core: spot finding
+"""Speed of the whole prediction of the ``multilattice`` predictor on one core: spot finding
 on the full-resolution frame, indexing (1-D FFT basis search, lattice after lattice) and the
 lattice-evidence network.
 
@@ -66,7 +66,7 @@ def main():
     from xrais.spotfinder import find_spots
 
     torch.set_num_threads(1)
-    network, _ = load_network("multilattice_evidence")
+    network, _ = load_network("multilattice")
     network.eval()
     paths = args.images or simulated_images(args.n)
     print(f"{'image':<34} {'detector':<12} {'spots':>6} {'read':>7} {'spots ms':>9} {'index ms':>9} "

@@ -4,7 +4,7 @@ simulate.json), its CPU inference time per quadrant (measured here) and, for the
 when the project's shared data lie beside the checkout, its result on the real thaumatin grid scan
 (the figures tests/test_shipped_models.py checks).
 
-    python scripts/model_card_facts.py resolution|multilattice
+    python scripts/model_card_facts.py resolution|resolution_resnet|multilattice_resnet
 
 Run from the repository root after scripts/train_shipped_models.sh (which calls it last).
 """
@@ -57,27 +57,28 @@ def simulation_cost(directory: str) -> str:
 
 
 def main():
-    if len(sys.argv) != 2 or sys.argv[1] not in ("resolution", "multilattice"):
+    if len(sys.argv) != 2 or sys.argv[1] not in ("resolution", "resolution_resnet", "multilattice_resnet"):
         raise SystemExit(__doc__)
-    kind = sys.argv[1]
+    name = sys.argv[1]
+    kind = name.split("_")[0]  # the recipe, and the data folders, of the model
     datasets = [d for d in (f"data/{kind}", f"data/{kind}_test", f"data/{kind}_test_rayonix") if os.path.isdir(d)]
-    model = load(kind, device="cpu")
+    model = load(name, device="cpu")
     one_core = cpu_seconds_per_quadrant(model, threads=1, batch=1, repeat=10)
     all_cores = cpu_seconds_per_quadrant(model, threads=os.cpu_count() or 1, batch=16, repeat=5)
-    card = annotate(kind, training={
+    card = annotate(name, training={
         "simulation": [simulation_cost(d) for d in datasets],
         "cpu_inference_ms_per_quadrant": (f"{1e3 * one_core:.1f} ms on 1 core (batch 1); "
                                          f"{1.0 / all_cores:.0f} quadrants/s on {os.cpu_count()} cores (batch 16); "
                                          f"torch {torch.__version__}"),
-        "commands": recipe_commands(kind),
+        "commands": recipe_commands(name),
     })
     print(f"{card}: recipe commands, simulation cost and CPU inference time recorded "
           f"({1e3 * one_core:.1f} ms per quadrant on 1 core)")
     paths = sorted(glob.glob(os.path.join(THAUMATIN_GRID, "thau_3_2_*.cbf.bz2")))
-    if kind == "resolution" and paths:
+    if name == "resolution" and paths:
         facts = thaumatin_grid(paths)
         print("thaumatin grid:", "; ".join(f"{k}: {v}" for k, v in facts.items()))
-        annotate(kind, evaluation=("real thaumatin grid scan (19 PILATUS3 6M stills, Diamond I24; shared/data of the "
+        annotate(name, evaluation=("real thaumatin grid scan (19 PILATUS3 6M stills, Diamond I24; shared/data of the "
                                    "project, tests/test_shipped_models.py)", facts))
 
 

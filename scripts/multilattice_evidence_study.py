@@ -4,11 +4,12 @@ own simulated quadrants at growing sizes, measured on a held-out simulated set (
 detector) and on the nanoBragg validation images (with and without the σ = 0.1° pairs), beside the
 indexing baseline's score (``fraction_other``) and the spot count (the confound to beat).
 
-    python scripts/multilattice_evidence_study.py --train data/ml_evidence/train_v4.npz \\
-        --test data/ml_evidence/test_v4.npz --nanobragg data/ml_evidence/nanobragg_mlg.npz \\
-        --sizes 250 500 1000 1926 --plot docs/multilattice_evidence_curve.png
+    python scripts/multilattice_evidence_study.py --train data/ml_evidence/train_v5.npz \\
+        --test data/ml_evidence/test_v5.npz --nanobragg data/ml_evidence/nanobragg_mlg.npz \\
+        --sizes 250 500 1000 1920 --plot docs/multilattice_evidence_curve.png
 
-(the shipped model's exact commands are in its card, ``multilattice_evidence.md``)
+(the shipped model, ``multilattice``: its exact commands are in its card, ``multilattice.md``, and
+in ``scripts/train_shipped_models.sh multilattice``)
 """
 from __future__ import annotations
 
@@ -70,9 +71,9 @@ def main():
     parser.add_argument("--train", required=True)
     parser.add_argument("--test", required=True)
     parser.add_argument("--nanobragg")
-    parser.add_argument("--train-spots", default="data/ml_spots/train_s2_v4.npz",
+    parser.add_argument("--train-spots", default="data/ml_spots/train_s2_v5.npz",
                         help="the spots --train was computed from (for the card's commands)")
-    parser.add_argument("--test-spots", default="data/ml_spots/rn_s1_v4.npz",
+    parser.add_argument("--test-spots", default="data/ml_spots/test_s1_v5.npz",
                         help="the spots --test was computed from (for the card's commands)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000, 2000])
     parser.add_argument("--repeats", type=int, default=3, help="draws of each training size")
@@ -155,15 +156,15 @@ def main():
                             "misses are mostly splits of 0.3–0.6°. The learning curve rises only "
                             f"slowly from {curve_ends(curve)}: the features more than the data limit it"),
             "compared_with": (f"same images — held-out simulated: indexing baseline fraction_other_lattices AUC "
-                              f"{single['fraction_other'][0]:.2f}, spot count {single['log_n_spots'][0]:.2f}, multilattice "
-                              f"ResNet 0.57 (its card); nanoBragg without σ = 0.1°: indexing baseline "
+                              f"{single['fraction_other'][0]:.2f}, spot count {single['log_n_spots'][0]:.2f}, "
+                              f"multilattice_resnet 0.57 (its card, recipe v3); nanoBragg without σ = 0.1°: indexing baseline "
                               f"{single['fraction_other'][1]:.2f}, spot count {single['log_n_spots'][1]:.2f}, ResNet 0.61"),
             "real_images": REAL_IMAGES,
             "cpu_time": ("the whole prediction (spot finding, indexing, network) on one core: see "
                          "benchmarks/bench_multilattice.py and benchmarks/RESULTS.md; the network itself < 1 ms"),
             "commands": [
-                f"python scripts/multilattice_spots.py {args.train_spots} --seed 2 --n 2000",
-                f"python scripts/multilattice_spots.py {args.test_spots} --seed 1 --n 200",
+                f"python scripts/multilattice_spots.py {args.train_spots} --seed 2 --n {spot_images(args.train_spots)}",
+                f"python scripts/multilattice_spots.py {args.test_spots} --seed 1 --n {spot_images(args.test_spots)}",
                 f"python scripts/multilattice_evidence.py {args.train} --spots {args.train_spots}",
                 f"python scripts/multilattice_evidence.py {args.test} --spots {args.test_spots}",
                 f"python scripts/multilattice_evidence.py {args.nanobragg} "
@@ -183,6 +184,11 @@ REAL_IMAGES = ("thaumatin grid (PILATUS3 6M stills): frames 1–15 index thaumat
                "16–19: null. Whether the crystal is split or its mosaic blocks lie that far apart is not known. "
                "Rayonix MX340-HS hit and the four CS-PAD thermolysin stills: null (their spots, mostly noise on these "
                "integrating detectors, index no lattice)")
+def spot_images(path: str) -> int:
+    """Images (blanks included) of a spots file of scripts/multilattice_spots.py."""
+    return len(np.load(path)["offsets"]) - 1
+
+
 def targets_status(final):
     """'experimental: short of the targets: …' naming each target not met and its measure, or 'targets met'."""
     short = targets_missed({"held_out": final["held-out"], "nanobragg_validation": final.get("nanobragg")})

@@ -24,13 +24,13 @@ def spots_of(job):
     from xrais.sim import recipes
     from xrais.sim.frame import quadrant_window
     from xrais.sim.pool import StructurePool
-    from xrais.sim.training_images import render_training_image
+    from xrais.sim.training_images import render_training_image, spec_geometry
     from xrais.spotfinder import find_spots, scattering_vectors
 
     pool = StructurePool(size=pool_size)
     spec = recipes.sample_spec("multilattice", index, seed, pool.size)
     image = render_training_image(spec, pool, keep_raw=True)
-    window = quadrant_window(image.geometry, spec.quadrant)
+    window = quadrant_window(spec_geometry(spec), spec.quadrant)  # the pixels rendered
     rows, columns = window.slices
     fast0, slow0 = columns.start, rows.start
     geometry = dataclasses.replace(image.geometry, shape=(rows.stop - rows.start, columns.stop - columns.start),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The exact commands that made the shipped models (src/xrais/models/weights/{resolution,multilattice}),
-# on a 2-core CPU machine, from the repository root with the venv of `make setup`.
-#   scripts/train_shipped_models.sh resolution|resolution_resnet|multilattice|all
+# The exact commands that made the shipped models (src/xrais/models/weights/), on a 2-core CPU
+# machine, from the repository root with the venv of `make setup`.
+#   scripts/train_shipped_models.sh resolution|resolution_resnet|multilattice|multilattice_resnet|all
 # Every step resumes: run it again after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,22 +38,42 @@ resolution_resnet() {
     output.directory=runs/resolution_resnet output.export=resolution_resnet output.log=runs/train_resolution_resnet.log
 }
 
+# The lattice-evidence network, shipped as multilattice: spots of simulated quadrants indexed, their
+# evidence features, and the network trained on them (the study's learning curve, tables and card).
 multilattice() {
+  mkdir -p data/ml_spots data/ml_evidence
+  python scripts/multilattice_spots.py data/ml_spots/train_s2_v5.npz --seed 2 --n ${N_EVIDENCE:-2000} --nproc $NPROC
+  python scripts/multilattice_spots.py data/ml_spots/test_s1_v5.npz --seed 1 --n ${N_EVIDENCE_TEST:-400} --nproc $NPROC
+  python scripts/multilattice_evidence.py data/ml_evidence/train_v5.npz --spots data/ml_spots/train_s2_v5.npz --nproc $NPROC
+  python scripts/multilattice_evidence.py data/ml_evidence/test_v5.npz --spots data/ml_spots/test_s1_v5.npz --nproc $NPROC
+  python scripts/multilattice_evidence.py data/ml_evidence/nanobragg_mlg.npz \
+    --labels ../shared/data/nanobragg_validation/ml/labels.json --nproc $NPROC
+  python scripts/multilattice_evidence_study.py --train data/ml_evidence/train_v5.npz \
+    --test data/ml_evidence/test_v5.npz --nanobragg data/ml_evidence/nanobragg_mlg.npz \
+    --train-spots data/ml_spots/train_s2_v5.npz --test-spots data/ml_spots/test_s1_v5.npz \
+    --sizes 250 500 1000 ${N_EVIDENCE_CURVE_MAX:-1920} --repeats 3 --json docs/multilattice_evidence_study.json \
+    --plot docs/multilattice_evidence_curve.png --export multilattice
+}
+
+# The paper's quadrant classifier, shipped as multilattice_resnet for comparison (made with
+# multi-lattice recipe v3; the recipe has changed since).
+multilattice_resnet() {
   xrais.simulate recipe=multilattice n_images=$N_MULTILATTICE seed=0 nproc=$NPROC \
     output.directory=data/multilattice output.log=data/simulate_multilattice.log
   xrais.simulate recipe=multilattice n_images=$N_TEST seed=1 nproc=$NPROC output.directory=data/multilattice_test \
     output.log=data/simulate_multilattice_test.log
   xrais.train data/multilattice kind=multilattice epochs=${EPOCHS_MULTILATTICE:-10} \
-    output.directory=runs/multilattice output.export=multilattice output.log=runs/train_multilattice.log
-  xrais.evaluate data/multilattice_test model=multilattice output.json=runs/multilattice_test.json \
+    output.directory=runs/multilattice_resnet output.export=multilattice_resnet output.log=runs/train_multilattice_resnet.log
+  xrais.evaluate data/multilattice_test model=multilattice_resnet output.json=runs/multilattice_resnet_test.json \
     output.card="held-out test set (Rayonix MX340-HS, PILATUS 6M, EIGER 16M; seed 1)"
-  model_card_facts multilattice
+  model_card_facts multilattice_resnet
 }
 
 case "${1:-all}" in
   resolution) resolution ;;
   resolution_resnet) resolution_resnet ;;
   multilattice) multilattice ;;
+  multilattice_resnet) multilattice_resnet ;;
   all) resolution; multilattice ;;
-  *) echo "usage: $0 resolution|resolution_resnet|multilattice|all" >&2; exit 2 ;;
+  *) echo "usage: $0 resolution|resolution_resnet|multilattice|multilattice_resnet|all" >&2; exit 2 ;;
 esac

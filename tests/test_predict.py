@@ -36,12 +36,17 @@ def _tiny(kind, constant_radius=None, seed=0):
     return network
 
 
+#: The quadrant networks (the resolution model and the paper's multi-lattice ResNet).
+QUADRANT_NETWORKS = ("resolution", "multilattice_resnet")
+
+
 @pytest.fixture()
 def model_folder(tmp_path, monkeypatch):
-    """Tiny 'resolution' (constant radius 120 downsampled px) and random 'multilattice' models."""
+    """Tiny 'resolution' (constant radius 120 downsampled px) and random 'multilattice_resnet' models
+    (the 'multilattice' predictor's lattice-evidence network is the shipped one)."""
     folder = tmp_path / "models"
     models.export(_tiny("resolution", constant_radius=120.0), folder / "resolution")
-    models.export(_tiny("multilattice", seed=1), folder / "multilattice")
+    models.export(_tiny("multilattice", seed=1), folder / "multilattice_resnet")
     monkeypatch.setenv("XRAIS_MODELS", str(folder))
     plugins.predictors.cache_clear()  # fresh predictor objects load the models above
     yield folder
@@ -66,7 +71,8 @@ def test_results_in_order_with_errors_and_designed_values(tmp_path, model_folder
     bad = tmp_path / "img_0001b.cbf"
     bad.write_bytes(open(paths[0], "rb").read()[:3000])
     inputs = [paths[0], str(bad), paths[1], paths[2]]
-    results = Predictor(device="cpu").predict(inputs)
+    predictor = Predictor(predictors=QUADRANT_NETWORKS, device="cpu")
+    results = predictor.predict(inputs)
     assert [r["image"] for r in results] == inputs
     assert results[1]["error"] and "truncated" in results[1]["error"] and results[1]["d_min"] is None
     expected_inverse_d = float(GEOMETRY.inverse_d_at(120.0 * 2))  # 120 downsampled px × factor 2
@@ -76,8 +82,9 @@ def test_results_in_order_with_errors_and_designed_values(tmp_path, model_folder
         assert r["d_min"] == pytest.approx(1 / expected_inverse_d, rel=1e-3)
         assert r["d_quadrants"] == pytest.approx([1 / expected_inverse_d] * 4, rel=1e-3)
         assert r["b_factor"] == pytest.approx(4 * (1 / expected_inverse_d) ** 2 + 12, rel=1e-3)
-        assert r["diffraction"] is True and 0 <= r["p_multilattice"] <= 1 and len(r["p_multilattice_quadrants"]) == 1
-    assert list(results[0]) == list(Predictor(device="cpu").fields)
+        assert r["diffraction"] is True and 0 <= r["p_multilattice_resnet"] <= 1
+        assert len(r["p_multilattice_resnet_quadrants"]) == 1
+    assert list(results[0]) == list(predictor.fields)
 
 
 def test_no_diffraction_instead_of_a_made_up_number(tmp_path, monkeypatch):
@@ -98,13 +105,13 @@ def test_no_diffraction_instead_of_a_made_up_number(tmp_path, monkeypatch):
 def test_api_matches_the_model_on_arrays_frames_and_one_quadrant(tmp_path, model_folder):
     rng = np.random.default_rng(3)
     pixels = rng.poisson(30, SHAPE).astype(np.int32)
-    network = models.load("multilattice", device="cpu")
+    network = models.load("multilattice_resnet", device="cpu")
     direct = network.predict(condition(pixels, None, GEOMETRY), GEOMETRY)
-    (from_array,) = Predictor(predictors=("multilattice",), device="cpu", quadrants=4).predict([(pixels, GEOMETRY)])
-    assert from_array["p_multilattice_quadrants"] == pytest.approx(direct.tolist(), abs=1e-4)
-    assert from_array["p_multilattice"] == pytest.approx(float(direct.mean()), abs=1e-4)
-    (quadrant_0,) = Predictor(predictors=("multilattice",), device="cpu").predict([(pixels, GEOMETRY)])
-    assert quadrant_0["p_multilattice"] == pytest.approx(float(direct[0]), abs=1e-4)
+    (from_array,) = Predictor(predictors=("multilattice_resnet",), device="cpu", quadrants=4).predict([(pixels, GEOMETRY)])
+    assert from_array["p_multilattice_resnet_quadrants"] == pytest.approx(direct.tolist(), abs=1e-4)
+    assert from_array["p_multilattice_resnet"] == pytest.approx(float(direct.mean()), abs=1e-4)
+    (quadrant_0,) = Predictor(predictors=("multilattice_resnet",), device="cpu").predict([(pixels, GEOMETRY)])
+    assert quadrant_0["p_multilattice_resnet"] == pytest.approx(float(direct[0]), abs=1e-4)
     frame = xrais.open_image(_images(tmp_path, 1)[0])
     (one,) = Predictor(predictors=("resolution",), device="cpu", quadrants=1).predict([frame])
     assert len(one["d_quadrants"]) == 1 and one["image"] == frame.source
@@ -131,32 +138,38 @@ def test_an_array_and_its_file_are_masked_alike_and_agree(shared_data):
 
 
 def test_the_api_and_the_programs_share_each_predictors_quadrants(tmp_path, model_folder, monkeypatch, capsys):
-    """One default per predictor (the paper's: resolution 4 quadrants, multi-lattice quadrant 0), used
-    by xrais.Predictor and by dials.xrais_multilattice / dials.xrais_resolution alike, so that an image
-    gets the same p_multilattice from all of them; quadrants=4 still asks for all four everywhere."""
+    """One default per quadrant predictor (the paper's: resolution 4 quadrants, the multi-lattice
+    ResNet quadrant 0), used by xrais.Predictor and by dials.xrais_multilattice /
+    dials.xrais_resolution alike, so that an image gets the same p_multilattice_resnet from all of
+    them; quadrants=4 still asks for all four everywhere. The raw-frame predictors (multilattice
+    among them) are given no quadrants."""
     monkeypatch.chdir(tmp_path)
     (path,) = _images(tmp_path, 1)
-    assert Predictor(device="cpu").plugin_quadrants == {"resolution": (0, 1, 2, 3), "multilattice": (0,)}
-    assert Predictor(device="cpu", quadrants=4).plugin_quadrants["multilattice"] == (0, 1, 2, 3)
-    (api,) = Predictor(device="cpu").predict([path])
-    (alone,) = Predictor(predictors=("multilattice",), device="cpu").predict([path])
-    assert len(api["p_multilattice_quadrants"]) == 1 and len(api["d_quadrants"]) == 4
-    assert multilattice_program([path, "output.json=m.json", "output.plot=None", "output.log=None"]) == 0
-    assert resolution_program([path, "predictors=resolution,multilattice", "output.json=r.json", "output.plot=None",
-                               "output.log=None"]) == 0
+    assert Predictor(device="cpu").plugin_quadrants == {"resolution": (0, 1, 2, 3)}
+    networks = Predictor(predictors=QUADRANT_NETWORKS, device="cpu")
+    assert networks.plugin_quadrants == {"resolution": (0, 1, 2, 3), "multilattice_resnet": (0,)}
+    assert Predictor(predictors=QUADRANT_NETWORKS, device="cpu", quadrants=4).plugin_quadrants[
+        "multilattice_resnet"] == (0, 1, 2, 3)
+    (api,) = networks.predict([path])
+    (alone,) = Predictor(predictors=("multilattice_resnet",), device="cpu").predict([path])
+    assert len(api["p_multilattice_resnet_quadrants"]) == 1 and len(api["d_quadrants"]) == 4
+    assert multilattice_program([path, "predictors=multilattice_resnet", "output.json=m.json", "output.plot=None",
+                                 "output.log=None"]) == 0
+    assert resolution_program([path, "predictors=resolution,multilattice_resnet", "output.json=r.json",
+                               "output.plot=None", "output.log=None"]) == 0
     from_programs = [json.loads((tmp_path / name).read_text())["images"][0] for name in ("m.json", "r.json")]
     for result in [alone] + from_programs:
-        assert result["p_multilattice"] == pytest.approx(api["p_multilattice"], abs=1e-4)
-    assert multilattice_program([path, "quadrants=4", "output.json=m4.json", "output.plot=None",
-                                 "output.log=None"]) == 0
-    assert len(json.loads((tmp_path / "m4.json").read_text())["images"][0]["p_multilattice_quadrants"]) == 4
+        assert result["p_multilattice_resnet"] == pytest.approx(api["p_multilattice_resnet"], abs=1e-4)
+    assert multilattice_program([path, "predictors=multilattice_resnet", "quadrants=4", "output.json=m4.json",
+                                 "output.plot=None", "output.log=None"]) == 0
+    assert len(json.loads((tmp_path / "m4.json").read_text())["images"][0]["p_multilattice_resnet_quadrants"]) == 4
     capsys.readouterr()
     assert multilattice_program(["-h"]) == 0
     multilattice_help = capsys.readouterr().out
     assert resolution_program(["-h"]) == 0
     resolution_help = capsys.readouterr().out
     assert "quadrants" in multilattice_help and "reduce" not in multilattice_help
-    assert "reduce" in resolution_help and "multilattice 1" in resolution_help
+    assert "reduce" in resolution_help and "multilattice_resnet 1" in resolution_help
 
 
 def test_near_empty_frames_read_as_no_diffraction(shared_data):
@@ -214,14 +227,15 @@ def test_noise_is_blank_or_refused_as_too_small_at_any_size():
     noise = rng.poisson(5, (1300, 1200)).astype(np.int32)
     (result,) = Predictor(predictors=("resolution",), device="cpu").predict([(noise, near_the_edge)])
     assert result["error"] is None and [v is None for v in result["inverse_d_quadrants"]] == [True, False, True, False]
-    (result,) = predictor.predict([(noise, near_the_edge)])  # the multi-lattice model reads quadrant 0 alone
-    assert result["error"].endswith("in quadrant 0 after the 1×1 max-pool; the multilattice model needs 320×320")
+    (result,) = Predictor(predictors=QUADRANT_NETWORKS, device="cpu").predict([(noise, near_the_edge)])
+    # the multi-lattice ResNet reads quadrant 0 alone
+    assert result["error"].endswith("in quadrant 0 after the 1×1 max-pool; the multilattice_resnet model needs 320×320")
 
 
 # The random multi-lattice network's probabilities, rounded to 4 decimals in the rows. Batches of
 # other sizes sum float32 terms in another order, which changes the last bits (~1e-7) and can move a
 # rounded value by one step of 1e-4 (1.5e-4: one step plus its binary representation error).
-ROUNDED_PROBABILITIES = ("p_multilattice", "p_multilattice_quadrants")
+ROUNDED_PROBABILITIES = ("p_multilattice", "p_multilattice_resnet", "p_multilattice_resnet_quadrants")
 ONE_ROUNDING_STEP = 1.5e-4
 
 
@@ -233,15 +247,19 @@ def _assert_same_predictions(rows, reference):
     assert exact(rows) == exact(reference)
     for row, expected in zip(rows, reference):
         for key in ROUNDED_PROBABILITIES:
-            assert row[key] == pytest.approx(expected[key], abs=ONE_ROUNDING_STEP), (row["image"], key)
+            if expected.get(key) is None:  # no lattice indexed, or the predictor not run: the same
+                assert row.get(key) is None, (row["image"], key)
+            else:
+                assert row[key] == pytest.approx(expected[key], abs=ONE_ROUNDING_STEP), (row["image"], key)
 
 
 def test_threads_and_concurrent_callers_agree(tmp_path, model_folder):
     paths = _images(tmp_path, 4)
-    serial = Predictor(device="cpu", batch_size=3).predict(paths)
-    threaded = Predictor(device="cpu", nproc=2, batch_size=2).predict(paths)
+    every = ("resolution", "multilattice", "multilattice_resnet", "spots", "indexing")
+    serial = Predictor(predictors=every, device="cpu", batch_size=3).predict(paths)
+    threaded = Predictor(predictors=every, device="cpu", nproc=2, batch_size=2).predict(paths)
     _assert_same_predictions(threaded, serial)
-    shared = Predictor(device="cpu")
+    shared = Predictor(predictors=every, device="cpu")
     outputs = [None, None]
 
     def call(slot):
@@ -320,10 +338,10 @@ def test_program_outputs_and_exit_codes(tmp_path, model_folder, monkeypatch, cap
 
 @pytest.fixture()
 def experimental_multilattice(tmp_path, monkeypatch):
-    """The tiny models, the multi-lattice one's card marked experimental (as the shipped one's)."""
+    """The tiny models, the multi-lattice ResNet's card marked experimental (as the shipped one's)."""
     folder = tmp_path / "experimental_models"
     models.export(_tiny("resolution", constant_radius=120.0), folder / "resolution")
-    models.export(_tiny("multilattice", seed=1), folder / "multilattice",
+    models.export(_tiny("multilattice", seed=1), folder / "multilattice_resnet",
                   {"limitations": "experimental: near chance on held-out images. It needs more data."})
     monkeypatch.setenv("XRAIS_MODELS", str(folder))
     plugins.predictors.cache_clear()
@@ -341,28 +359,29 @@ def test_experimental_numbers_say_so_and_the_threshold_is_a_parameter(tmp_path, 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(matplotlib.rcParams, "svg.fonttype", "none")  # text stays text in the SVG
     paths = _images(tmp_path)
-    predictor = Predictor(device="cpu")
+    predictor = Predictor(predictors=QUADRANT_NETWORKS, device="cpu")
     assert predictor.experimental == {field: "near chance on held-out images" for field in
-                                      ("p_multilattice", "p_multilattice_quadrants", "multilattice")}
-    assert resolution_program(paths + ["predictors=resolution,multilattice", "output.json=r.json",
+                                      ("p_multilattice_resnet", "p_multilattice_resnet_quadrants", "multilattice_resnet")}
+    assert resolution_program(paths + ["predictors=resolution,multilattice_resnet", "output.json=r.json",
                                        "output.plot=r.svg", "output.log=None"]) == 0
     out = capsys.readouterr().out
     summary = json.loads((tmp_path / "r.json").read_text())["summary"]
-    assert summary["experimental"] == {"fraction_multilattice": "near chance on held-out images"}
-    fraction_line = next(line for line in out.splitlines() if "fraction multi-lattice" in line)
+    assert summary["experimental"] == {"fraction_multilattice_resnet": "near chance on held-out images"}
+    fraction_line = next(line for line in out.splitlines() if "fraction multi-lattice (ResNet)" in line)
     assert fraction_line.endswith("(experimental model: near chance on held-out images)")
     assert "experimental" not in next(line for line in out.splitlines() if "median d_min" in line)
-    assert "p_multi*" in out and "* p_multi: experimental model, near chance on held-out images" in out
+    assert "p_multi_resnet*" in out and "* p_multi_resnet: experimental model, near chance on held-out images" in out
     plot = (tmp_path / "r.svg").read_text()
     assert plot.count("EXPERIMENTAL model: near chance") == 1
     for threshold, fraction in (("0", 1.0), ("1", 0.0)):
-        assert multilattice_program(paths + [f"multilattice_threshold={threshold}", f"output.json=m{threshold}.json",
-                                             "output.plot=None", "output.log=None"]) == 0
+        assert multilattice_program(paths + ["predictors=multilattice_resnet", f"multilattice_threshold={threshold}",
+                                             f"output.json=m{threshold}.json", "output.plot=None",
+                                             "output.log=None"]) == 0
         document = json.loads((tmp_path / f"m{threshold}.json").read_text())
-        assert document["summary"]["fraction_multilattice"] == fraction
+        assert document["summary"]["fraction_multilattice_resnet"] == fraction
         assert document["parameters"]["multilattice_threshold"] == float(threshold)
-    strict = Predictor(predictors=("multilattice",), device="cpu", multilattice_threshold=1.0).predict(paths)
-    assert not any(r["multilattice"] for r in strict)
+    strict = Predictor(predictors=("multilattice_resnet",), device="cpu", multilattice_threshold=1.0).predict(paths)
+    assert not any(r["multilattice_resnet"] for r in strict)
     assert multilattice_program(paths + ["multilattice_threshold=1.5"]) == 2
 
 
@@ -371,20 +390,21 @@ def test_units_and_names_in_the_table_the_csv_and_the_help(tmp_path, model_folde
     has one value per cell, a column per quadrant for the per-quadrant lists."""
     monkeypatch.chdir(tmp_path)
     paths = _images(tmp_path, 2)
-    assert resolution_program(paths + ["predictors=resolution,multilattice", "output.csv=r.csv", "output.json=r.json",
-                                       "output.plot=None", "output.log=None"]) == 0
+    assert resolution_program(paths + ["predictors=resolution,multilattice_resnet", "output.csv=r.csv",
+                                       "output.json=r.json", "output.plot=None", "output.log=None"]) == 0
     assert "spread/Å⁻¹" in capsys.readouterr().out
     images = json.loads((tmp_path / "r.json").read_text())["images"]
     with open(tmp_path / "r.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
     header = list(table[0])
     assert [c for c in header if c.startswith("d_quadrants")] == [f"d_quadrants_{q}" for q in range(4)]
-    assert [c for c in header if c.startswith("p_multilattice_quadrants")] == ["p_multilattice_quadrants_0"]
+    assert [c for c in header if c.startswith("p_multilattice_resnet_quadrants")] == ["p_multilattice_resnet_quadrants_0"]
     assert not any(";" in cell for row in table for cell in row.values())
     for row, image in zip(table, images):
         assert [float(row[f"inverse_d_quadrants_{q}"]) for q in range(4)] == \
             pytest.approx(image["inverse_d_quadrants"], rel=1e-6)
-        assert float(row["p_multilattice_quadrants_0"]) == pytest.approx(image["p_multilattice_quadrants"][0])
+        assert float(row["p_multilattice_resnet_quadrants_0"]) == pytest.approx(
+            image["p_multilattice_resnet_quadrants"][0])
     assert resolution_program(["-h"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
     assert "B = 4d² + 12 at d_min, not a Wilson B" in help_text

@@ -26,7 +26,7 @@ def shipped_models_only():
     plugins.predictors.cache_clear()
 
 
-@pytest.mark.parametrize("name", ["resolution", "resolution_resnet", "multilattice"])
+@pytest.mark.parametrize("name", ["resolution", "resolution_resnet", "multilattice_resnet"])
 def test_shipped_model_loads_with_its_card(name):
     model = models.load(name, device="cpu")
     card = models.read_card(name)
@@ -35,7 +35,7 @@ def test_shipped_model_loads_with_its_card(name):
     assert (models.WEIGHTS_DIR / card["weights"]).stat().st_size <= 25 * 2**20
 
 
-@pytest.mark.parametrize("name", ["resolution", "resolution_resnet", "multilattice"])
+@pytest.mark.parametrize("name", ["resolution", "resolution_resnet", "multilattice_resnet"])
 def test_card_training_command_trains_the_shipped_architecture(name):
     """The xrais.train command a card gives to reproduce its model, read as the program reads it
     (preset defaults filled in), builds the shipped network, not one the presets drifted to."""
@@ -154,7 +154,7 @@ def test_shipped_lattice_evidence_model_loads_with_its_card():
     from xrais.models.evidence import EvidenceNet
     from xrais.models.registry import ModelError, load_network
 
-    network, card = load_network("multilattice_evidence")
+    network, card = load_network("multilattice")
     assert isinstance(network, EvidenceNet) and card["kind"] == "multilattice"
     # the card drops "experimental:" only when its own figures meet issue 17's targets
     from xrais.training.evidence import TARGETS, targets_missed
@@ -164,16 +164,16 @@ def test_shipped_lattice_evidence_model_loads_with_its_card():
         ("held_out", "auc_split_1-3deg", 0.97), ("held_out", "auc_split_3-180deg", 0.97), ("held_out", "auc_split_0.3-1deg", 0.90)}
     meets = card["training"]["nanobragg_validation"] is not None and not targets_missed(card["training"])
     assert card["training"]["limitations"].startswith("experimental:") != meets
-    assert (models.WEIGHTS_DIR / "multilattice_evidence.md").read_text().count("\n") > 10
-    with pytest.raises(ModelError, match="indexing"):
-        models.load("multilattice_evidence")
+    assert (models.WEIGHTS_DIR / "multilattice.md").read_text().count("\n") > 10
+    with pytest.raises(ModelError, match="'multilattice' predictor"):
+        models.load("multilattice")
 
 
 def _evidence_on_nanobragg(shared_data):
     folder = shared_data / "nanobragg_validation" / "ml"
     labels = json.loads((folder / "labels.json").read_text())
     names = sorted(labels)
-    results = Predictor(predictors=("indexing", "spots"), device="cpu").predict([str(folder / n) for n in names])
+    results = Predictor(predictors=("multilattice", "spots"), device="cpu").predict([str(folder / n) for n in names])
     return [labels[n] for n in names], results
 
 
@@ -190,19 +190,23 @@ def test_multilattice_evidence_on_the_independent_nanobragg_images(shared_data):
     kept = [(label, result) for label, result in zip(labels, results) if label.get("sigma_deg") != 0.1]
     multi = np.array([label["is_multi"] for label, _ in kept], float)
     # no lattice indexed: no answer from the evidence; ranked as undecided (0.5)
-    evidence = np.array([0.5 if r["p_multilattice_evidence"] is None else r["p_multilattice_evidence"] for _, r in kept])
+    evidence = np.array([0.5 if r["p_multilattice"] is None else r["p_multilattice"] for _, r in kept])
     spots = np.array([r["n_spots"] for _, r in kept], float)
     assert roc_auc(evidence, multi) >= 0.93 > roc_auc(spots, multi) + 0.2
-    assert all(r["multilattice_evidence"] for label, r in kept if label.get("sigma_deg") == 10.0)
+    assert all(r["multilattice"] for label, r in kept if label.get("sigma_deg") == 10.0)
 
 
-def test_thermolysin_stills_are_not_called_multi_lattice(shared_data):
+def test_thermolysin_stills_are_called_single(shared_data):
     """The four CS-PAD thermolysin stills (single crystals in the published processing) are never
-    called multi-lattice, by the classical count or by the lattice evidence. Today their spots,
-    most of them noise (CS-PAD counts are ADU with per-ASIC offsets, which the Poisson noise model
-    does not describe), index no lattice: undetermined, not single."""
+    called multi-lattice, by the classical count or by the lattice evidence; with the CS-PAD's gain
+    (25 ADU per photon, the detector catalogue's) their spots index thermolysin's cell (P6₁22,
+    a = b = 93.2, c = 130.3 Å) on at least three of them, and those are called single."""
     files = sorted((shared_data / "thermolysin_cspad").glob("*.cbf"))
     assert len(files) == 4
-    results = Predictor(predictors=("indexing",), device="cpu").predict([str(f) for f in files])
+    results = Predictor(predictors=("indexing", "multilattice"), device="cpu").predict([str(f) for f in files])
     assert all(not r.get("error") for r in results)
-    assert not any(r["multilattice_indexed"] or r["multilattice_evidence"] for r in results)
+    assert not any(r["multilattice_indexed"] or r["multilattice"] for r in results)
+    thermolysin = [r for r in results if r["cell_indexed"] is not None and
+                   np.allclose(sorted(r["cell_indexed"][:3]), (93.2, 93.2, 130.3), rtol=0.02)]
+    assert len(thermolysin) >= 3, [r["cell_indexed"] for r in results]
+    assert all(r["multilattice"] is False for r in thermolysin), [r["p_multilattice"] for r in results]

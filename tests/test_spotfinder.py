@@ -63,6 +63,27 @@ def test_read_noise_of_an_integrating_detector_is_not_taken_for_spots():
         assert np.hypot(*(found - sorted(positions)).T).max() < 1.0
 
 
+def test_an_adu_detector_is_thresholded_with_its_gain():
+    """A CS-PAD records 25 ADU per photon (the detector catalogue's gain): its Poisson noise in ADU
+    is 5× its square root, so the photon-counting test (gain 1) calls the whole background strong,
+    while the catalogue's gain and read noise (1 photon = 25 ADU RMS) find the spots alone. The
+    simulator records such a detector in ADU."""
+    from xrais.io.detectors import noise_for
+
+    geometry = Geometry(distance=100.0, wavelength=1.3, pixel_size=0.11, beam_centre=(200.0, 200.0), shape=(400, 400),
+                        detector="CS-PAD")
+    assert noise_for("CS-PAD", (1765, 1765)) == (25.0, 25.0) and noise_for("PILATUS 6M", (2527, 2463)) == (1.0, 0.0)
+    positions = [(100.0, 100.0), (300.0, 120.0), (150.0, 320.0)]
+    rng = np.random.default_rng(8)
+    photons = _spot_image(positions, intensity=600.0, background=2.0, seed=8)
+    adu = 25.0 * (photons + rng.normal(0.0, 1.0, photons.shape))
+    assert len(find_spots(adu, None, geometry, SpotFinderSettings(gain=1.0, read_noise=0.0))) > 1000
+    spots = find_spots(adu, None, geometry)
+    assert len(spots) == len(positions)
+    found = np.stack([spots.fast, spots.slow], 1)[np.argsort(spots.fast)]
+    assert np.hypot(*(found - sorted(positions)).T).max() < 1.0
+
+
 def test_noise_calibration_recovers_gain_and_read_noise():
     """Counts of g ADU per photon with an offset and Gaussian read noise, over a background that
     varies across the image: the fitted variance g·m + c has g and c = r² − g·offset."""

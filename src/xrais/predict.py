@@ -76,8 +76,9 @@ class Predictor:
     predictors: names (see ``xrais.plugins``), default resolution and multi-lattice;
     device: "auto" (GPU if present), "cpu" or "cuda";
     quadrants: None (default) gives each predictor its own number (its ``quadrants`` attribute:
-    resolution all 4, multi-lattice quadrant 0 alone, as in the paper), or 4 (all) / 1 (quadrant 0)
-    for every predictor;
+    resolution all 4, the multi-lattice ResNet quadrant 0 alone, as in the paper; the raw-frame
+    predictors, multilattice among them, read the whole frame), or 4 (all) / 1 (quadrant 0) for
+    every quadrant predictor;
     multilattice_threshold: p_multilattice above which an image counts as multi-lattice;
     batch_size: images per network batch; nproc: threads reading and conditioning;
     geometry: a :class:`~xrais.io.GeometryOverride` (or dict) for files with wrong headers;
@@ -95,7 +96,8 @@ class Predictor:
         self.plugins = resolve_predictors(predictors)
         self.device = _resolve_device(device)
         #: Quadrant numbers each predictor is given, by predictor name.
-        self.plugin_quadrants = {p.name: _quadrant_numbers(quadrants or p.quadrants) for p in self.plugins}
+        self.plugin_quadrants = {p.name: _quadrant_numbers(quadrants or p.quadrants) for p in self.plugins
+                                 if p.needs == "quadrants"}
         #: Quadrant numbers conditioned for each image (those of every predictor).
         self.quadrant_indices = tuple(sorted({q for numbers in self.plugin_quadrants.values() for q in numbers}))
         self.batch_size = max(1, int(batch_size))
@@ -224,7 +226,7 @@ class Predictor:
         prepared = _Prepared(frame.source, frame.index, ordinal, geometry=frame.geometry)
         try:
             for plugin in self.plugins:  # an image a predictor cannot analyse gets its one-line reason
-                prepared.error = prepared.error or plugin.problem(frame.geometry, self.plugin_quadrants[plugin.name])
+                prepared.error = prepared.error or plugin.problem(frame.geometry, self.plugin_quadrants.get(plugin.name, ()))
             if prepared.error:
                 return prepared
             started = time.perf_counter()
@@ -233,9 +235,10 @@ class Predictor:
                                                             quadrants=self.quadrant_indices)
             prepared.condition_ms = round(1000.0 * (time.perf_counter() - started), 2)
             started = time.perf_counter()
+            shared: Dict[str, Any] = {}  # this image's work the raw-frame predictors share (its spots…)
             for plugin in self.plugins:
                 if plugin.needs == "frame":
-                    prepared.fields.update(plugin.predict([self._input(plugin, prepared, frame)])[0])
+                    prepared.fields.update(plugin.predict([self._input(plugin, prepared, frame, shared)])[0])
             prepared.frame_predict_ms = 1000.0 * (time.perf_counter() - started)
         except Exception as exc:  # one image must not stop the run; the error goes in its row
             prepared.error = f"{type(exc).__name__}: {exc}"
@@ -260,13 +263,16 @@ class Predictor:
             result = self._result(prepared, per_image if batch and prepared.error is None else 0.0)
             yield (prepared.ordinal, result) if with_ordinal else result
 
-    def _input(self, plugin: PredictorPlugin, prepared: _Prepared, frame: Optional[Frame] = None) -> PredictionInput:
-        """What one predictor is given of one image: its own quadrants of those conditioned."""
-        numbers = self.plugin_quadrants[plugin.name]
+    def _input(self, plugin: PredictorPlugin, prepared: _Prepared, frame: Optional[Frame] = None,
+               shared: Optional[Dict[str, Any]] = None) -> PredictionInput:
+        """What one predictor is given of one image: its own quadrants of those conditioned, and
+        the image's ``shared`` work (:class:`PredictionInput`)."""
+        numbers = self.plugin_quadrants.get(plugin.name, ())
         quadrants = prepared.quadrants
         if quadrants is not None and numbers != self.quadrant_indices:
             quadrants = quadrants[[self.quadrant_indices.index(q) for q in numbers]]
-        return PredictionInput(prepared.geometry, quadrants, numbers, frame, self.settings)
+        return PredictionInput(prepared.geometry, quadrants, numbers, frame, self.settings,
+                               {} if shared is None else shared)
 
     def _result(self, prepared: _Prepared, predict_ms: float) -> Dict[str, Any]:
         result: Dict[str, Any] = {"image": prepared.source, "frame": prepared.index}
@@ -349,8 +355,9 @@ def _is_imageset(item) -> bool:
 #: The result field each summary value is made from (for the experimental notices).
 SUMMARY_SOURCES = {"n_diffraction": "diffraction", "median_d_min": "d_min", "median_d_mean": "d_mean",
                    "best_d_min": "d_min", "xrais_b": "b_factor", "fraction_multilattice": "multilattice",
+                   "fraction_multilattice_resnet": "multilattice_resnet",
                    "median_n_spots": "n_spots", "n_undetermined": "resolution_undetermined",
-                   "n_multilattice_indexed": "multilattice_indexed", "n_multilattice_evidence": "multilattice_evidence"}
+                   "n_multilattice_indexed": "multilattice_indexed"}
 
 
 def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min",
@@ -375,16 +382,15 @@ def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min",
         })
         if any(r.get("resolution_undetermined") is not None for r in good):
             summary["n_undetermined"] = sum(bool(r.get("resolution_undetermined")) for r in good)
-    if any(r.get("p_multilattice") is not None for r in good):
-        flags = [bool(r["multilattice"]) for r in good if r.get("multilattice") is not None]
-        summary["fraction_multilattice"] = round(sum(flags) / len(flags), 4) if flags else None
+    for call in ("multilattice", "multilattice_resnet"):  # of the images that have the call
+        if any(call in r for r in good):
+            flags = [bool(r[call]) for r in good if r.get(call) is not None]
+            summary[f"fraction_{call}"] = round(sum(flags) / len(flags), 4) if flags else None
     if any(r.get("n_spots") is not None for r in good):
         summary["median_n_spots"] = float(np.median([r["n_spots"] for r in good if r.get("n_spots") is not None]))
     if any("multilattice_indexed" in r for r in good):
         # images with several lattices indexed (those with none found are neither)
         summary["n_multilattice_indexed"] = sum(r.get("multilattice_indexed") is True for r in good)
-    if any("multilattice_evidence" in r for r in good):
-        summary["n_multilattice_evidence"] = sum(r.get("multilattice_evidence") is True for r in good)
     caveats = {name: experimental[SUMMARY_SOURCES[name]] for name in summary
                if experimental and SUMMARY_SOURCES.get(name) in experimental}
     if caveats:

@@ -26,7 +26,7 @@ TABLE_COLUMNS = (
     ("d_min_spots", "d_spots/Å", "{:.2f}"),
     ("n_lattices_indexed", "lattices", "{:d}"),
     ("fraction_indexed", "indexed", "{:.2f}"),
-    ("p_multilattice_evidence", "p_multi_evidence", "{:.3f}"),
+    ("p_multilattice_resnet", "p_multi_resnet", "{:.3f}"),
 )
 
 
@@ -150,7 +150,9 @@ def summary_lines(summary: Dict[str, Any]) -> List[str]:
     labels = {
         "n_images": "images", "n_failed": "failed", "n_diffraction": "with diffraction",
         "median_d_min": "median d_min (Å)", "median_d_mean": "median d_mean (Å)", "best_d_min": "best d_min (Å)",
-        "xrais_b": "XRAIS B (Å²)", "n_undetermined": "resolution undetermined", "fraction_multilattice": "fraction multi-lattice", "median_n_spots": "median spots", "n_multilattice_indexed": "multi-lattice (indexed)", "n_multilattice_evidence": "multi-lattice (lattice evidence)",
+        "xrais_b": "XRAIS B (Å²)", "n_undetermined": "resolution undetermined", "fraction_multilattice": "fraction multi-lattice",
+        "fraction_multilattice_resnet": "fraction multi-lattice (ResNet)", "median_n_spots": "median spots",
+        "n_multilattice_indexed": "multi-lattice (indexed)",
     }
     return [f"  {labels.get(k, k):<24} {v}" + (f"  (experimental model: {caveats[k]})" if k in caveats else "")
             for k, v in summary.items() if k != "experimental"]
@@ -187,8 +189,8 @@ def _resolution_with_sigma(ax, shown, colour: str, label: str) -> None:
 
 
 #: Multi-lattice probabilities a result may carry: key → (legend, colour).
-MULTILATTICE_PROBABILITIES = {"p_multilattice": ("quadrant network", "k"),
-                              "p_multilattice_evidence": ("lattice evidence", "tab:purple")}
+MULTILATTICE_PROBABILITIES = {"p_multilattice": ("lattice evidence", "tab:purple"),
+                              "p_multilattice_resnet": ("quadrant ResNet", "k")}
 
 
 def results_figure(results: Sequence[Dict[str, Any]], title: str = "", experimental: Optional[Dict[str, str]] = None,

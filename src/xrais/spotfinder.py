@@ -9,10 +9,13 @@ v > σ²(m)·(1 + σ_b·√(2/(n−1))), and the pixel stands out, I > m + σ_s�
 counter r = 0 and the test is DIALS' v/m > g·(1 + σ_b·√(2/(n−1))). An integrating detector (CCD,
 CS-PAD) adds read noise, and over a faint background its windows then pass the Poisson test almost
 everywhere: a simulated CCD quadrant gave thousands of "spots" of noise. So r is, unless given, the
-detector catalogue's for the frame's detector. ``noise_model="calibrated"`` fits g and c of
+detector catalogue's for the frame's detector, and so is g (counts per photon: 1 except for the
+CS-PAD's ADU). ``noise_model="calibrated"`` fits g and c of
 σ² = g·m + c on the image itself instead (:func:`calibrate_noise`), for counts of unknown scale; on
-the real CCD and CS-PAD images here neither model is right everywhere (their noise varies across
-the detector and is not independent between pixels), so weak "spots" of noise remain on them.
+the real CCD images here neither model is right everywhere (their noise varies across the
+detector and is not independent between pixels), so weak "spots" of noise remain on them. The
+real CS-PAD thermolysin stills, thresholded with the catalogue's 25 ADU per photon, give 31–97
+spots each (with gain 1: ~20,000 of noise).
 Strong pixels are grouped into 8-connected spots.
 
 Resolution estimate: spots are binned in d*² with equal populations; the 90th percentile of
@@ -30,7 +33,7 @@ from typing import Optional, Tuple
 import numba
 import numpy as np
 
-from .io.detectors import read_noise_for
+from .io.detectors import noise_for
 from .io.geometry import Geometry
 
 #: Hexagonal ice powder-ring d-spacings (Å) and the half-width in d*² (Å⁻²) used to flag spots on them.
@@ -46,15 +49,16 @@ class SpotFinderSettings:
     """Dispersion-threshold settings (DIALS defaults): window half-size (pixels), σ_background,
     σ_strong, minimum valid pixels in the window, spot size limits (pixels), minimum spots for a
     resolution estimate, and the noise model: "poisson" (variance gain·m + read_noise², gain in
-    counts per photon, read_noise in counts RMS, None: the detector catalogue's for the frame's
-    detector, 0 for photon counters) or "calibrated" (fitted on each image, :func:`calibrate_noise`)."""
+    counts per photon, read_noise in counts RMS; None: the detector catalogue's for the frame's
+    detector, :func:`xrais.io.detectors.noise_for`: gain 1 and read noise 0 for photon counters)
+    or "calibrated" (fitted on each image, :func:`calibrate_noise`)."""
 
     kernel_half_size: int = 3
     sigma_background: float = 6.0
     sigma_strong: float = 3.0
     min_local: int = 2
     noise_model: str = "poisson"
-    gain: float = 1.0
+    gain: Optional[float] = None
     read_noise: Optional[float] = None
     min_spot_size: int = 3
     max_spot_size: int = 1000
@@ -241,11 +245,12 @@ def noise_model(pixels: np.ndarray, mask: np.ndarray, geometry: Geometry,
     """(g, c) of the pixel-noise variance g·m + c (counts², m the local mean) the settings give
     for this image (see :class:`SpotFinderSettings`)."""
     if settings.noise_model == "calibrated":
-        return calibrate_noise(pixels, mask, 2 * settings.kernel_half_size + 1, settings.gain)
-    read_noise = settings.read_noise
-    if read_noise is None:
-        read_noise = read_noise_for(geometry.detector, geometry.shape)
-    return settings.gain, read_noise ** 2
+        return calibrate_noise(pixels, mask, 2 * settings.kernel_half_size + 1,
+                               noise_for(geometry.detector, geometry.shape)[0] if settings.gain is None else settings.gain)
+    gain, read_noise = noise_for(geometry.detector, geometry.shape)
+    gain = gain if settings.gain is None else settings.gain
+    read_noise = read_noise if settings.read_noise is None else settings.read_noise
+    return gain, read_noise ** 2
 
 
 #: Bins of block means :func:`calibrate_noise` fits over (quantiles 2–98 %), and the fewest blocks
@@ -364,10 +369,13 @@ def estimate_resolution(spots: SpotList, min_spots: int = 10, n_bins_max: int = 
     return float(1.0 / math.sqrt(d_star_sq[inliers].max()))
 
 
-def analyse_image(pixels, mask, geometry: Geometry, settings: SpotFinderSettings = SpotFinderSettings()) -> SpotAnalysis:
+def analyse_image(pixels, mask, geometry: Geometry, settings: SpotFinderSettings = SpotFinderSettings(),
+                  spots: Optional[SpotList] = None) -> SpotAnalysis:
     """Spots, counts (all, not on ice rings, d ≥ 4 Å… as DIALS' n_spots_4A counts spots *to* 4 Å)
-    and the spot-based resolution estimate of one image."""
-    spots = find_spots(pixels, mask, geometry, settings)
+    and the spot-based resolution estimate of one image; ``spots``: its spots when already found
+    with these settings."""
+    if spots is None:
+        spots = find_spots(pixels, mask, geometry, settings)
     return SpotAnalysis(
         n_spots=len(spots),
         n_spots_no_ice=int((~spots.on_ice_ring).sum()),

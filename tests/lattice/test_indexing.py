@@ -105,13 +105,14 @@ def test_too_few_spots_or_noise_give_no_lattice():
 def test_indexing_predictor_reports_lattices_of_each_image(crystals):
     """The ``indexing`` predictor through xrais.Predictor: one crystal → one lattice and its cell,
     two → a multi-lattice call with their misorientation; a blank image → undetermined (None), and
-    the summary counts the multi-lattice images."""
+    the summary counts the multi-lattice images. Beside it the ``multilattice`` predictor (the
+    shipped lattice-evidence network) reads the same indexing."""
     import xrais
 
     rng, geometry, first, turned = crystals
     images = [(_still(rng, [first], geometry), geometry), (_still(rng, [first, turned], geometry), geometry),
               (rng.poisson(np.full(geometry.shape, 2.0)).astype(float), geometry)]
-    predictor = xrais.Predictor(predictors=("indexing",), device="cpu")
+    predictor = xrais.Predictor(predictors=("indexing", "multilattice"), device="cpu")
     results = predictor.predict(images)
     single, double, blank = results
     assert single["n_lattices_indexed"] == 1 and single["multilattice_indexed"] is False
@@ -120,11 +121,12 @@ def test_indexing_predictor_reports_lattices_of_each_image(crystals):
     assert double["lattice_misorientation_deg"] == [pytest.approx(5.0, abs=0.2)]
     assert blank["n_lattices_indexed"] == 0 and blank["multilattice_indexed"] is None
     assert xrais.predict.summarise(results)["n_multilattice_indexed"] == 1
-    # the shipped lattice-evidence network: a probability for every image, higher for the pair
-    assert all(0.0 <= r["p_multilattice_evidence"] <= 1.0 for r in (single, double))
-    assert blank["p_multilattice_evidence"] is None and blank["multilattice_evidence"] is None
-    assert double["p_multilattice_evidence"] > 0.5 > single["p_multilattice_evidence"]
-    assert double["multilattice_evidence"] is True and single["multilattice_evidence"] is False
+    # the shipped lattice-evidence network: a probability for every indexed image, higher for the pair
+    assert all(0.0 <= r["p_multilattice"] <= 1.0 for r in (single, double))
+    assert blank["p_multilattice"] is None and blank["multilattice"] is None
+    assert double["p_multilattice"] > 0.5 > single["p_multilattice"]
+    assert double["multilattice"] is True and single["multilattice"] is False
+    assert xrais.predict.summarise(results)["fraction_multilattice"] == 0.5  # of the two with an answer
     # the shipped card meets issue 17's accuracy targets: no experimental notice on any field
     assert predictor.experimental == {}
 

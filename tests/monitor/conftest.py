@@ -13,10 +13,10 @@ def _tiny(kind, seed):
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    """Folder of tiny random 'resolution' and 'multilattice' models."""
+    """Folder of a tiny random 'resolution' model (the multi-lattice predictor's lattice-evidence
+    network, a few hundred weights, is the shipped one)."""
     folder = tmp_path_factory.mktemp("models")
     models.export(_tiny("resolution", 0), folder / "resolution")
-    models.export(_tiny("multilattice", 1), folder / "multilattice")
     return folder
 
 

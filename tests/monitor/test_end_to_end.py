@@ -49,7 +49,8 @@ def test_a_collection_through_two_workers_gives_every_frame_exactly_one_result(t
         rows = stored_rows(database)
         keys = collections.Counter((r["run"], r["image"], r["frame"]) for r in rows)
         assert len(rows) == total and max(keys.values()) == 1
-        assert all(r["status"] == "ok" and r["d_min"] is not None and r["p_multilattice"] is not None for r in rows)
+        # p_multilattice is null on these frames: their 40 spots, put at random, index no lattice
+        assert all(r["status"] == "ok" and r["d_min"] is not None and r["multilattice"] is None for r in rows)
         by_run = collections.defaultdict(list)
         for r in rows:
             by_run[r["run"]].append(r["number"])

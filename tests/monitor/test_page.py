@@ -27,7 +27,7 @@ def _browser_paths():
 
 
 #: What a worker running an experimental multi-lattice model says beside each of its rows.
-EXPERIMENTAL = ["multilattice", "p_multilattice", "p_multilattice_quadrants"]
+EXPERIMENTAL = ["multilattice", "p_multilattice"]
 
 
 def _rows(numbers, seed=0):

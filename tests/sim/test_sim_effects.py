@@ -55,6 +55,20 @@ def test_read_noise_only_on_integrating_detectors():
     assert np.all(counting == 0)
 
 
+def test_an_adu_detector_records_its_gain_per_photon():
+    """The CS-PAD records 25 ADU per photon (catalogue gain): photons and read noise are scaled
+    alike, so a flat 4-photon image reads 100 ADU with variance 25² × (4 + 1²)."""
+    rng = np.random.default_rng(3)
+    cspad = detectors.get("CS-PAD")
+    geometry = Geometry(100.0, 1.3, cspad.pixel_size, (880.0, 880.0), cspad.shape, detector=cspad.name)
+    window = Window(0, 400, 0, 400)
+    recorded = apply_detector_effects(np.full(geometry.shape, 4.0), geometry, DetectorEffects(psf_fwhm=0.0), rng,
+                                      window=window).pixels[window.slices]
+    assert cspad.gain == 25.0 and cspad.read_noise == 1.0
+    assert recorded.mean() == pytest.approx(100.0, rel=0.01)
+    assert recorded.var() == pytest.approx(25.0 ** 2 * (4.0 + 1.0), rel=0.03)
+
+
 def test_module_gaps_are_minus_one_and_masked_in_the_rendered_window():
     rng = np.random.default_rng(3)
     window = quadrant_window(PILATUS, 0)

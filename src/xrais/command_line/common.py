@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..io.geometry import GeometryOverride
-from ..plugins.builtin_predictors import MULTILATTICE_THRESHOLD, MultilatticePredictor, ResolutionPredictor
+from ..plugins.builtin_predictors import MULTILATTICE_THRESHOLD, MultilatticeResnetPredictor, ResolutionPredictor
 from .params import Param
 
 GEOMETRY_PARAMS = (
@@ -18,12 +18,13 @@ GEOMETRY_PARAMS = (
 #: quadrants=auto gives each predictor its own number (``PredictorPlugin.quadrants``, set once for each).
 QUADRANTS_PARAM = Param(
     "quadrants", "auto", f"quadrants per image: auto (each predictor its own, as in the paper: resolution "
-    f"{ResolutionPredictor.quadrants}, multilattice {MultilatticePredictor.quadrants}), or 4 (all; the spread between "
-    "them is an uncertainty) or 1 (quadrant 0, 4x faster) for every predictor", "choice", choices=("auto", "1", "4"))
+    f"{ResolutionPredictor.quadrants}, multilattice_resnet {MultilatticeResnetPredictor.quadrants}), or 4 (all; the "
+    "spread between them is an uncertainty) or 1 (quadrant 0, 4x faster) for every quadrant predictor (multilattice, "
+    "spots and indexing read the whole frame)", "choice", choices=("auto", "1", "4"))
 
 MULTILATTICE_THRESHOLD_PARAM = Param(
-    "multilattice_threshold", MULTILATTICE_THRESHOLD, "p_multilattice above which an image counts as multi-lattice "
-    "(the multilattice column and the summary's fraction)", "float", minimum=0.0, maximum=1.0)
+    "multilattice_threshold", MULTILATTICE_THRESHOLD, "probability above which an image counts as "
+    "multi-lattice (the multilattice and multilattice_resnet columns and the summary's fractions)", "float", minimum=0.0, maximum=1.0)
 
 
 def quadrants_choice(value: str) -> Optional[int]:

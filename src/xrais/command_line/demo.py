@@ -41,10 +41,12 @@ def run_demo(params, inputs) -> int:
             log.info("%-30s error: %s", name, result["error"])
             continue
         sigma = _fmt(result.get("inverse_d_sigma"), "-", "{:.3f}") + ("?" if result.get("resolution_undetermined") else "")
-        log.info("%-30s %8s %8s %7s %8s %7s %9s %8.3f %6d %9s", name, _fmt(known.get("resolution"), "blank"),
+        log.info("%-30s %8s %8s %7s %8s %7s %9s %8s %6d %9s", name, _fmt(known.get("resolution"), "blank"),
                  _fmt(result["d_min"], "no diff."), sigma, _fmt(result["d_mean"], "-"), _fmt(result["b_factor"], "-", "{:.0f}"),
-                 known.get("n_lattices", "?"), result["p_multilattice"], result["n_spots"],
+                 known.get("n_lattices", "?"), _fmt(result["p_multilattice"], "-", "{:.3f}"), result["n_spots"],
                  _fmt(result["d_min_spots"], "-"))
+    if any(result.get("p_multilattice") is None and not result["error"] for result in results):
+        log.info("-: no lattice indexed (too few spots), so no multi-lattice probability")
     if any(result.get("resolution_undetermined") for result in results):
         log.info("?: resolution undetermined (σ of 1/d above the model's limit: the spots fade before they tell)")
     if "p_multilattice" in experimental:

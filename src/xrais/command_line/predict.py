@@ -3,7 +3,7 @@
     dials.xrais_resolution imported.expt
     dials.xrais_resolution /data/run1/*.cbf.gz nproc=2 output.csv=run1.csv
     mpiexec -n 8 dials.xrais_resolution master.h5 mpi=True
-    dials.xrais_multilattice images/ predictors=multilattice,spots quadrants=4
+    dials.xrais_multilattice images/ predictors=multilattice,indexing,spots
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ REDUCE_PARAM = Param("reduce", "min", "image resolution for the summary and plot
 def _params(stem: str, predictors: str, resolution_params: Tuple[Param, ...]) -> Tuple[Param, ...]:
     return (
         Param("predictors", tuple(predictors.split(",")), "predictors to run, comma-separated (see xrais.plugins): "
-              "resolution, multilattice, spots, or any installed plugin", "strs"),
+              "resolution, resolution_resnet, multilattice, multilattice_resnet, spots, indexing, or any installed plugin", "strs"),
         QUADRANTS_PARAM,
         MULTILATTICE_THRESHOLD_PARAM,
     ) + resolution_params + (
@@ -130,16 +130,18 @@ def _program(name: str, stem: str, predictors: str, resolution_params: Tuple[Par
 resolution_program = _program(
     "dials.xrais_resolution", "xrais_resolution", "resolution", (REDUCE_PARAM,),
     "Predict the resolution of every diffraction image (1/d, d and B factor per quadrant; d_min is the best "
-    "quadrant, d_mean from the mean 1/d) with the shipped geometry-aware ResNet. Images without diffraction "
+    "quadrant, d_mean from the mean 1/d) with the shipped shell-profile network, which pools the quadrants into one "
+    "1/d with its σ (resolution_undetermined when σ is too large to call). Images without diffraction "
     "(1/d < 1/20 Å⁻¹) are reported as such. b_factor (Å²) is the B of the training labels' relation "
     "B = 4d² + 12 at d_min, not a Wilson B fitted to intensities. Add predictors=resolution,multilattice,spots "
     "for more.")
 multilattice_program = _program(
     "dials.xrais_multilattice", "xrais_multilattice", "multilattice", (),
     "Predict for every diffraction image the probability that it holds more than one lattice (split or cracked "
-    "crystal, several crystals in the beam) with the shipped ResNet classifier. Add predictors=multilattice,indexing "
-    "for the lattice evidence of the indexed spots (p_multilattice_evidence: far better on images xrais did not "
-    "make, ~0.1–1 s per image on one core).")
+    "crystal, several crystals in the beam) with the shipped lattice-evidence network: the frame's spots, found at "
+    "full resolution, are indexed without a known cell and the network reads how well one lattice explains them "
+    "(p_multilattice; null when no lattice indexes: too few spots). Add predictors=multilattice,indexing for the "
+    "lattices found (cell, misorientation), multilattice_resnet for the paper's quadrant ResNet.")
 run_resolution = resolution_program.main
 run_multilattice = multilattice_program.main
 

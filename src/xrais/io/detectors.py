@@ -24,7 +24,10 @@ class DetectorModel:
     module_gap: (slow, fast) pixels between modules; names: regular expressions matched
     (case-insensitively) against detector names found in headers; family: a short family name;
     counting: True for photon-counting pixel arrays (no read noise), False for integrating CCDs;
-    read_noise: electronic noise (photons, RMS) used by the simulator;
+    read_noise: electronic noise (photons, RMS), used by the simulator and the spot finder;
+    gain: counts its images record per photon (1 for photon counters and the CCD images here; the
+    CS-PAD's ADU: see its entry), by which the simulator scales what it records and the spot
+    finder's noise model the Poisson variance;
     curved: True when the sensor is not flat (not supported by the flat-detector geometry);
     trusted_max: the highest count trusted when an image does not say (an array given to the API,
     a header without a cut-off); None: no limit beyond the rules of :func:`xrais.io.frame.invalid_mask`.
@@ -40,6 +43,7 @@ class DetectorModel:
     module_gap: Tuple[int, int] = (0, 0)
     counting: bool = True
     read_noise: float = 0.0
+    gain: float = 1.0
     curved: bool = False
     trusted_max: Optional[float] = None
 
@@ -122,8 +126,12 @@ _CATALOGUE: Tuple[DetectorModel, ...] = (
     DetectorModel("ADSC Q315 unbinned", (6144, 6144), 0.0513, 4, "ADSC", (), counting=False, read_noise=3.0),
     DetectorModel("ADSC Q4", (2304, 2304), 0.0816, 2, "ADSC", (r"Q\s*4\b", r"Q4r?"), counting=False, read_noise=3.0),
     DetectorModel("ADSC Q210", (2048, 2048), 0.1024, 2, "ADSC", (r"Q\s*210",), counting=False, read_noise=3.0),
-    # SLAC CS-PAD (assembled from 64 ASICs of 185 x 194 pixels).
-    DetectorModel("CS-PAD", (1765, 1765), 0.10992, 2, "CSPAD", (r"CS[- ]?PAD",), counting=False, read_noise=1.0),
+    # SLAC CS-PAD (assembled from 64 ASICs of 185 x 194 pixels), pedestal-subtracted ADU as
+    # cctbx.xfel writes them: 25 ADU per photon is the gain DIALS's own tests give its dispersion
+    # threshold on the thermolysin stills here (dials stills_process tests, LCLS CS-PAD); with
+    # gain 1 their noise passes the threshold as ~20,000 "spots".
+    DetectorModel("CS-PAD", (1765, 1765), 0.10992, 2, "CSPAD", (r"CS[- ]?PAD",), counting=False, read_noise=1.0,
+                  gain=25.0),
 )
 # fmt: on
 
@@ -200,11 +208,14 @@ def trusted_max_for(detector: Optional[str], shape: Iterable[int]) -> Optional[f
     return None if model is None else model.trusted_max
 
 
-def read_noise_for(detector: Optional[str], shape: Iterable[int]) -> float:
-    """Electronic noise (photons RMS) of a detector name: the catalogue's for an integrating
-    detector, 0 for a photon counter or an unknown detector."""
+def noise_for(detector: Optional[str], shape: Iterable[int]) -> Tuple[float, float]:
+    """(gain, read noise) of a detector name, in counts as its images record them: counts per
+    photon, and the electronic noise in counts RMS (the catalogue's for an integrating detector, 0
+    for a photon counter); (1, 0) for an unknown detector."""
     model = _named_model(detector, shape)
-    return 0.0 if model is None or model.counting else model.read_noise
+    if model is None:
+        return 1.0, 0.0
+    return model.gain, 0.0 if model.counting else model.read_noise * model.gain
 
 
 def generic_downsample(shape: Iterable[int]) -> int:

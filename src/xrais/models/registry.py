@@ -64,7 +64,8 @@ EVIDENCE_INPUT_CONVENTIONS = {
 }
 OUTPUTS = {
     "resolution": "1/d (Å⁻¹), clamped at 0 (0: no diffraction); d = 1/(1/d) Å; B = 4·d² + 12 Å²",
-    "multilattice": "probability (0–1) that the quadrant shows diffraction from several lattices",
+    "multilattice": "probability (0–1) that the quadrant (ResNet) or the frame (lattice evidence) shows "
+                    "diffraction from several lattices",
 }
 
 
@@ -207,7 +208,7 @@ def load(name_or_path: Union[str, Path] = "resolution", device="auto", precision
     network, card = load_network(name_or_path)
     if isinstance(network, EvidenceNet):
         raise ModelError(f"{card['path']}: a lattice-evidence model reads indexed frames, not quadrants: "
-                         f"use it through the 'indexing' predictor (or xrais.models.registry.load_network)")
+                         f"use it through the 'multilattice' predictor (or xrais.models.registry.load_network)")
     notice = experimental_notice(card)
     if notice:
         log.warning("model %s is experimental: %s (model card: %s)", card.get("name", card["path"]), notice,

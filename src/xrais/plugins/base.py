@@ -17,14 +17,16 @@ NEEDS = ("quadrants", "frame")
 class PredictionInput:
     """One image handed to predictors: its geometry, its conditioned quadrants (float32
     (Q, 512, 512), quadrant numbers in ``quadrant_indices``) and — for predictors that need it —
-    the raw frame — and the run's settings (``multilattice_threshold``: the probability above which
-    an image counts as multi-lattice)."""
+    the raw frame — the run's settings (``multilattice_threshold``: the probability above which
+    an image counts as multi-lattice), and ``shared``: one dict per image that every predictor's
+    input for that image holds, where predictors keep work others reuse (the frame's spots…)."""
 
     geometry: Geometry
     quadrants: Optional[np.ndarray]
     quadrant_indices: Tuple[int, ...]
     frame: Optional[Frame] = None
     settings: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    shared: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class PredictorPlugin:

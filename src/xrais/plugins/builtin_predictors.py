@@ -4,12 +4,19 @@
   with its σ (its analysable quadrants pooled into one profile), flagged undetermined when σ is
   too large, and each quadrant's own 1/d, d, B (``ResolutionPredictor("resolution_resnet")``
   serves the paper's ResNet, also shipped, instead);
-* ``multilattice``: the shipped ResNet classifier → probability of several lattices;
+* ``multilattice``: the shipped lattice-evidence network → probability of several lattices, from
+  how well one lattice indexes the frame's spots (:mod:`xrais.lattice`); none when no lattice
+  indexes;
+* ``multilattice_resnet``: the paper's ResNet classifier on the conditioned quadrant, kept for
+  comparison;
 * ``spots``: the classical baseline (dispersion-threshold spot finding, as DIALS) → spot count and
   a spot-based resolution estimate;
 * ``indexing``: the classical multi-lattice baseline (the spots indexed without a known cell by a
   1-D FFT basis search, lattice after lattice, :mod:`xrais.lattice`) → lattices indexed, the
   fraction of spots the first indexes, its cell, the further lattices' misorientation.
+
+``spots``, ``indexing`` and ``multilattice`` find one image's spots once, and index them once, between
+them (:func:`frame_spots`, :func:`frame_indexing`).
 """
 from __future__ import annotations
 
@@ -208,11 +215,11 @@ def _resolution_result(values: np.ndarray, inverse_d: float, sigma: Optional[flo
     }
 
 
-class MultilatticePredictor(_NetworkPredictor):
-    name = "multilattice"
-    description = "probability that the image holds several lattices, from the shipped ResNet classifier"
-    fields = ("p_multilattice", "p_multilattice_quadrants", "multilattice")
-    model_name = "multilattice"
+class MultilatticeResnetPredictor(_NetworkPredictor):
+    name = "multilattice_resnet"
+    description = "probability of several lattices from the paper's ResNet classifier on the conditioned quadrant"
+    fields = ("p_multilattice_resnet", "p_multilattice_resnet_quadrants", "multilattice_resnet")
+    model_name = "multilattice_resnet"
     #: Quadrant 0 alone, as the paper and the model card (trained and evaluated on one quadrant per
     #: image); the mean over four quadrants is another, untested, number.
     quadrants = 1
@@ -222,11 +229,35 @@ class MultilatticePredictor(_NetworkPredictor):
         for item, values in zip(batch, self._per_quadrant(batch)):
             p = float(np.nanmean(values))
             results.append({
-                "p_multilattice": round(p, 4),
-                "p_multilattice_quadrants": [_rounded(v, 4) for v in values],
-                "multilattice": bool(p > item.settings.get("multilattice_threshold", MULTILATTICE_THRESHOLD)),
+                "p_multilattice_resnet": round(p, 4),
+                "p_multilattice_resnet_quadrants": [_rounded(v, 4) for v in values],
+                "multilattice_resnet": bool(p > _threshold(item)),
             })
         return results
+
+
+def _threshold(item: PredictionInput) -> float:
+    return item.settings.get("multilattice_threshold", MULTILATTICE_THRESHOLD)
+
+
+def frame_spots(item: PredictionInput):
+    """The frame's dispersion-threshold spots (:func:`xrais.spotfinder.find_spots`, default
+    settings), found once per image for every predictor that asks."""
+    if "spots" not in item.shared:
+        from ..spotfinder import find_spots
+
+        item.shared["spots"] = find_spots(item.frame.pixels, item.frame.mask, item.frame.geometry)
+    return item.shared["spots"]
+
+
+def frame_indexing(item: PredictionInput):
+    """The frame's lattices (:func:`xrais.lattice.index_lattices` of :func:`frame_spots` off the ice
+    rings), indexed once per image for every predictor that asks."""
+    if "indexing" not in item.shared:
+        from ..lattice import index_lattices, indexing_input
+
+        item.shared["indexing"] = index_lattices(*indexing_input(frame_spots(item), item.frame.geometry))
+    return item.shared["indexing"]
 
 
 class SpotsPredictor(PredictorPlugin):
@@ -240,7 +271,7 @@ class SpotsPredictor(PredictorPlugin):
 
         results = []
         for item in batch:
-            analysis = analyse_image(item.frame.pixels, item.frame.mask, item.frame.geometry)
+            analysis = analyse_image(item.frame.pixels, item.frame.mask, item.frame.geometry, spots=frame_spots(item))
             results.append({
                 "n_spots": analysis.n_spots,
                 "n_spots_no_ice": analysis.n_spots_no_ice,
@@ -251,14 +282,36 @@ class SpotsPredictor(PredictorPlugin):
 
 class IndexingPredictor(PredictorPlugin):
     name = "indexing"
-    description = ("multi-lattice evidence from indexing: the spots indexed without a known cell (1-D FFT basis "
-                   "search, as DIALS fft1d), lattice after lattice, and the shipped lattice-evidence network's "
-                   "probability of several lattices")
+    description = ("classical multi-lattice baseline: the spots indexed without a known cell (1-D FFT basis search, "
+                   "as DIALS fft1d), lattice after lattice")
     fields = ("n_lattices_indexed", "fraction_indexed", "fraction_other_lattices", "cell_indexed",
-              "lattice_misorientation_deg", "multilattice_indexed", "p_multilattice_evidence", "multilattice_evidence")
+              "lattice_misorientation_deg", "multilattice_indexed")
     needs = "frame"
-    model_fields = ("p_multilattice_evidence", "multilattice_evidence")
-    model_name = "multilattice_evidence"
+
+    def predict(self, batch):
+        results = []
+        for item in batch:
+            indexing = frame_indexing(item)
+            found = indexing.n_lattices > 0
+            results.append({
+                "n_lattices_indexed": indexing.n_lattices,
+                "fraction_indexed": round(indexing.fraction_indexed, 4),
+                "fraction_other_lattices": round(indexing.fraction_other_lattices, 4),
+                "cell_indexed": [round(v, 2) for v in indexing.lattices[0].cell] if found else None,
+                "lattice_misorientation_deg": [_rounded(v, 2) for v in indexing.misorientation_deg()],
+                # None: no lattice found (too few spots, or none that index), multi-lattice or not unknown
+                "multilattice_indexed": bool(indexing.n_lattices > 1) if found else None,
+            })
+        return results
+
+
+class MultilatticePredictor(PredictorPlugin):
+    name = "multilattice"
+    description = ("probability that the image holds several lattices, from the shipped lattice-evidence network: "
+                   "how well one lattice indexes the frame's spots (none when no lattice indexes)")
+    fields = ("p_multilattice", "multilattice")
+    needs = "frame"
+    model_name = "multilattice"
 
     def __init__(self, model_name: Optional[str] = None):
         self.model_name = model_name or self.model_name
@@ -272,7 +325,15 @@ class IndexingPredictor(PredictorPlugin):
             if self._network is None:
                 from ..models.registry import load_network
 
-                self._network, self._card = load_network(self.model_name)
+                from ..models.evidence import EvidenceNet
+                from ..models.registry import ModelError
+
+                network, card = load_network(self.model_name)
+                if not isinstance(network, EvidenceNet):
+                    raise ModelError(f"{card['path']}: the {self.name} predictor reads a lattice-evidence model "
+                                     f"(family evidence), not a {card['architecture'].get('family', 'resnet')} "
+                                     f"network; quadrant classifiers run as multilattice_resnet")
+                self._network, self._card = network, card
                 self._network.eval()
 
     def experimental(self) -> Optional[str]:
@@ -282,30 +343,20 @@ class IndexingPredictor(PredictorPlugin):
         return experimental_notice(self._card)
 
     def predict(self, batch):
-        from ..lattice import index_frame, lattice_evidence
+        from ..lattice import lattice_evidence
 
         self.setup("cpu")
         results = []
         for item in batch:
-            indexing = index_frame(item.frame.pixels, item.frame.mask, item.frame.geometry)
-            found = indexing.n_lattices > 0
+            indexing = frame_indexing(item)
             # the evidence of several lattices is how well one explains the spots: none found, no answer
-            p = float(self._network.probability([lattice_evidence(indexing)])[0]) if found else None
-            results.append({
-                "n_lattices_indexed": indexing.n_lattices,
-                "fraction_indexed": round(indexing.fraction_indexed, 4),
-                "fraction_other_lattices": round(indexing.fraction_other_lattices, 4),
-                "cell_indexed": [round(v, 2) for v in indexing.lattices[0].cell] if found else None,
-                "lattice_misorientation_deg": [_rounded(v, 2) for v in indexing.misorientation_deg()],
-                # None: no lattice found (too few spots, or none that index), multi-lattice or not unknown
-                "multilattice_indexed": bool(indexing.n_lattices > 1) if found else None,
-                "p_multilattice_evidence": None if p is None else round(p, 4),
-                "multilattice_evidence": None if p is None else
-                bool(p > item.settings.get("multilattice_threshold", MULTILATTICE_THRESHOLD)),
-            })
+            p = float(self._network.probability([lattice_evidence(indexing)])[0]) if indexing.n_lattices else None
+            results.append({"p_multilattice": None if p is None else round(p, 4),
+                            "multilattice": None if p is None else bool(p > _threshold(item))})
         return results
 
 
 @hookimpl
 def xrais_predictors():
-    return [ResolutionPredictor(), MultilatticePredictor(), SpotsPredictor(), IndexingPredictor()]
+    return [ResolutionPredictor(), MultilatticePredictor(), MultilatticeResnetPredictor(), SpotsPredictor(),
+            IndexingPredictor()]

@@ -95,6 +95,8 @@ def record_window(expected: np.ndarray, geometry: Geometry, window: Window, effe
     if effects.poisson or read_noise > 0.0:
         # seeds from the caller's generator: the noise of the whole window, drawn by numba
         _add_noise(values, effects.poisson, float(read_noise), rng.integers(2 ** 63, size=2))
+    if model is not None and model.gain != 1.0:  # photons → the counts this detector records
+        values *= model.gain
     flat = values.reshape(-1)
     flat[_random_pixels(rng, flat.size, effects.dead_pixels)] = 0.0
     flat[_random_pixels(rng, flat.size, effects.hot_pixels)] = HOT_PIXEL_VALUE

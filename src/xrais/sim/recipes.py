@@ -14,9 +14,14 @@ Two recipes, as in the paper, each widened where real data are wider than the pa
   (σ = 0.32°, 1°, 3.2°), redrawn below :data:`MIN_SPLIT_DEG` (0.3°): a lattice turned by less than
   the angular width of its reflections (≈ 0.1–0.3° for the recipe's 0.05–0.15 µm domains) lights
   up the same reflections at the same places, an image that data processing indexes as one
-  lattice with a little more mosaicity, not a split crystal; mosaic spread 0.001–0.01° over 2–5
-  domains (so fine a spread, far inside the reflections' width, needs no more); d 1.2–4 Å; the
-  Rayonix MX340-HS format of the paper, plus PILATUS/EIGER (the paper found the model transfers).
+  lattice with a little more mosaicity, not a split crystal; mosaic spread log-uniform 0.002–0.15°
+  over 2–5 domains (v4: 0.001–0.01°; real crystals' spreads reach the reflections' width, and a
+  single crystal's spots then sit off its nodes by as much); the geometry in the image's header
+  off the true one as at a beamline (beam centre by N(0, 0.7 px) per axis, distance by
+  N(0, 0.3 %)), so that a single lattice indexed with the recorded geometry fits as loosely as real
+  ones do (v4: exact, and the real CS-PAD thermolysin stills, single crystals, read as split);
+  d 1.2–4 Å; the Rayonix MX340-HS format of the paper, plus PILATUS/EIGER (the paper found the
+  model transfers).
 
 Paper values kept: mosaic domains 0.05/0.1/0.15 µm, beam 30 µm with 0.02 mrad divergence,
 background of 5 mm air + 25 µm water + 25 µm of one parasitic material, scaled by 0.0125–1.25
@@ -50,8 +55,9 @@ RECIPES = ("resolution", "multilattice")
 #: Multilattice v3: the paper's variances (not standard deviations) of the misorientation, splits
 #: of at least 0.3°, 2–5 mosaic domains.
 #: Resolution v5: crystal volume over 2 decades, independent of B. Multilattice v4: the same for the
-#: multi-lattice recipe (crystal edge log-uniform 8–40 µm).
-RECIPE_VERSIONS = {"resolution": 5, "multilattice": 4}
+#: multi-lattice recipe (crystal edge log-uniform 8–40 µm). Multilattice v5: mosaic spread up to
+#: 0.15°, header geometry off the true one.
+RECIPE_VERSIONS = {"resolution": 5, "multilattice": 5}
 
 #: Fraction of blank images (no crystal: background, noise and masks only) in every recipe.
 BLANK_FRACTION = 0.04
@@ -77,9 +83,16 @@ MULTILATTICE_DETECTORS = (("Rayonix MX340-HS", 0.5), ("PILATUS 6M", 0.25), ("EIG
 #: paper's variances 0.1, 1 and 10 deg².
 MULTILATTICE_SIGMAS_DEG = (math.sqrt(0.1), 1.0, math.sqrt(10.0))
 #: Mosaic domains per lattice, [low, high) of a uniform integer draw: the resolution recipe's
-#: spreads (0.05–1°) need many; the multi-lattice recipe's (≤ 0.01°, far inside the reflections'
-#: angular width) render the same spots with a few.
+#: spreads (0.05–1°) need many; the multi-lattice recipe's (≤ 0.15°, inside the reflections'
+#: angular width of 0.1–0.3°) render one spot per reflection with a few.
 MOSAIC_DOMAINS = {"resolution": (10, 26), "multilattice": (2, 6)}
+#: Multi-lattice recipe: mosaic spread (degrees, log-uniform).
+MULTILATTICE_MOSAIC_DEG = (0.002, 0.15)
+#: Multi-lattice recipe: how far the header's geometry is off the true one, as standard deviations:
+#: the beam centre (pixels, per axis; drawn within ±3σ) and the distance (fraction of it). Header
+#: beam centres at beamlines are typically right to a pixel or so and distances to a few 0.1 %.
+HEADER_BEAM_ERROR_PX = 0.7
+HEADER_DISTANCE_ERROR_FRACTION = 0.003
 DISTANCE_RANGE_MM = (150.0, 400.0)
 DOMAIN_SIZES_UM = (0.05, 0.1, 0.15)
 #: Crystal edge (µm), log-uniform, of the resolution recipe: volumes over 2.1 decades (× photons
@@ -135,6 +148,11 @@ class ImageSpec:
     psf_fwhm_px: float
     quadrant: int
     read_noise_photons: float
+    #: The geometry written in the image's header less the true one: beam centre (fast, slow
+    #: pixels) and distance (mm). Images are rendered with the true geometry; readers, spot finders
+    #: and indexers see the header's.
+    header_beam_error_px: Tuple[float, float] = (0.0, 0.0)
+    header_distance_error_mm: float = 0.0
 
     @property
     def inverse_d(self) -> float:
@@ -163,9 +181,12 @@ class ImageSpec:
             "quadrant": self.quadrant,
             "beam_centre_fast": self.beam_centre_px[0],
             "beam_centre_slow": self.beam_centre_px[1],
+            "header_beam_error_fast": self.header_beam_error_px[0],
+            "header_beam_error_slow": self.header_beam_error_px[1],
         }
         for field in dataclasses.fields(self):
-            if field.name in ("orientation", "lattice_rotations", "beam_centre_px", "detector", "blank"):
+            if field.name in ("orientation", "lattice_rotations", "beam_centre_px", "detector", "blank",
+                              "header_beam_error_px"):
                 continue
             columns.setdefault(field.name, getattr(self, field.name))
         return columns
@@ -214,7 +235,7 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
     else:
         n_lattices = int(rng.choice([1, 2, 3], p=[0.5, 0.25, 0.25]))
         sigma = float(rng.choice(MULTILATTICE_SIGMAS_DEG))
-        mosaic = rng.uniform(0.001, 0.01)
+        mosaic = _log_uniform(rng, *MULTILATTICE_MOSAIC_DEG)
     rotations, splits = [], []
     for _ in range(n_lattices - 1):
         axis = rng.normal(size=3)
@@ -257,7 +278,17 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
         psf_fwhm_px=float(rng.choice([0.0, 0.0, 0.5, 1.0])),
         quadrant=quadrant,
         read_noise_photons=_read_noise(recipe, model, rng),
+        **(_header_errors(rng, distance) if recipe == "multilattice" else {}),
     )
+
+
+def _header_errors(rng, distance_mm: float) -> Dict[str, object]:
+    """The header's geometry less the true one (:data:`HEADER_BEAM_ERROR_PX`,
+    :data:`HEADER_DISTANCE_ERROR_FRACTION`; normal, cut at ±3σ)."""
+    beam = np.clip(rng.normal(0.0, HEADER_BEAM_ERROR_PX, 2), -3 * HEADER_BEAM_ERROR_PX, 3 * HEADER_BEAM_ERROR_PX)
+    distance = float(np.clip(rng.normal(0.0, HEADER_DISTANCE_ERROR_FRACTION), -3 * HEADER_DISTANCE_ERROR_FRACTION,
+                             3 * HEADER_DISTANCE_ERROR_FRACTION)) * distance_mm
+    return dict(header_beam_error_px=(float(beam[0]), float(beam[1])), header_distance_error_mm=distance)
 
 
 def _read_noise(recipe: str, model, rng) -> float:

@@ -2,6 +2,7 @@
 it on the detector, condition it (uint16, 512×512) and label it."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, NamedTuple, Optional
 
 import numpy as np
@@ -27,7 +28,8 @@ TRAINING_THRESHOLD = 1e-5
 
 class TrainingImage(NamedTuple):
     """conditioned: uint16 (512, 512) quadrant; labels: named label columns; geometry: of the
-    full detector; raw: the recorded detector image (pixels, mask) when asked for, else None."""
+    full detector, as the image's header records it (:func:`header_geometry`); raw: the recorded
+    detector image (pixels, mask) when asked for, else None."""
 
     conditioned: np.ndarray
     labels: Dict[str, object]
@@ -40,6 +42,15 @@ def spec_geometry(spec: ImageSpec) -> Geometry:
     model = detectors.get(spec.detector)
     return Geometry(distance=spec.distance_mm, wavelength=spec.wavelength_A, pixel_size=model.pixel_size,
                     beam_centre=spec.beam_centre_px, shape=model.shape, detector=model.name)
+
+
+def header_geometry(spec: ImageSpec) -> Geometry:
+    """The geometry a training image's header records: the true one (:func:`spec_geometry`) with
+    the recipe's header errors (beam centre, distance) added."""
+    true = spec_geometry(spec)
+    fast, slow = spec.header_beam_error_px
+    return dataclasses.replace(true, distance=true.distance + spec.header_distance_error_mm,
+                               beam_centre=(true.beam_centre[0] + fast, true.beam_centre[1] + slow))
 
 
 def spec_lattices(spec: ImageSpec, pool: StructurePool, rng: np.random.Generator):
@@ -103,7 +114,7 @@ def render_training_image(spec: ImageSpec, pool: StructurePool, device: str = "c
     if keep_raw:
         raw = image._replace(pixels=counts) if reference else on_whole_detector(image._replace(pixels=counts),
                                                                                 geometry.shape)
-    return TrainingImage(conditioned, spec.label_columns(), geometry, raw)
+    return TrainingImage(conditioned, spec.label_columns(), header_geometry(spec), raw)
 
 
 def recorded_counts(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
