@@ -83,6 +83,21 @@ def mosaic_rotations(spread_deg: float, domains: int, rng: np.random.Generator) 
     return rotations
 
 
+def rotation_exposure(mosaic: np.ndarray, wedge_deg: float, spindle_axis, rng: np.random.Generator) -> np.ndarray:
+    """The domains (domains, 3, 3) of a rotation exposure: mosaic domain j also turned about
+    ``spindle_axis`` (lab frame) by φⱼ, the φⱼ spread evenly over the wedge (one in each of
+    ``domains`` equal parts of it, at a random place in its part), centred on the nominal
+    orientation. Every φ of the wedge is exposed for the same time, so the image is the mean of the
+    stills at these φⱼ, as nanoBragg's ``-phi -osc -phisteps`` sums its φ steps (a reflection is
+    ≈ 0.1° wide, so steps of ≤ 0.05° render it whole); a wedge of 0 returns ``mosaic``."""
+    mosaic = np.asarray(mosaic, dtype=float).reshape(-1, 3, 3)
+    if wedge_deg <= 0.0:
+        return mosaic
+    domains = len(mosaic)
+    phis = math.radians(wedge_deg) * ((np.arange(domains) + rng.uniform(0.0, 1.0, domains)) / domains - 0.5)
+    return np.stack([axis_angle_rotation(spindle_axis, phi) @ rotation for phi, rotation in zip(phis, mosaic)])
+
+
 def reciprocal_vectors(real_vectors) -> np.ndarray:
     """Reciprocal vectors (rows a*, b*, c*, Å⁻¹) of real-space vectors (rows a, b, c, Å)."""
     return np.linalg.inv(np.asarray(real_vectors, dtype=float)).T

@@ -14,14 +14,16 @@ Two recipes, as in the paper, each widened where real data are wider than the pa
   (σ = 0.32°, 1°, 3.2°), redrawn below :data:`MIN_SPLIT_DEG` (0.3°): a lattice turned by less than
   the angular width of its reflections (≈ 0.1–0.3° for the recipe's 0.05–0.15 µm domains) lights
   up the same reflections at the same places, an image that data processing indexes as one
-  lattice with a little more mosaicity, not a split crystal; mosaic spread log-uniform 0.002–0.15°
-  over 2–5 domains (v4: 0.001–0.01°; real crystals' spreads reach the reflections' width, and a
-  single crystal's spots then sit off its nodes by as much); the geometry in the image's header
-  off the true one as at a beamline (beam centre by N(0, 0.7 px) per axis, distance by
-  N(0, 0.3 %)), so that a single lattice indexed with the recorded geometry fits as loosely as real
-  ones do (v4: exact, and the real CS-PAD thermolysin stills, single crystals, read as split);
-  d 1.2–4 Å; the Rayonix MX340-HS format of the paper, plus PILATUS/EIGER (the paper found the
-  model transfers).
+  lattice with a little more mosaicity, not a split crystal; d 1.2–4 Å; the Rayonix MX340-HS
+  format of the paper, plus PILATUS/EIGER (the paper found the model transfers). Since v5 the
+  single crystals are as loose as measured ones (v4's, with a mosaic spread of 0.001–0.01°, fitted
+  their lattice 3–5× more tightly than measured single crystals do, and the lattice evidence then
+  read every measured single as split): mosaic spread log-uniform 0.02–0.5° over 10–25 domains,
+  every lattice alike; half the images rotation frames, a wedge log-uniform 0.05–1° about a
+  spindle ⊥ the beam (the detector's fast or slow axis), integrated as domains spread evenly over
+  the wedge (:func:`xrais.sim.crystal.rotation_exposure`; at least one every
+  :data:`ROTATION_STEP_DEG`); and the geometry in the image's header off the true one as at a
+  beamline (beam centre by N(0, 0.7 px) per axis, distance by N(0, 0.3 %)).
 
 Paper values kept: mosaic domains 0.05/0.1/0.15 µm, beam 30 µm with 0.02 mrad divergence,
 background of 5 mm air + 25 µm water + 25 µm of one parasitic material, scaled by 0.0125–1.25
@@ -55,8 +57,8 @@ RECIPES = ("resolution", "multilattice")
 #: Multilattice v3: the paper's variances (not standard deviations) of the misorientation, splits
 #: of at least 0.3°, 2–5 mosaic domains.
 #: Resolution v5: crystal volume over 2 decades, independent of B. Multilattice v4: the same for the
-#: multi-lattice recipe (crystal edge log-uniform 8–40 µm). Multilattice v5: mosaic spread up to
-#: 0.15°, header geometry off the true one.
+#: multi-lattice recipe (crystal edge log-uniform 8–40 µm). Multilattice v5: mosaic spread 0.02–0.5°,
+#: rotation frames, header geometry off the true one.
 RECIPE_VERSIONS = {"resolution": 5, "multilattice": 5}
 
 #: Fraction of blank images (no crystal: background, noise and masks only) in every recipe.
@@ -82,12 +84,20 @@ MULTILATTICE_DETECTORS = (("Rayonix MX340-HS", 0.5), ("PILATUS 6M", 0.25), ("EIG
 #: Standard deviations (degrees) of the extra lattices' misorientation: the square roots of the
 #: paper's variances 0.1, 1 and 10 deg².
 MULTILATTICE_SIGMAS_DEG = (math.sqrt(0.1), 1.0, math.sqrt(10.0))
-#: Mosaic domains per lattice, [low, high) of a uniform integer draw: the resolution recipe's
-#: spreads (0.05–1°) need many; the multi-lattice recipe's (≤ 0.15°, inside the reflections'
-#: angular width of 0.1–0.3°) render one spot per reflection with a few.
-MOSAIC_DOMAINS = {"resolution": (10, 26), "multilattice": (2, 6)}
-#: Multi-lattice recipe: mosaic spread (degrees, log-uniform).
-MULTILATTICE_MOSAIC_DEG = (0.002, 0.15)
+#: Mosaic domains per lattice, [low, high) of a uniform integer draw: spreads reaching past the
+#: reflections' angular width (≈ 0.1–0.3°) need many, or one crystal renders as a few split ones.
+MOSAIC_DOMAINS = {"resolution": (10, 26), "multilattice": (10, 26)}
+#: Multi-lattice recipe: mosaic spread (degrees, log-uniform; the largest domain rotation, as nanoBragg).
+MULTILATTICE_MOSAIC_DEG = (0.02, 0.5)
+#: Multi-lattice recipe: share of rotation frames, their wedge (degrees, log-uniform), and the
+#: widest step between the domains that integrate the wedge (degrees; a reflection is ≈ 0.1° wide).
+ROTATION_FRACTION = 0.5
+ROTATION_WEDGE_DEG = (0.05, 1.0)
+ROTATION_STEP_DEG = 0.05
+#: The most mosaic domains a multi-lattice image renders (rotation frames of wide wedges).
+MAX_DOMAINS = 30
+#: Spindle axes of rotation frames (the detector's fast or slow axis, in the simulator's lab frame).
+SPINDLES = ("fast", "slow")
 #: Multi-lattice recipe: how far the header's geometry is off the true one, as standard deviations:
 #: the beam centre (pixels, per axis; drawn within ±3σ) and the distance (fraction of it). Header
 #: beam centres at beamlines are typically right to a pixel or so and distances to a few 0.1 %.
@@ -153,6 +163,10 @@ class ImageSpec:
     #: and indexers see the header's.
     header_beam_error_px: Tuple[float, float] = (0.0, 0.0)
     header_distance_error_mm: float = 0.0
+    #: Rotation exposure: the wedge (degrees; 0 for a still) turned about the spindle (one of
+    #: :data:`SPINDLES`) while the image is recorded, centred on ``orientation``.
+    rotation_wedge_deg: float = 0.0
+    spindle: str = "fast"
 
     @property
     def inverse_d(self) -> float:
@@ -244,7 +258,7 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
             angle_deg = rng.normal(0.0, sigma)
         splits.append(abs(angle_deg))
         rotations.append(tuple(axis_angle_rotation(axis, math.radians(angle_deg)).ravel()))
-    return ImageSpec(
+    spec = ImageSpec(
         recipe=recipe, index=index, seed=seed, detector=detector,
         distance_mm=distance,
         wavelength_A=wavelength,
@@ -278,8 +292,21 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
         psf_fwhm_px=float(rng.choice([0.0, 0.0, 0.5, 1.0])),
         quadrant=quadrant,
         read_noise_photons=_read_noise(recipe, model, rng),
-        **(_header_errors(rng, distance) if recipe == "multilattice" else {}),
     )
+    if recipe == "multilattice":
+        spec = dataclasses.replace(spec, **_header_errors(rng, distance), **_exposure(rng, spec.mosaic_domains))
+    return spec
+
+
+def _exposure(rng, mosaic_domains: int) -> Dict[str, object]:
+    """A multi-lattice image's exposure: a still, or (:data:`ROTATION_FRACTION` of them) a rotation
+    frame whose wedge (:data:`ROTATION_WEDGE_DEG`) about a spindle has a domain at least every
+    :data:`ROTATION_STEP_DEG` (at most :data:`MAX_DOMAINS`)."""
+    if rng.random() >= ROTATION_FRACTION:
+        return {}
+    wedge = _log_uniform(rng, *ROTATION_WEDGE_DEG)
+    return dict(rotation_wedge_deg=wedge, spindle=str(rng.choice(SPINDLES)),
+                mosaic_domains=int(min(MAX_DOMAINS, max(mosaic_domains, math.ceil(wedge / ROTATION_STEP_DEG)))))
 
 
 def _header_errors(rng, distance_mm: float) -> Dict[str, object]:

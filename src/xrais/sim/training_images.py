@@ -11,9 +11,9 @@ from .. import conditioning
 from ..io import detectors
 from ..io.geometry import Geometry
 from .beam import Beam, fluence_from_photons
-from .crystal import Lattice, blocks_in_crystal, cells_per_domain, mosaic_rotations
+from .crystal import Lattice, blocks_in_crystal, cells_per_domain, mosaic_rotations, rotation_exposure
 from .effects import DetectorEffects
-from .frame import Window, quadrant_window
+from .frame import MOSFLM_FAST, MOSFLM_SLOW, Window, quadrant_window
 from .pool import StructurePool
 from .recipes import ImageSpec
 from .simulate import SimulatedImage, on_whole_detector, simulate_image, simulate_window
@@ -53,6 +53,11 @@ def header_geometry(spec: ImageSpec) -> Geometry:
                                beam_centre=(true.beam_centre[0] + fast, true.beam_centre[1] + slow))
 
 
+#: Spindle axes of rotation frames (:attr:`ImageSpec.spindle`) in the simulator's lab frame: the
+#: detector's fast and slow axes (:data:`xrais.sim.frame.MOSFLM_FAST`, ``MOSFLM_SLOW``).
+SPINDLE_AXES = {"fast": MOSFLM_FAST, "slow": MOSFLM_SLOW}
+
+
 def spec_lattices(spec: ImageSpec, pool: StructurePool, rng: np.random.Generator):
     """(lattices, structure) of a training image, or (None, None) for a blank one.
 
@@ -65,14 +70,18 @@ def spec_lattices(spec: ImageSpec, pool: StructurePool, rng: np.random.Generator
     cells = cells_per_domain(structure.cell, spec.domain_size_um * 1e4)
     volume = spec.crystal_size_um ** 3
     weights = rng.dirichlet([4.0] * spec.n_lattices) if spec.n_lattices > 1 else np.ones(1)
+    spindle = SPINDLE_AXES[spec.spindle]
+
+    def domains():  # each lattice's own mosaic domains, turned through the rotation wedge
+        return rotation_exposure(mosaic_rotations(spec.mosaic_spread_deg, spec.mosaic_domains, rng),
+                                 spec.rotation_wedge_deg, spindle, rng)
+
     first = Lattice.from_cell(structure.cell, orientation=np.reshape(spec.orientation, (3, 3)), cells=cells,
-                              mosaic=mosaic_rotations(spec.mosaic_spread_deg, spec.mosaic_domains, rng),
-                              blocks=blocks_in_crystal(volume * weights[0], structure.cell, cells))
+                              mosaic=domains(), blocks=blocks_in_crystal(volume * weights[0], structure.cell, cells))
     lattices = [first]
     for rotation, weight in zip(spec.lattice_rotations, weights[1:]):
         lattices.append(first.rotated(np.reshape(rotation, (3, 3))).replace(
-            mosaic=mosaic_rotations(spec.mosaic_spread_deg, spec.mosaic_domains, rng),
-            blocks=blocks_in_crystal(volume * weight, structure.cell, cells)))
+            mosaic=domains(), blocks=blocks_in_crystal(volume * weight, structure.cell, cells)))
     return lattices, structure
 
 
