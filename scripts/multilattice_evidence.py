@@ -21,11 +21,12 @@ import numpy as np
 
 
 def evidence(job):
-    """(features row, n_spots) of one spot set (vectors, intensities)."""
+    """(features row, n_spots) of one spot set (vectors, intensities, (distance mm, wavelength Å) of
+    the geometry that mapped them: the header's)."""
     from xrais.lattice import FEATURE_NAMES, index_lattices, lattice_evidence
 
-    vectors, intensities = job
-    features = lattice_evidence(index_lattices(vectors, intensities))
+    vectors, intensities, detector = job
+    features = lattice_evidence(index_lattices(vectors, intensities, detector=detector))
     return [features[name] for name in FEATURE_NAMES], len(vectors)
 
 
@@ -36,7 +37,9 @@ def simulated_jobs(path):
     for i in np.flatnonzero(keep_image):
         part = slice(offsets[i], offsets[i + 1])
         keep = ~data["ice"][part]
-        jobs.append((data["vectors"][part][keep], data["intensity"][part][keep]))
+        header_distance = data["label_distance"][i] + data["label_header_distance_error_mm"][i]
+        jobs.append((data["vectors"][part][keep], data["intensity"][part][keep],
+                     (float(header_distance), float(data["label_wavelength"][i]))))
     labels = dict(is_multi=data["label_n_lattices"][keep_image] > 1, n_lattices=data["label_n_lattices"][keep_image],
                   split_deg=data["label_lattice_split_deg"][keep_image], detector=data["label_detector"][keep_image],
                   # photons × crystal volume (µm³): the overall scale, which the label must not follow
@@ -53,7 +56,8 @@ def labelled_image_jobs(path):
     jobs, names = [], sorted(table)
     for name in names:
         frame = xrais.open_image(os.path.join(os.path.dirname(path), name))
-        jobs.append(indexing_input(find_spots(frame.pixels, frame.mask, frame.geometry), frame.geometry))
+        jobs.append(indexing_input(find_spots(frame.pixels, frame.mask, frame.geometry), frame.geometry)
+                    + ((frame.geometry.distance, frame.geometry.wavelength),))
     splits = [min(table[n].get("misorientation_measured_deg") or [0.0]) for n in names]
     labels = dict(is_multi=np.array([bool(table[n]["is_multi"]) for n in names]),
                   n_lattices=np.array([table[n]["n_lattices"] for n in names]), split_deg=np.array(splits),

@@ -21,7 +21,15 @@ LABELIT, DIALS ``fft1d``), written here in numpy and numba:
    the search is repeated with twice the estimated maximum cell (the estimate is a lower bound).
 4. **More lattices**, as DIALS ``max_lattices``: the spots the lattice leaves unindexed are searched
    again, and a further lattice is kept when it indexes at least
-   :attr:`IndexingSettings.min_lattice_spots` of them and half of what was left.
+   :attr:`IndexingSettings.min_lattice_spots` of them and clearly more than a lattice found by
+   chance would (:func:`chance_indexed`).
+
+**Significance.** The best cell of any points indexes a share of them, and a large share of few
+points: of 20 random spots on the Ewald cap, up to ~80 %; of 50, ~45 %; of 200, ~23 %
+(:data:`CHANCE_INDEXED`, from ``scripts/chance_lattices.py``). A frame's leftover spots are few, so
+without this test the leftovers of a single crystal grow "further lattices" out of noise. Every
+lattice, the first included, must index more than :func:`chance_indexed` of the spots it was
+searched in.
 
 Where it fails: a still of fewer than ~20 spots gives no lattice (too few for a basis search);
 two lattices turned by less than about ``tolerance / (|t|·|r|)`` rad (≈ 0.3° for a 60 Å cell at
@@ -36,6 +44,8 @@ from typing import List, Optional, Tuple
 
 import numba
 import numpy as np
+
+from .refinement import GeometryRefinement, GeometryRefinementSettings, refine_geometry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +65,9 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
     lattice must index; min_fraction: least fraction of all spots the first lattice must index (a
     best cell of random points, no lattice, indexes 15–22 % of them at tolerance 0.2); max_lattices: most lattices looked for; min_separation_deg: a further lattice
     of the same cell turned by less than this from one already found is the same lattice (its
-    spots are that lattice's, a little off their nodes: reflections are ≈ 0.1–0.3° wide); refine_cycles: least-squares cycles;
+    spots are that lattice's, a little off their nodes: reflections are ≈ 0.1–0.3° wide);
+    chance_margin: a lattice must index more than this times the spots a chance lattice indexes
+    (:func:`chance_indexed`); refine_cycles: least-squares cycles;
     wider_search_below: when the estimated max_cell's best lattice indexes less than this fraction of
     the spots, the search is repeated with a longer max_cell (:func:`_first_lattice`).
     """
@@ -72,6 +84,7 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
     min_fraction: float = 0.3
     max_lattices: int = 3
     min_separation_deg: float = 0.3
+    chance_margin: float = 1.1
     refine_cycles: int = 4
     wider_search_below: float = 0.9
 
@@ -102,12 +115,15 @@ class IndexingResult:
     """Lattices found in one image's spots (strongest first), the spots' scattering vectors
     ((n, 3) Å⁻¹, in the order given; the lattices' masks and Miller indices refer to them) and the
     longest cell edge searched (Å); nearest: each spot's distance to its nearest other spot (Å⁻¹,
-    :func:`nearest_neighbour_distances`; None for fewer than 2 spots)."""
+    :func:`nearest_neighbour_distances`; None for fewer than 2 spots); geometry_refinement: the
+    frame's geometry refined with the first lattice (:mod:`xrais.lattice.refinement`), when the
+    detector was given (``vectors`` are then the refined geometry's)."""
 
     lattices: List[IndexedLattice]
     vectors: np.ndarray
     max_cell: Optional[float]
     nearest: Optional[np.ndarray] = None
+    geometry_refinement: Optional[GeometryRefinement] = None
 
     @property
     def n_spots(self) -> int:
@@ -425,12 +441,16 @@ def index_lattice(vectors: np.ndarray, settings: IndexingSettings = IndexingSett
 
 
 def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None,
-                   settings: IndexingSettings = IndexingSettings()) -> IndexingResult:
+                   settings: IndexingSettings = IndexingSettings(), detector: Optional[Tuple[float, float]] = None,
+                   refinement: GeometryRefinementSettings = GeometryRefinementSettings()) -> IndexingResult:
     """Lattices one after another (as DIALS ``max_lattices``): the best lattice of all spots, then of
-    the spots left unindexed, while one indexes at least ``min_lattice_spots`` and half of those
-    (the first: ``min_fraction`` of all).
+    the spots left unindexed, while one indexes at least ``min_lattice_spots`` of those and more than
+    ``chance_margin`` × :func:`chance_indexed` (the first: also ``min_fraction`` of all).
     vectors: (n, 3) scattering vectors (Å⁻¹); intensities: the spots' (the basis search uses the
-    strongest ``max_search_spots``; without them, the first)."""
+    strongest ``max_search_spots``; without them, the first); detector: (distance mm, wavelength Å)
+    of the geometry that mapped the spots: the beam centre, distance and first lattice are then
+    refined together (:func:`xrais.lattice.refinement.refine_geometry`) before its spots are
+    indexed again and further lattices are searched."""
     vectors = np.asarray(vectors, float).reshape(-1, 3)
     order = np.arange(len(vectors)) if intensities is None else np.argsort(-np.asarray(intensities), kind="stable")
     vectors = vectors[order]
@@ -438,15 +458,22 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
     max_cell = settings.max_cell or (estimate_max_cell(vectors, settings.max_cell_limit, nearest)
                                      if len(vectors) >= settings.min_spots else None)
     lattices: List[IndexedLattice] = []
+    refined = None
     left = np.ones(len(vectors), bool)
     while len(lattices) < settings.max_lattices and left.sum() >= settings.min_spots:
         if lattices:
             found = index_lattice(vectors[left], settings, max_cell)
         else:
             found, max_cell = _first_lattice(vectors, settings, max_cell)
-        if found is None or (lattices and found.n_indexed < 0.5 * left.sum()) \
-                or (not lattices and found.n_indexed < settings.min_fraction * len(vectors)):
+        searched = int(left.sum())
+        least = max(settings.min_fraction * searched if not lattices else 0.0,
+                    settings.chance_margin * chance_indexed(searched))
+        if found is None or found.n_indexed <= least:
             break
+        if not lattices and detector is not None:
+            refined = refine_geometry(vectors, found, *detector, refinement)
+            vectors = refined.vectors
+            found = refine_lattice(vectors, refined.real_vectors, settings)
         indexed = np.zeros(len(vectors), bool)
         indexed[np.flatnonzero(left)[found.indexed]] = True
         miller = np.zeros((len(vectors), 3), int)
@@ -461,7 +488,9 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
     restore = np.argsort(order)  # back to the input's order of spots
     lattices = [IndexedLattice(lattice.real_vectors, lattice.indexed[restore], lattice.miller[restore],
                                lattice.rms_fractional) for lattice in lattices]
-    return IndexingResult(lattices, vectors[restore], max_cell, None if nearest is None else nearest[restore])
+    if refined is not None:
+        nearest = nearest_neighbour_distances(vectors)
+    return IndexingResult(lattices, vectors[restore], max_cell, None if nearest is None else nearest[restore], refined)
 
 
 def _first_lattice(vectors: np.ndarray, settings: IndexingSettings, max_cell: float) -> Tuple[Optional[IndexedLattice], float]:
@@ -480,6 +509,23 @@ def _first_lattice(vectors: np.ndarray, settings: IndexingSettings, max_cell: fl
     if again is not None and (found is None or again.n_indexed > found.n_indexed + 0.02 * len(vectors)):
         return again, wider
     return found, max_cell
+
+
+#: Of n spots with no lattice in them (uniform on the Ewald cap), the share the basis search's best
+#: lattice indexes: its 99th percentile over 48 draws, the largest over longest cell edges of 60,
+#: 120 and 250 Å (they differ by a few %), at the default tolerance: ``python
+#: scripts/chance_lattices.py --draws 48`` (n: share).
+CHANCE_INDEXED = {15: 1.00, 20: 0.85, 30: 0.63, 50: 0.50, 80: 0.38, 120: 0.31, 200: 0.23}
+
+
+def chance_indexed(n_spots: int) -> float:
+    """Spots out of ``n_spots`` that a lattice found by chance indexes (:data:`CHANCE_INDEXED`,
+    interpolated in log n; below 15 spots, all; above 200, the share at 200)."""
+    counts = np.array(sorted(CHANCE_INDEXED), float)
+    if n_spots < counts[0]:
+        return float(n_spots)
+    share = np.interp(math.log(n_spots), np.log(counts), [CHANCE_INDEXED[int(n)] for n in counts])
+    return float(share * n_spots)
 
 
 #: The wider search's longest cell edge, over the nearest-neighbour estimate (:func:`_first_lattice`).
@@ -503,7 +549,8 @@ def index_frame(pixels: np.ndarray, mask: Optional[np.ndarray], geometry, spot_s
     from ..spotfinder import SpotFinderSettings, find_spots
 
     spots = find_spots(pixels, mask, geometry, spot_settings or SpotFinderSettings())
-    return index_lattices(*indexing_input(spots, geometry), settings=settings)
+    return index_lattices(*indexing_input(spots, geometry), settings=settings,
+                          detector=(geometry.distance, geometry.wavelength))
 
 
 def indexing_input(spots, geometry) -> Tuple[np.ndarray, np.ndarray]:

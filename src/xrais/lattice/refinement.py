@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
 import numpy as np
 
-from .indexing import IndexedLattice
+if TYPE_CHECKING:  # indexing calls this module
+    from .indexing import IndexedLattice
 
 #: The lab frame of :func:`xrais.spotfinder.scattering_vectors` (defined there; repeated here so that
 #: this lower layer does not import the spot finder): beam, detector fast and slow axes.
@@ -107,7 +108,8 @@ def refine_geometry(vectors: np.ndarray, lattice: IndexedLattice, distance_mm: f
     def residuals(parameters: np.ndarray) -> np.ndarray:
         shift, change, basis = parameters[:2], parameters[2], parameters[3:].reshape(3, 3)
         moved = vectors_at(positions[mine] - shift[None, :], distance_mm + change, wavelength_a)
-        return tangential_offsets(moved, miller @ basis, wavelength_a).ravel()
+        offsets = tangential_offsets(moved, miller @ basis, wavelength_a)
+        return (offsets / np.linalg.norm(moved, axis=1, keepdims=True)).ravel()
 
     start = np.concatenate([[0.0, 0.0, 0.0], reciprocal.ravel()])
     before = residuals(start)
