@@ -84,3 +84,48 @@ def save_montage(images: np.ndarray, labels: dict, path: str, columns: int = 5, 
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+#: Colours of the lattices in :func:`save_lattice_png` (first, second, third lattice).
+LATTICE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
+
+
+def save_lattice_png(pixels: np.ndarray, mask: np.ndarray, spots, indexing, path: str, title: str = "") -> None:
+    """PNG of a frame (√counts, grey) with its spots drawn as circles coloured by the lattice that
+    indexes them (:data:`LATTICE_COLOURS`), unindexed ones in black, those on ice rings as grey
+    squares, and a legend with each lattice's spots and cell: why a frame was called multi-lattice.
+
+    spots: the frame's :class:`xrais.spotfinder.SpotList`; indexing: the
+    :class:`xrais.lattice.IndexingResult` of its spots off the ice rings (:func:`xrais.lattice.index_spots`).
+    """
+    plt = _pyplot()
+    shown = np.sqrt(np.clip(np.where(mask, 0.0, np.asarray(pixels, float)), 0.0, None))
+    top = max(1.0, float(np.percentile(shown[~mask], 99.8))) if (~mask).any() else 1.0
+    fig, ax = plt.subplots(figsize=(8.5, 8.5))
+    ax.imshow(shown, cmap="gray_r", vmin=0.0, vmax=top, interpolation="nearest")
+    off_ice = ~np.asarray(spots.on_ice_ring, bool)
+    fast, slow = np.asarray(spots.fast)[off_ice], np.asarray(spots.slow)[off_ice]
+    claimed = np.zeros(len(fast), bool)
+    marker = dict(s=60, facecolors="none", linewidths=1.0)
+    for number, lattice in enumerate(indexing.lattices):
+        mine = lattice.indexed & ~claimed
+        claimed |= lattice.indexed
+        cell = ", ".join(f"{v:.1f}" for v in lattice.cell[:3]) + " Å"
+        ax.scatter(fast[mine], slow[mine], edgecolors=LATTICE_COLOURS[number % len(LATTICE_COLOURS)],
+                   label=f"lattice {number + 1}: {int(mine.sum())} spots, cell {cell}", **marker)
+    ax.scatter(fast[~claimed], slow[~claimed], edgecolors="black", label=f"unindexed: {int((~claimed).sum())} spots",
+               **marker)
+    on_ice = ~off_ice
+    if on_ice.any():
+        ax.scatter(np.asarray(spots.fast)[on_ice], np.asarray(spots.slow)[on_ice], marker="s", edgecolors="grey",
+                   label=f"on ice rings (not indexed): {int(on_ice.sum())}", **marker)
+    ax.set_xlim(0, shown.shape[1])
+    ax.set_ylim(shown.shape[0], 0)
+    ax.set_xlabel("fast (pixels)")
+    ax.set_ylabel("slow (pixels)")
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.85)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

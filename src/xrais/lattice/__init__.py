@@ -3,7 +3,7 @@
 lattices in an indexed still (:mod:`xrais.lattice.evidence`)."""
 from .evidence import FEATURE_NAMES, lattice_evidence
 from .indexing import (IndexedLattice, IndexingResult, IndexingSettings, index_frame, index_lattice, index_lattices,
-                       indexing_input)
+                       index_spots, indexing_input)
 
 __all__ = ["FEATURE_NAMES", "lattice_evidence", "IndexedLattice", "IndexingResult", "IndexingSettings", "index_frame",
-           "index_lattice", "index_lattices", "indexing_input"]
+           "index_lattice", "index_lattices", "index_spots", "indexing_input"]

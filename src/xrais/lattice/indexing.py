@@ -472,8 +472,11 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
             break
         if not lattices and detector is not None:
             refined = refine_geometry(vectors, found, *detector, refinement)
-            vectors = refined.vectors
-            found = refine_lattice(vectors, refined.real_vectors, settings)
+            again = refine_lattice(refined.vectors, refined.real_vectors, settings)
+            if again.n_indexed >= found.n_indexed:
+                vectors, found = refined.vectors, again
+            else:  # the refined geometry explains fewer spots: the header's is kept
+                refined = None
         indexed = np.zeros(len(vectors), bool)
         indexed[np.flatnonzero(left)[found.indexed]] = True
         miller = np.zeros((len(vectors), 3), int)
@@ -549,6 +552,13 @@ def index_frame(pixels: np.ndarray, mask: Optional[np.ndarray], geometry, spot_s
     from ..spotfinder import SpotFinderSettings, find_spots
 
     spots = find_spots(pixels, mask, geometry, spot_settings or SpotFinderSettings())
+    return index_spots(spots, geometry, settings)
+
+
+def index_spots(spots, geometry, settings: IndexingSettings = IndexingSettings()) -> IndexingResult:
+    """Lattices of a frame's spots (a :class:`xrais.spotfinder.SpotList`): those off the ice rings
+    (:func:`indexing_input`; the result's spots are these, in order), mapped to reciprocal space
+    with ``geometry`` and indexed, the beam centre refined with the first lattice."""
     return index_lattices(*indexing_input(spots, geometry), settings=settings,
                           detector=(geometry.distance, geometry.wavelength))
 

@@ -254,11 +254,9 @@ def frame_indexing(item: PredictionInput):
     """The frame's lattices (:func:`xrais.lattice.index_lattices` of :func:`frame_spots` off the ice
     rings, the geometry refined with the first), indexed once per image for every predictor that asks."""
     if "indexing" not in item.shared:
-        from ..lattice import index_lattices, indexing_input
+        from ..lattice import index_spots
 
-        geometry = item.frame.geometry
-        item.shared["indexing"] = index_lattices(*indexing_input(frame_spots(item), geometry),
-                                                 detector=(geometry.distance, geometry.wavelength))
+        item.shared["indexing"] = index_spots(frame_spots(item), item.frame.geometry)
     return item.shared["indexing"]
 
 
