@@ -196,6 +196,24 @@ def test_near_empty_frames_read_as_no_diffraction(shared_data):
     assert bragg_pixel_count(quadrant) == 4 and bragg_pixel_count(np.zeros((512, 512), np.float32)) == 0
 
 
+def test_frames_of_no_crystal_get_no_multilattice_answer_with_the_reason():
+    """Sparse noise (a handful of spots of no crystal) indexes no lattice: p_multilattice is null,
+    multilattice_undetermined says why, and the summary counts such frames apart from the calls."""
+    rng = np.random.default_rng(8)
+    geometry = Geometry(distance=250.0, wavelength=1.0, pixel_size=0.172, detector="PILATUS 6M", shape=(1000, 1000),
+                        beam_centre=(500.5, 500.5))
+    noise = rng.poisson(0.05, geometry.shape).astype(np.int32)
+    for _ in range(40):  # forty bright random 'spots'
+        slow, fast = rng.integers(20, 980, 2)
+        noise[slow:slow + 2, fast:fast + 2] += 200
+    results = Predictor(predictors=("multilattice", "spots"), device="cpu").predict([(noise, geometry)])
+    (result,) = results
+    assert result["n_spots"] >= 30 and result["p_multilattice"] is None and result["multilattice"] is None
+    assert result["multilattice_undetermined"].startswith("no lattice indexed: no lattice of the")
+    summary = xrais.predict.summarise(results)
+    assert summary["n_multilattice_undetermined"] == 1 and summary["fraction_multilattice"] is None
+
+
 def _frame_parts(path):
     frame = xrais.open_image(path)
     return frame.pixels, frame.mask, frame.geometry

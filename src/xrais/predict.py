@@ -357,7 +357,8 @@ SUMMARY_SOURCES = {"n_diffraction": "diffraction", "median_d_min": "d_min", "med
                    "best_d_min": "d_min", "xrais_b": "b_factor", "fraction_multilattice": "multilattice",
                    "fraction_multilattice_resnet": "multilattice_resnet",
                    "median_n_spots": "n_spots", "n_undetermined": "resolution_undetermined",
-                   "n_multilattice_indexed": "multilattice_indexed"}
+                   "n_multilattice_indexed": "multilattice_indexed",
+                   "n_multilattice_undetermined": "multilattice_undetermined"}
 
 
 def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min",
@@ -388,6 +389,8 @@ def summarise(results: Iterable[Dict[str, Any]], reduce: str = "min",
             summary[f"fraction_{call}"] = round(sum(flags) / len(flags), 4) if flags else None
     if any(r.get("n_spots") is not None for r in good):
         summary["median_n_spots"] = float(np.median([r["n_spots"] for r in good if r.get("n_spots") is not None]))
+    if any("multilattice_undetermined" in r for r in good):  # no lattice indexed: no multi-lattice answer
+        summary["n_multilattice_undetermined"] = sum(r.get("multilattice_undetermined") is not None for r in good)
     if any("multilattice_indexed" in r for r in good):
         # images with several lattices indexed (those with none found are neither)
         summary["n_multilattice_indexed"] = sum(r.get("multilattice_indexed") is True for r in good)

@@ -47,7 +47,8 @@ def write_json(path: str, results: Sequence[Dict[str, Any]], summary: Dict[str, 
     inverse_d (the image's 1/d, Å⁻¹: d_min's), inverse_d_sigma (its σ, Å⁻¹, from a shell-profile
     model; null from a ResNet), resolution_undetermined (σ too large to tell; null from a ResNet),
     inverse_d_quadrants and inverse_d_spread (Å⁻¹), b_factor (Å²: the label relation's
-    B = 4d² + 12 at d_min, not a Wilson B), p_multilattice (0–1), multilattice, diffraction,
+    B = 4d² + 12 at d_min, not a Wilson B), p_multilattice (0–1; null when no lattice indexes),
+    multilattice, multilattice_undetermined (why there is no answer, else null), diffraction,
     read_ms/condition_ms/predict_ms (ms), error; lists are JSON arrays. NaN/inf are written as null.
     """
     document = {"images": [{k: _plain(v) for k, v in r.items()} for r in results], "summary": _plain_dict(summary),
@@ -153,6 +154,7 @@ def summary_lines(summary: Dict[str, Any]) -> List[str]:
         "xrais_b": "XRAIS B (Å²)", "n_undetermined": "resolution undetermined", "fraction_multilattice": "fraction multi-lattice",
         "fraction_multilattice_resnet": "fraction multi-lattice (ResNet)", "median_n_spots": "median spots",
         "n_multilattice_indexed": "multi-lattice (indexed)",
+        "n_multilattice_undetermined": "multi-lattice undetermined (no lattice)",
     }
     return [f"  {labels.get(k, k):<24} {v}" + (f"  (experimental model: {caveats[k]})" if k in caveats else "")
             for k, v in summary.items() if k != "experimental"]

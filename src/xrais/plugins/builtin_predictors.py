@@ -309,7 +309,7 @@ class MultilatticePredictor(PredictorPlugin):
     name = "multilattice"
     description = ("probability that the image holds several lattices, from the shipped lattice-evidence network: "
                    "how well one lattice indexes the frame's spots (none when no lattice indexes)")
-    fields = ("p_multilattice", "multilattice")
+    fields = ("p_multilattice", "multilattice", "multilattice_undetermined")
     needs = "frame"
     model_name = "multilattice"
 
@@ -352,8 +352,23 @@ class MultilatticePredictor(PredictorPlugin):
             # the evidence of several lattices is how well one explains the spots: none found, no answer
             p = float(self._network.probability([lattice_evidence(indexing)])[0]) if indexing.n_lattices else None
             results.append({"p_multilattice": None if p is None else round(p, 4),
-                            "multilattice": None if p is None else bool(p > _threshold(item))})
+                            "multilattice": None if p is None else bool(p > _threshold(item)),
+                            "multilattice_undetermined": None if p is not None else no_lattice_reason(indexing)})
         return results
+
+
+def no_lattice_reason(indexing) -> str:
+    """Why a frame's spots gave no lattice, and so no multi-lattice answer: one sentence."""
+    from ..lattice import IndexingSettings
+    from ..lattice.indexing import chance_indexed
+
+    settings = IndexingSettings()
+    n = indexing.n_spots
+    if n < settings.min_spots:
+        return f"no lattice indexed: {n} spots off the ice rings, fewer than the {settings.min_spots} a search needs"
+    least = max(settings.min_fraction, settings.chance_margin * chance_indexed(n) / n)
+    return (f"no lattice indexed: no lattice of the {n} spots off the ice rings indexes more than {least:.0%} of them "
+            "(what a lattice found by chance in spots of no crystal would)")
 
 
 @hookimpl
