@@ -95,3 +95,35 @@ def test_the_evidence_network_learns_the_label_from_the_features():
     assert architecture == network.architecture and isinstance(EvidenceNet(architecture), EvidenceNet)
     with pytest.raises(ValueError, match="unknown evidence features"):
         EvidenceArchitecture(features=("brightness",))
+
+
+def test_a_split_shows_as_two_populations_turned_by_half_its_angle():
+    """Two lattices α apart indexed as one: the two-sided rotation fitted to the offsets has
+    |ω| ≈ α/2 and explains most of them; one lattice of the same scatter (0.017° per spot) leaves
+    them one population (little explained, |ω| a fraction of the split's)."""
+    from xrais.lattice import index_lattices
+    from xrais.lattice.evidence import two_sided_rotation
+    from xrais.sim import axis_angle_rotation, random_rotation
+
+    from latticehelpers import ewald_cap_spots
+
+    rng = np.random.default_rng(1)
+    cell, turn = np.diag([38.0, 44.0, 52.0]), random_rotation(rng)
+    found = {}
+    for split in (0.0, 1.0):
+        spots = [ewald_cap_spots(cell, turn, d_min=1.8, on_sphere=True, excitation=0.003)]
+        if split:
+            spots.append(ewald_cap_spots(cell, axis_angle_rotation(rng.normal(size=3), np.radians(split)) @ turn,
+                                         d_min=1.8, on_sphere=True, excitation=0.003))
+        vectors = np.concatenate(spots)
+        vectors += rng.normal(size=vectors.shape) * 3e-4 * np.linalg.norm(vectors, axis=1, keepdims=True)
+        result = index_lattices(vectors)
+        assert result.n_lattices == 1  # the split indexes as one (compromise) lattice
+        lattice = result.lattices[0]
+        found[split] = two_sided_rotation(result.vectors[lattice.indexed], lattice.miller[lattice.indexed],
+                                          lattice.real_vectors)
+    explained, separation, omega = found[1.0]
+    assert np.degrees(np.linalg.norm(omega)) == pytest.approx(0.5, abs=0.05)
+    assert explained > 0.75 and separation > 10
+    single_explained, single_separation, single_omega = found[0.0]
+    assert single_explained < 0.5 and single_separation < 4 and np.degrees(np.linalg.norm(single_omega)) < 0.1

@@ -29,7 +29,17 @@ values for the same crystal):
   moves its nodes by ≈ α·|r| in every direction, so the tangential offset over |r| reads α;
 * ``nn_spread``: the 10th over the 50th percentile of the spots' nearest-neighbour distances, found
   lattice or not (one lattice's spots keep their distance, ≥ its node spacing; a second lattice
-  puts spots beside the first's: a low ratio).
+  puts spots beside the first's: a low ratio);
+* ``split_explained``, ``split_separation``: the structure of the first lattice's offsets, free of
+  their size. A split crystal indexed as one lattice (or as one of its lattices, the other's spots
+  caught within the tolerance) puts its spots at ±ω of one rotation from the nodes: offsets
+  rᵢ − nodeᵢ ≈ sᵢ·ω × nodeᵢ, sᵢ = ±1, two populations. A loose single crystal (mosaic spread,
+  rotation wedge, beam divergence) scatters its spots about its nodes in one population, their
+  rotations spread continuously. Fitted to the tangential offsets over |r| (radians) by alternating
+  least squares (:func:`two_sided_rotation`): the share of the offsets' variance the two-sided
+  rotation explains, and |ω| over the RMS of what it leaves — the split's half-angle in units of
+  the crystal's own spread (physics: a 0.3° split inside a 0.5° spread is not detectable; the
+  same split in a 0.02° spread is).
 """
 from __future__ import annotations
 
@@ -43,7 +53,7 @@ from .indexing import IndexingResult, IndexingSettings, nearest_neighbour_distan
 
 FEATURE_NAMES = ("fraction_first", "fraction_other", "fraction_unindexed", "n_lattices", "rms_first",
                  "loose_share", "outer_excess", "shared_hkl", "close_pairs", "log_misorientation",
-                 "tangential_median_deg", "tangential_p90_deg", "nn_spread")
+                 "tangential_median_deg", "tangential_p90_deg", "nn_spread", "split_explained", "split_separation")
 
 
 def shortest_node_spacing(real_vectors: np.ndarray) -> float:
@@ -71,6 +81,55 @@ def tangential_offsets_deg(vectors: np.ndarray, miller: np.ndarray, real_vectors
     return np.degrees(np.linalg.norm(tangential, axis=1) / np.linalg.norm(vectors, axis=1))
 
 
+def _tangential_basis(vectors: np.ndarray):
+    """(usable spots, unit normals of the Ewald sphere at them): 1/λ = −|r|²/(2 r·b) from r itself."""
+    from ..spotfinder import LAB_BEAM
+
+    along_beam = vectors @ LAB_BEAM
+    usable = along_beam < -1e-6
+    inverse_wavelength = -np.einsum("ij,ij->i", vectors[usable], vectors[usable]) / (2.0 * along_beam[usable])
+    normal = vectors[usable] + inverse_wavelength[:, None] * LAB_BEAM[None, :]
+    return usable, normal / np.linalg.norm(normal, axis=1, keepdims=True)
+
+
+def two_sided_rotation(vectors: np.ndarray, miller: np.ndarray, real_vectors: np.ndarray,
+                       iterations: int = 12) -> tuple:
+    """(explained share, separation, ω in radians) of the model rᵢ − nodeᵢ ≈ sᵢ·ω × nodeᵢ (sᵢ = ±1),
+    fitted to the spots' offsets from their nodes tangential to the Ewald sphere, each over |r|
+    (module docstring, ``split_explained`` and ``split_separation``). Alternating least squares:
+    for ω the signs sᵢ = sign(offsetᵢ · ω × nodeᵢ); for the signs ω by linear least squares;
+    started from the direction that explains most of the offsets whatever their signs. (0, 0, 0)
+    with fewer than 6 spots."""
+    usable, normal = _tangential_basis(vectors)
+    vectors, miller = vectors[usable], miller[usable]
+    if len(vectors) < 6:
+        return 0.0, 0.0, np.zeros(3)
+    nodes = miller @ np.linalg.inv(real_vectors).T
+    projector = np.eye(3)[None] - normal[:, :, None] * normal[:, None, :]
+    radius = np.linalg.norm(vectors, axis=1)[:, None]
+    offsets = np.einsum("nij,nj->ni", projector, vectors - nodes) / radius
+    skew = np.zeros((len(nodes), 3, 3))  # ω × q = −[q]× ω
+    skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = nodes[:, 2], -nodes[:, 1], nodes[:, 0]
+    skew -= skew.transpose(0, 2, 1)
+    design = -np.einsum("nij,njk->nik", projector, skew) / radius[:, :, None]  # offsetᵢ ≈ sᵢ·designᵢ ω
+    pulled = np.einsum("nji,nj->ni", design, offsets)  # designᵢᵀ offsetᵢ
+    normal_matrix = np.einsum("nji,njk->ik", design, design)
+    _, eigenvectors = np.linalg.eigh(pulled.T @ pulled)
+    direction = eigenvectors[:, -1]
+    omega = direction * np.abs(pulled @ direction).sum() / max(direction @ normal_matrix @ direction, 1e-30)
+    for _ in range(iterations):
+        signs = np.sign(pulled @ omega)
+        signs[signs == 0] = 1.0
+        omega = np.linalg.lstsq(normal_matrix, (signs[:, None] * pulled).sum(0), rcond=None)[0]
+    signs = np.where(pulled @ omega >= 0, 1.0, -1.0)
+    residual = offsets - signs[:, None] * np.einsum("nij,j->ni", design, omega)
+    total = float(np.square(offsets).sum())
+    left = float(np.square(residual).sum())
+    explained = 1.0 - left / total if total > 0 else 0.0
+    rms = math.sqrt(left / len(offsets))
+    return explained, float(np.linalg.norm(omega) / rms) if rms > 0 else 0.0, omega
+
+
 def lattice_evidence(result: IndexingResult, settings: IndexingSettings = IndexingSettings()) -> Dict[str, float]:
     """The features of :data:`FEATURE_NAMES` of an indexing result (its spots and lattices)."""
     vectors = result.vectors
@@ -93,6 +152,7 @@ def lattice_evidence(result: IndexingResult, settings: IndexingSettings = Indexi
     _, counts = np.unique(first.miller[mine], axis=0, return_counts=True)
     angles = [90.0 if math.isnan(angle) else angle for angle in result.misorientation_deg()]
     tangential = tangential_offsets_deg(vectors[mine][outer], first.miller[mine][outer], first.real_vectors)
+    explained, separation, _ = two_sided_rotation(vectors[mine], first.miller[mine], first.real_vectors)
     features.update(
         fraction_first=result.fraction_indexed,
         fraction_other=result.fraction_other_lattices,
@@ -106,5 +166,7 @@ def lattice_evidence(result: IndexingResult, settings: IndexingSettings = Indexi
         log_misorientation=math.log1p(min(angles)) if angles else 0.0,
         tangential_median_deg=float(np.median(tangential)) if len(tangential) else 0.0,
         tangential_p90_deg=float(np.percentile(tangential, 90)) if len(tangential) else 0.0,
+        split_explained=explained,
+        split_separation=separation,
     )
     return features
