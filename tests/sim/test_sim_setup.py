@@ -105,3 +105,48 @@ def test_b_factor_resolution_relation():
     d = np.linspace(1.0, 5.5, 10)
     np.testing.assert_allclose(resolution_from_b_factor(b_factor_from_resolution(d)), d)
     assert math.isnan(resolution_from_b_factor(10.0))
+
+
+def test_rotation_exposure_spreads_the_domains_over_the_wedge_about_the_spindle():
+    """Each domain of a rotation frame is its mosaic rotation turned about the spindle by a φ of
+    its own part of the wedge, so the φ cover the wedge evenly; a wedge of 0 is the still."""
+    from xrais.sim.crystal import rotation_exposure
+
+    rng = np.random.default_rng(3)
+    still = np.repeat(np.eye(3)[None], 20, axis=0)  # no mosaic: the rotation is the spindle's alone
+    spindle = np.array([0.0, 0.0, 1.0])
+    turned = rotation_exposure(still, 1.0, spindle, rng)
+    assert turned.shape == (20, 3, 3)
+    np.testing.assert_allclose(turned @ spindle, np.repeat(spindle[None], 20, axis=0), atol=1e-12)  # about the spindle
+    phis = np.degrees(np.arctan2(turned[:, 1, 0], turned[:, 0, 0]))
+    parts = np.floor((phis + 0.5) / 0.05).astype(int)  # the wedge −0.5…0.5° in 20 parts of 0.05°
+    assert sorted(parts) == list(range(20))
+    np.testing.assert_array_equal(rotation_exposure(still, 0.0, spindle, rng), still)
+
+
+def test_a_rotation_frame_records_the_reflections_its_wedge_sweeps_through():
+    """Physics: a crystal turned through 1° during the exposure records every reflection whose node
+    crosses the Ewald sphere in that wedge — the still's at the wedge's middle among them — so it
+    shows more spots than the still, each as bright as it is at its crossing (the image is the
+    mean of the φ steps, not their sum: not brighter overall)."""
+    from xrais.io.geometry import Geometry
+    from xrais.sim import Beam, StructureFactors, render_bragg
+    from xrais.sim.crystal import rotation_exposure
+
+    rng = np.random.default_rng(5)
+    geometry = Geometry(150.0, 1.0, 0.172, (300.5, 300.5), (600, 600))
+    structure = StructureFactors(np.full((41, 41, 41), 100.0, np.float32), (-20, -20, -20))
+    orientation = random_rotation(rng)
+    lattices = {wedge: Lattice.from_cell((60, 70, 80, 90, 90, 90), orientation, cells=(10, 10, 10), shape="gauss",
+                                         mosaic=rotation_exposure(np.repeat(np.eye(3)[None], 25, axis=0), wedge,
+                                                                  (0.0, 0.0, 1.0), rng))
+                for wedge in (0.0, 1.0)}
+    images = {wedge: render_bragg(lattice, structure, Beam(1.0, 1e24), geometry, device="cpu")
+              for wedge, lattice in lattices.items()}
+    from xrais.spotfinder import find_spots
+
+    scale = 2000.0 / images[0.0].max()  # the same photons per unit of the expected image in both
+    spots = {wedge: len(find_spots(rng.poisson(image * scale + 1.0).astype(float), None, geometry))
+             for wedge, image in images.items()}
+    assert spots[1.0] > 1.5 * spots[0.0] > 0
+    assert images[1.0].sum() < 1.2 * images[0.0].sum() * spots[1.0] / spots[0.0]
