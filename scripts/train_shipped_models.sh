@@ -38,21 +38,29 @@ resolution_resnet() {
     output.directory=runs/resolution_resnet output.export=resolution_resnet output.log=runs/train_resolution_resnet.log
 }
 
-# The lattice-evidence network, shipped as multilattice: spots of simulated quadrants indexed, their
-# evidence features, and the network trained on them (the study's learning curve, tables and card).
+# The lattice-evidence network, shipped as multilattice: spots of simulated quadrants (stills and
+# rotation frames of recipe v5) indexed, their evidence features, the network trained on them, and
+# the study (learning curve; held-out, nanoBragg stills and rotation frames, measured frames and
+# semi-real pairs; tables per scale, detector and mosaic spread; the card).
 multilattice() {
   mkdir -p data/ml_spots data/ml_evidence
-  python scripts/multilattice_spots.py data/ml_spots/train_s2_v5.npz --seed 2 --n ${N_EVIDENCE:-2000} --nproc $NPROC
-  python scripts/multilattice_spots.py data/ml_spots/test_s1_v5.npz --seed 1 --n ${N_EVIDENCE_TEST:-400} --nproc $NPROC
-  python scripts/multilattice_evidence.py data/ml_evidence/train_v5.npz --spots data/ml_spots/train_s2_v5.npz --nproc $NPROC
-  python scripts/multilattice_evidence.py data/ml_evidence/test_v5.npz --spots data/ml_spots/test_s1_v5.npz --nproc $NPROC
+  python scripts/multilattice_spots.py data/ml_spots/train_s2_v5.npz --seed 2 --n 1600 --nproc $NPROC
+  python scripts/multilattice_spots.py data/ml_spots/train_s3_v5.npz --seed 3 --n 1600 --nproc $NPROC
+  python scripts/multilattice_spots.py data/ml_spots/test_s1_v5.npz --seed 1 --n 300 --nproc $NPROC
+  for part in train_s2 train_s3 test_s1; do
+    python scripts/multilattice_evidence.py data/ml_evidence/${part}_v5.npz --spots data/ml_spots/${part}_v5.npz --nproc $NPROC
+  done
   python scripts/multilattice_evidence.py data/ml_evidence/nanobragg_mlg.npz \
     --labels ../shared/data/nanobragg_validation/ml/labels.json --nproc $NPROC
-  python scripts/multilattice_evidence_study.py --train data/ml_evidence/train_v5.npz \
-    --test data/ml_evidence/test_v5.npz --nanobragg data/ml_evidence/nanobragg_mlg.npz \
-    --train-spots data/ml_spots/train_s2_v5.npz --test-spots data/ml_spots/test_s1_v5.npz \
-    --sizes 250 500 1000 ${N_EVIDENCE_CURVE_MAX:-1920} --repeats 3 --json docs/multilattice_evidence_study.json \
-    --plot docs/multilattice_evidence_curve.png --export multilattice
+  python scripts/multilattice_evidence.py data/ml_evidence/nanobragg_rotation_ml.npz \
+    --labels ../shared/data/nanobragg_rotation/ml/labels.json --nproc $NPROC
+  python scripts/multilattice_measured.py data/ml_evidence/measured.npz --nproc $NPROC
+  python scripts/multilattice_evidence_study.py --train data/ml_evidence/train_s2_v5.npz data/ml_evidence/train_s3_v5.npz \
+    --train-spots data/ml_spots/train_s2_v5.npz data/ml_spots/train_s3_v5.npz --train-seeds 2 3 \
+    --test data/ml_evidence/test_s1_v5.npz --test-spots data/ml_spots/test_s1_v5.npz \
+    --nanobragg data/ml_evidence/nanobragg_mlg.npz --nanobragg-rotation data/ml_evidence/nanobragg_rotation_ml.npz \
+    --measured data/ml_evidence/measured.npz --sizes 250 500 1000 2000 3000 --repeats 3 \
+    --json docs/multilattice_evidence_study.json --plot docs/multilattice_evidence_curve.png --export multilattice
 }
 
 # The paper's quadrant classifier, shipped as multilattice_resnet for comparison (made with
