@@ -32,7 +32,7 @@ def run_demo(params, inputs) -> int:
     experimental = predictor.experimental
     p_header = "p_multi*" if "p_multilattice" in experimental else "p_multi"
     header = f"{'image':<30} {'true d/Å':>8} {'d_min/Å':>8} {'σ(1/d)':>7} {'d_mean/Å':>8} {'B/Å²':>7} " \
-             f"{'true lat.':>9} {p_header:>8} {'spots':>6} {'d_spots/Å':>9}"
+             f"{'true lat.':>9} {p_header:>8} {'spots':>6} {'d_spots/Å':>9}  verdict (resolution, lattices)"
     log.info("%s\n%s", header, "-" * len(header))
     for result in results:
         name = os.path.basename(result["image"])
@@ -41,10 +41,10 @@ def run_demo(params, inputs) -> int:
             log.info("%-30s error: %s", name, result["error"])
             continue
         sigma = _fmt(result.get("inverse_d_sigma"), "-", "{:.3f}") + ("?" if result.get("resolution_undetermined") else "")
-        log.info("%-30s %8s %8s %7s %8s %7s %9s %8s %6d %9s", name, _fmt(known.get("resolution"), "blank"),
+        log.info("%-30s %8s %8s %7s %8s %7s %9s %8s %6d %9s  %s, %s", name, _fmt(known.get("resolution"), "blank"),
                  _fmt(result["d_min"], "no diff."), sigma, _fmt(result["d_mean"], "-"), _fmt(result["b_factor"], "-", "{:.0f}"),
                  known.get("n_lattices", "?"), _fmt(result["p_multilattice"], "-", "{:.3f}"), result["n_spots"],
-                 _fmt(result["d_min_spots"], "-"))
+                 _fmt(result["d_min_spots"], "-"), *verdicts(known, result))
     if any(result.get("p_multilattice") is None and not result["error"] for result in results):
         log.info("-: no lattice indexed (too few spots), so no multi-lattice probability")
     if any(result.get("resolution_undetermined") for result in results):
@@ -63,6 +63,29 @@ def run_demo(params, inputs) -> int:
         save_quadrants_png(quadrants, os.path.join(folder, f"{stem}_quadrants.png"), title=stem)
     log.info("results, plots and conditioned quadrants written to %s/", folder)
     return EXIT_OK if not summary["n_failed"] else EXIT_FAILED
+
+
+#: A resolution is right within this of the true 1/d (Å⁻¹), the models' accuracy target.
+RIGHT_WITHIN = 0.07
+
+
+def verdicts(known: dict, result: dict):
+    """(resolution, lattices) verdicts of one example against its true labels: right, wrong or
+    undetermined (the model says it cannot tell), or unknown without a label."""
+    if not known:
+        return "unknown", "unknown"
+    if result.get("resolution_undetermined"):
+        resolution = "undetermined"
+    elif known.get("blank"):
+        resolution = "right" if not result.get("diffraction") else "wrong"
+    else:
+        resolution = "right" if result.get("inverse_d") is not None and \
+            abs(result["inverse_d"] - known["inverse_d"]) <= RIGHT_WITHIN else "wrong"
+    if known.get("blank") or result.get("multilattice") is None:
+        lattices = "undetermined" if not known.get("blank") else ("right" if result.get("multilattice") is not True else "wrong")
+    else:
+        lattices = "right" if result["multilattice"] == (known["n_lattices"] > 1) else "wrong"
+    return resolution, lattices
 
 
 def _fmt(value, missing: str, pattern: str = "{:.2f}") -> str:
