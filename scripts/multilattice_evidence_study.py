@@ -331,7 +331,7 @@ def measured_words(network, measured) -> str:
     grid = originals & ~measured["known"].astype(bool)
     single_words = ", ".join(f"{name.split('.')[0]} " + (f"{p:.2f}" if n else "null") for name, p, n in
                              zip(measured["name"][singles], scores[singles], lattices[singles]))
-    grid_words = ", ".join(f"{int(name.split('_')[-1].split('.')[0])}: {n} lattice{'s' * (n != 1)}, p {p:.2f}"
+    grid_words = ", ".join(f"{int(name.split('_')[-1].split('.')[0])}: {n} lattice{'s' * int(n != 1)}, p {p:.2f}"
                            for name, p, n in zip(measured["name"][grid], scores[grid], lattices[grid]))
     return (f"measured single crystals (p_multilattice): {single_words}. Thaumatin grid frames (one crystal scanned; "
             f"whether parts of it are split is not known; xrais.show_lattices draws each): {grid_words}")
