@@ -496,3 +496,22 @@ def test_third_party_plugin_is_discovered_and_runs(tmp_path):
     rows = json.loads((tmp_path / "ice.json").read_text())["images"]
     assert [r["ice_rings"] for r in rows] == [True, False]
     assert all("n_spots" in r for r in rows)
+
+
+def test_a_run_where_every_image_fails_prints_only_xrais_lines(tmp_path):
+    """Issue 32: no third-party warning (matplotlib's empty legend, numpy's empty means) reaches the
+    terminal when every image of a run fails: stderr holds one line per bad image and the tally."""
+    import subprocess
+    import sys
+
+    for name in ("a.cbf", "b.cbf"):
+        (tmp_path / name).write_text("not an image\n")
+    run = subprocess.run([sys.executable, "-c", "from xrais.command_line.predict import run_resolution; run_resolution()",
+                          "a.cbf", "b.cbf", "predictors=resolution,multilattice,spots"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert lines[:2] == [f"{name}: unknown image format (supported: DIALS .expt, NeXus, miniCBF, imgCIF, SMV, MarCCD)"
+                         for name in ("a.cbf", "b.cbf")]
+    assert lines[2:] == ["2 of 2 images could not be processed (see the error column)"], run.stderr
+    assert (tmp_path / "xrais_resolution.png").is_file()

@@ -146,7 +146,8 @@ def image_numbers(results: Sequence[Dict[str, Any]]) -> Tuple[List[int], str]:
 
 
 def summary_lines(summary: Dict[str, Any]) -> List[str]:
-    """The summary as aligned lines; a value from an experimental model says so beside it."""
+    """The summary as aligned lines; a value from an experimental model says so beside it (the
+    model's notice in full the first time, "as above" after)."""
     caveats = summary.get("experimental") or {}
     labels = {
         "n_images": "images", "n_failed": "failed", "n_diffraction": "with diffraction",
@@ -156,8 +157,16 @@ def summary_lines(summary: Dict[str, Any]) -> List[str]:
         "n_multilattice_indexed": "multi-lattice (indexed)",
         "n_multilattice_undetermined": "multi-lattice undetermined (no lattice)",
     }
-    return [f"  {labels.get(k, k):<24} {v}" + (f"  (experimental model: {caveats[k]})" if k in caveats else "")
-            for k, v in summary.items() if k != "experimental"]
+    lines, said = [], set()
+    for key, value in summary.items():
+        if key == "experimental":
+            continue
+        note = ""
+        if key in caveats:  # each notice in full once, then referred to
+            note = f"  (experimental model: {'as above' if caveats[key] in said else caveats[key]})"
+            said.add(caveats[key])
+        lines.append(f"  {labels.get(key, key):<24} {value}{note}")
+    return lines
 
 
 def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", reduce: str = "min",
@@ -172,6 +181,13 @@ def plot_results(path: str, results: Sequence[Dict[str, Any]], title: str = "", 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def _legend(ax) -> None:
+    """A legend of what the panel shows; none when it shows nothing (every image failed, or none
+    has this answer), rather than matplotlib's warning on the terminal."""
+    if any(not artist.get_label().startswith("_") for artist in ax.lines + ax.collections):
+        ax.legend(fontsize=8, loc="best")
 
 
 def _resolution_with_sigma(ax, shown, colour: str, label: str) -> None:
@@ -238,7 +254,7 @@ def results_figure(results: Sequence[Dict[str, Any]], title: str = "", experimen
                         label="no diffraction")
             ax.invert_yaxis()
             ax.set_ylabel("resolution (Å)")
-            ax.legend(fontsize=8, loc="best")
+            _legend(ax)
         else:
             for key in multi_keys:
                 shown = [(n, r[key]) for n, r in zip(numbers, results) if r.get(key) is not None]
@@ -247,7 +263,7 @@ def results_figure(results: Sequence[Dict[str, Any]], title: str = "", experimen
             ax.axhline(multilattice_threshold, color="0.6", linestyle="--", linewidth=1)
             ax.set_ylim(-0.03, 1.03)
             ax.set_ylabel("p(multi-lattice)")
-            ax.legend(fontsize=8, loc="best")
+            _legend(ax)
         caveats = [(experimental or {}).get(key) for key in (["d_min"] if panel == "resolution" else multi_keys)]
         caveat = next((text for text in caveats if text), None)
         if caveat:

@@ -134,3 +134,16 @@ def test_missing_geometry_can_be_given_by_override(tmp_path):
         open_image(path)
     frame = open_image(path, geometry={"distance": 200.0, "wavelength": 1.0, "beam_centre": (150, 120)})
     assert frame.geometry.distance == 200.0 and frame.geometry.beam_centre == (150.0, 120.0)
+
+
+def test_a_nul_after_the_last_field_ends_it(shared_data):
+    """A real CCD frame (LUNUS test data, reader_cases/README.md §2) whose header has a NUL right
+    after ``CCD_IMAGE_SATURATION=65535;`` and before the ``}``: read, with the geometry the ADSC
+    convention and the DIALS model of this frame give (beam (533.0, 500.25) px, 57.43 mm), and the
+    saturation cut-off the header states."""
+    frame = open_image(shared_data / "reader_cases" / "snc_newhead_00001.img.gz")
+    assert frame.pixels.shape == (1024, 1024)
+    assert frame.geometry.beam_centre == pytest.approx((533.0, 500.25), abs=0.01)
+    assert frame.geometry.distance == pytest.approx(57.43) and frame.geometry.wavelength == pytest.approx(0.908)
+    assert frame.geometry.pixel_size == pytest.approx(0.08)
+    assert frame.pixels.max() < 65535 or frame.mask[frame.pixels >= 65535].all()

@@ -59,9 +59,9 @@ def run_predictions(params, inputs) -> int:
                           multilattice_threshold=params.multilattice_threshold, batch_size=params.batch_size,
                           nproc=params.nproc, geometry=geometry_override(params), shard=(rank, size))
     if rank == 0:
-        log.info("predictors on %s (quadrants per image): %s%s", predictor.device,
-                 ", ".join(f"{name} {len(numbers)}" for name, numbers in predictor.plugin_quadrants.items()),
-                 f", {size} MPI ranks" if size > 1 else "")
+        log.info("predictors on %s: %s%s", predictor.device, ", ".join(
+            f"{name} ({len(predictor.plugin_quadrants[name])} quadrants)" if predictor.plugin_quadrants.get(name)
+            else f"{name} (whole frame)" for name in params.predictors), f", {size} MPI ranks" if size > 1 else "")
     mine: List[Tuple[int, Dict]] = []
     progress = Progress(_count_hint(inputs), "predicting", enabled=None if rank == 0 else False)
     with progress:
@@ -140,8 +140,9 @@ multilattice_program = _program(
     "Predict for every diffraction image the probability that it holds more than one lattice (split or cracked "
     "crystal, several crystals in the beam) with the shipped lattice-evidence network: the frame's spots, found at "
     "full resolution, are indexed without a known cell and the network reads how well one lattice explains them "
-    "(p_multilattice; null when no lattice indexes: too few spots). Add predictors=multilattice,indexing for the "
-    "lattices found (cell, misorientation), multilattice_resnet for the paper's quadrant ResNet.")
+    "(p_multilattice; null, with the reason, when no lattice indexes). Add predictors=multilattice,indexing for the "
+    "lattices found (cell, misorientation), multilattice_resnet for the paper's quadrant ResNet; xrais.show_lattices "
+    "draws a frame's spots coloured by lattice.")
 run_resolution = resolution_program.main
 run_multilattice = multilattice_program.main
 

@@ -56,7 +56,8 @@ def parse_header(path: str, content: bytes) -> Tuple[int, Dict[str, str]]:
     if end < 0:
         raise ImageError(path, "SMV header has no closing '}' within HEADER_BYTES")
     fields = {}
-    for line in text[1:end].splitlines():
+    # a NUL ends a C string: some writers put one right after the last field's ';' (before the '}')
+    for line in text[1:end].replace("\x00", "\n").splitlines():
         match = _FIELD.match(line)
         if match:
             fields[match.group(1).upper()] = match.group(2)
