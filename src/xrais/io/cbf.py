@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from . import detectors
-from .base import Reader, check_shape, image_number, load_bytes, make_geometry
+from .base import MAX_TWO_THETA_DEG, Reader, check_shape, image_number, load_bytes, make_geometry
 from .errors import ImageError
 from .frame import Frame, invalid_mask
 from .geometry import Geometry, GeometryOverride
@@ -197,6 +197,7 @@ _PILATUS_FIELDS = {
     "start_angle": (re.compile(r"^#\s*Start_angle\s+" + _NUMBER, re.M), 1.0),
     "angle_increment": (re.compile(r"^#\s*Angle_increment\s+" + _NUMBER, re.M), 1.0),
     "transmission": (re.compile(r"^#\s*Filter_transmission\s+" + _NUMBER, re.M), 1.0),
+    "two_theta": (re.compile(r"^#\s*Detector_2theta\s+" + _NUMBER, re.M), 1.0),
 }
 _BEAM_XY = re.compile(r"^#\s*Beam_xy\s*\(\s*" + _NUMBER + r"\s*,\s*" + _NUMBER + r"\s*\)\s*pixels", re.M)
 _DETECTOR = re.compile(r"^#\s*Detector:\s*(.*?)\s*(?:,\s*S/N\s*(\S+))?\s*$", re.M)
@@ -240,6 +241,10 @@ class MiniCBFReader(Reader):
         if model is not None and model.curved:
             raise ImageError(path, f"unsupported geometry: the {model.name} is a curved detector; "
                                    "xrais handles flat detectors only")
+        two_theta = values.get("two_theta", 0.0)
+        if abs(two_theta) > MAX_TWO_THETA_DEG:  # a swung detector: the beam does not meet it at Beam_xy, normal
+            raise ImageError(path, f"unsupported geometry: the detector is swung to 2θ = {two_theta:g}° "
+                                   "(# Detector_2theta); xrais handles detectors normal to the beam only")
         geometry = make_geometry(path, {
             "distance": values.get("distance"),
             "wavelength": values.get("wavelength"),

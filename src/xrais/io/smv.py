@@ -25,7 +25,7 @@ from typing import Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from . import detectors
-from .base import Reader, check_shape, image_number, load_bytes, make_geometry
+from .base import MAX_TWO_THETA_DEG, Reader, check_shape, image_number, load_bytes, make_geometry
 from .errors import ImageError
 from .frame import Frame
 from .geometry import Geometry, GeometryOverride
@@ -39,8 +39,6 @@ _BYTE_ORDERS = {"little_endian": "<", "big_endian": ">"}
 _HEAD = re.compile(rb"^\{\s*HEADER_BYTES\s*=\s*(\d+)\s*;")
 _FIELD = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*(.*?)\s*;?\s*$")
 _MAX_HEADER_BYTES = 1 << 20
-#: Largest detector two-theta offset (degrees) still treated as a flat detector facing the beam.
-MAX_TWO_THETA_DEG = 0.1
 
 
 def parse_header(path: str, content: bytes) -> Tuple[int, Dict[str, str]]:
