@@ -187,3 +187,12 @@ def test_a_swung_detector_is_refused_not_read_as_facing_the_beam(shared_data, na
     geometry model carries a swung detector they are refused in one line that says why."""
     with pytest.raises(ImageError, match=rf"swung to 2θ = {angle}°.*normal to the beam only"):
         open_image(shared_data / "reader_cases" / name)
+
+
+def test_an_electron_diffraction_frame_is_refused_as_such(shared_data):
+    """A real Timepix frame from an electron microscope (λ 0.0251 Å; reader_cases/README.md §3):
+    refused in one line that says electron diffraction is not supported, not that the wavelength
+    'makes no sense' or could be overridden."""
+    with pytest.raises(ImageError, match=r"0\.0251 Å is an electron wavelength: electron diffraction is not "
+                                         r"supported \(xrais's geometry and models are for X-rays\)$"):
+        open_image(shared_data / "reader_cases" / "TIMEPIX_SU_512-stdgoni_0001.img.gz")

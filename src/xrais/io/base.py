@@ -11,7 +11,7 @@ import re
 import zlib
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .errors import GeometryError, ImageError
+from .errors import GeometryError, ImageError, UnsupportedGeometryError
 from .frame import Frame, FrameError
 from .geometry import Geometry, GeometryOverride
 
@@ -176,6 +176,8 @@ def make_geometry(path: str, fields: dict, override: GeometryOverride, frame: Op
         raise ImageError(path, f"header has no {', '.join(missing)}; give it with {hints}", frame)
     try:
         return Geometry.from_dict(merged)
+    except UnsupportedGeometryError as exc:  # right, but not handled: no override fixes it
+        raise ImageError(path, str(exc), frame) from None
     except GeometryError as exc:
         raise ImageError(path, f"{exc}; correct it with a geometry override", frame) from None
 

@@ -12,6 +12,11 @@ class GeometryError(XraisError, ValueError):
     """A geometry value is missing or makes no sense (zero distance, negative wavelength…)."""
 
 
+class UnsupportedGeometryError(GeometryError):
+    """A geometry that is right but that xrais does not handle (electron wavelengths…): no override
+    fixes it."""
+
+
 class ChoiceError(XraisError, ValueError):
     """A name the caller chose is not one of those available (a predictor, a detector model…);
     the message lists the available ones. Programs report it as a bad command line."""

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import GeometryError
+from .errors import GeometryError, UnsupportedGeometryError
 
 # Physically sensible bounds, wide enough for every X-ray crystallography experiment.
 WAVELENGTH_RANGE_A = (0.05, 20.0)
@@ -51,6 +51,9 @@ class Geometry:
         object.__setattr__(self, "beam_centre", tuple(float(v) for v in self.beam_centre))
         object.__setattr__(self, "shape", tuple(int(v) for v in self.shape))
         _check_range("distance", self.distance, DISTANCE_RANGE_MM, "mm")
+        if 0.0 < self.wavelength < WAVELENGTH_RANGE_A[0]:  # 0.02–0.04 Å: 80–300 keV electrons
+            raise UnsupportedGeometryError(f"wavelength = {self.wavelength:g} Å is an electron wavelength: electron diffraction is "
+                                "not supported (xrais's geometry and models are for X-rays)")
         _check_range("wavelength", self.wavelength, WAVELENGTH_RANGE_A, "Å")
         _check_range("pixel_size", self.pixel_size, PIXEL_SIZE_RANGE_MM, "mm")
         if len(self.beam_centre) != 2 or not all(math.isfinite(v) for v in self.beam_centre):
