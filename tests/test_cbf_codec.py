@@ -57,3 +57,16 @@ def test_truncated_cbf_file_is_one_clear_error(tmp_path):
     cut.write_bytes(content[: content.index(b"\x0c\x1a\x04\xd5") + 500])
     with pytest.raises(ImageError, match=r"cut\.cbf: CBF data truncated"):
         xrais.open_image(cut)
+
+
+def test_a_rotation_frame_records_its_wedge_in_the_header(tmp_path):
+    """write_cbf's Start_angle / Angle_increment (the simulator's rotation frames): read back as the
+    frame's metadata, as a PILATUS header carries them."""
+    from xrais.io import Geometry, open_image
+    from xrais.io.cbf import write_cbf
+
+    geometry = Geometry(200.0, 1.0, 0.172, (100.5, 100.5), (200, 200), detector="PILATUS 6M")
+    write_cbf(str(tmp_path / "rotation.cbf"), np.zeros((200, 200), np.int32), geometry, start_angle=-0.25,
+              angle_increment=0.5)
+    metadata = open_image(tmp_path / "rotation.cbf").metadata
+    assert metadata["start_angle"] == -0.25 and metadata["angle_increment"] == 0.5

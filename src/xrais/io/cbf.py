@@ -266,8 +266,10 @@ READER = MiniCBFReader()
 # writer
 # --------------------------------------------------------------------------------------------
 def write_cbf(path: str, pixels: np.ndarray, geometry: Geometry, count_cutoff: Optional[int] = None,
-              exposure_time: float = 0.1, extra_header: str = "") -> None:
-    """Write a PILATUS-convention miniCBF (byte-offset, signed 32-bit) that xrais, fabio and dxtbx read."""
+              exposure_time: float = 0.1, extra_header: str = "", start_angle: float = 0.0,
+              angle_increment: float = 0.0) -> None:
+    """Write a PILATUS-convention miniCBF (byte-offset, signed 32-bit) that xrais, fabio and dxtbx read;
+    start_angle, angle_increment: the rotation (degrees) of a rotation frame (0: a still)."""
     pixels = np.asarray(pixels)
     if pixels.ndim != 2:
         raise ValueError("pixels must be 2-D (slow, fast)")
@@ -282,8 +284,8 @@ def write_cbf(path: str, pixels: np.ndarray, geometry: Geometry, count_cutoff: O
         f"# Wavelength {geometry.wavelength:.5f} A",
         f"# Detector_distance {geometry.distance * 1e-3:.5f} m",
         f"# Beam_xy ({geometry.beam_centre[0]:.2f}, {geometry.beam_centre[1]:.2f}) pixels",
-        "# Start_angle 0.0000 deg.",
-        "# Angle_increment 0.0000 deg.",
+        f"# Start_angle {start_angle:.4f} deg.",
+        f"# Angle_increment {angle_increment:.4f} deg.",
     ]
     header_lines += [line if line.startswith("#") else "# " + line for line in extra_header.splitlines() if line.strip()]
     md5 = base64.b64encode(hashlib.md5(data).digest()).decode()

@@ -74,7 +74,8 @@ def make_shard(settings: GenerationSettings, plan: ShardPlan) -> None:
                                           whole_detector=keep_raw and settings.raw_whole_detector)
             if keep_raw:
                 os.makedirs(raw_folder, exist_ok=True)
-                write_cbf(os.path.join(raw_folder, f"{settings.recipe}_{index:07d}.cbf"), image.raw.pixels, image.geometry)
+                write_cbf(os.path.join(raw_folder, f"{settings.recipe}_{index:07d}.cbf"), image.raw.pixels, image.geometry,
+                          start_angle=-0.5 * spec.rotation_wedge_deg, angle_increment=spec.rotation_wedge_deg)
             if _PROGRESS is not None:
                 _PROGRESS.put(1)
             yield image.conditioned, image.labels
