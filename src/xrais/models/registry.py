@@ -59,7 +59,8 @@ PROFILE_INPUT_CONVENTIONS = dict(
 EVIDENCE_INPUT_CONVENTIONS = {
     "representation": ("the lattice evidence of a frame's spots (xrais.lattice.lattice_evidence): dispersion-"
                        "threshold spots at full resolution, ice rings left out, mapped to reciprocal space by the "
-                       "geometry and indexed without a known cell (xrais.lattice.index_lattices)"),
+                       "geometry and indexed without a known cell, the beam centre refined with the first lattice "
+                       "(xrais.lattice.index_spots)"),
     "features": "architecture.features, in that order; standardised inside the network",
 }
 OUTPUTS = {
@@ -335,7 +336,8 @@ def model_card_markdown(card: dict) -> str:
          "Predict the resolution (1/d, Å⁻¹) of each 512×512 conditioned quadrant of a crystallographic "
          "diffraction image, from any flat detector, distance and wavelength (the geometry enters the "
          "output layer)." if card["kind"] == "resolution" else
-         "Predict the probability that a crystallographic diffraction image (a still) shows diffraction from "
+         "Predict the probability that a crystallographic diffraction image (a still, or a rotation frame of a "
+         "wedge up to ~1°) shows diffraction from "
          "several lattices (cracked or split crystals, several crystals in the beam), from how well one lattice "
          "indexes its spots in reciprocal space; any flat detector, distance and wavelength."
          if a.get("family") == "evidence" else
