@@ -239,3 +239,11 @@ def test_chunk_check_accepts_valid_chunks_and_rejects_damaged_ones(tmp_path, com
             check_chunks(str(path), handle["data"], 0)
             with pytest.raises(ImageError, match="damaged compressed chunk at \\(1, 0, 0\\)"):
                 check_chunks(str(path), handle["data"], 1)
+
+
+def test_a_master_whose_virtual_data_file_is_absent_is_refused_naming_it(shared_data):
+    """A real EIGER2 NXmx master alone (reader_cases/README.md §4): its /entry/data/data is a virtual
+    dataset over an external link to Therm_6_2_000001.h5, which is not there; HDF5 would read frames
+    of zeros without complaint. One line names the missing file instead."""
+    with pytest.raises(ImageError, match=r"virtual dataset whose data file Therm_6_2_000001\.h5 is missing"):
+        open_image(shared_data / "reader_cases" / "Therm_6_2.nxs")

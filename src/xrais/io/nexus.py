@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
 import re
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
@@ -448,6 +449,10 @@ class _Series:
             raise ImageError(self.path, f"cannot open image data {name}{where}: {problem}") from None
         if not isinstance(data, h5py.Dataset) or data.ndim not in (3, 4) or data.dtype.kind not in "iuf":
             raise ImageError(self.path, f"image data {name} is not a stack of numeric frames")
+        missing = _missing_virtual_sources(self.path, group.file, data)
+        if missing:  # HDF5 reads a virtual dataset's absent sources as its fill value: frames of zeros
+            raise ImageError(self.path, f"image data {name} is a virtual dataset whose data file "
+                                        f"{', '.join(missing)} is missing (beside the master file)")
         return data
 
     def invalid(self, pixels: np.ndarray, base: Optional[np.ndarray]) -> np.ndarray:
@@ -517,6 +522,23 @@ class NexusReader(Reader):
                     index += 1
             if builder is None and not any(isinstance(block, ImageError) for _, block in blocks):
                 raise ImageError(path, "NeXus file holds no frames")
+
+
+def _missing_virtual_sources(path: str, handle: h5py.File, data: h5py.Dataset) -> List[str]:
+    """The files a virtual dataset's sources live in that are not there (relative names from the
+    master file's folder), following a source in the same file that is an external link (as
+    DECTRIS masters write them)."""
+    if not data.is_virtual:
+        return []
+    folder, missing = os.path.dirname(os.path.abspath(path)), []
+    for source in data.virtual_sources():
+        name = source.file_name
+        if name == ".":
+            link = handle.get(source.dset_name, getlink=True)
+            name = link.filename if isinstance(link, h5py.ExternalLink) else None
+        if name and not os.path.exists(os.path.join(folder, name)) and name not in missing:
+            missing.append(name)
+    return missing
 
 
 def _open_blocks(path: str, handle: h5py.File):
