@@ -179,6 +179,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="draws of each training size")
     parser.add_argument("--plot")
     parser.add_argument("--json")
+    parser.add_argument("--compare", help="another lattice-evidence model (a card's .json path or registry name) "
+                                          "measured on the same sets with its own features, e.g. the one shipped "
+                                          "before: git show bfc9514:src/xrais/models/weights/multilattice_evidence.json "
+                                          "(and .pt) into a folder")
     parser.add_argument("--export", help="train on every training row and write the model (a registry name "
                                          "writes into the shipped weights folder)")
     args = parser.parse_args()
@@ -270,6 +274,9 @@ def main():
             print(f"  {name} multi {bool(multi)!s:5} σ {sigma:4.1f}°  p {p:.3f}")
     print("final:", json.dumps(final))
     features_side_by_side = feature_table(test, measured) if measured is not None else None
+    if args.compare:
+        compare(args.compare, {"held-out": (test, table), "nanobragg": (nanobragg, nanobragg_rows),
+                               "rotation": (rotation, rotation_rows), "measured": (measured, measured_rows)})
     if args.json:
         json.dump({"curve": curve, "final": final, "held_out_per_scale": per_scale,
                    "held_out_per_mosaic_spread": detectable, "features_measured_vs_simulated": features_side_by_side},
@@ -318,6 +325,25 @@ def main():
             ],
         })
         print("model written:", path)
+
+
+def compare(model, sets) -> None:
+    """Print the tables of another lattice-evidence model on the same feature rows (its own features
+    picked by name): the comparison the card states."""
+    from xrais.models.registry import load_network
+
+    other, card = load_network(model)
+    print(f"compared model {card.get('name')} ({card['path']}):")
+    for label, (data, rows) in sets.items():
+        if data is None:
+            continue
+        names = list(data["feature_names"])
+        chosen = dict(data, features=data["features"][:, [names.index(n) for n in other.architecture.features]])
+        scores = probabilities(other, chosen["features"])
+        print(f"  {label}: {json.dumps({k: round(v, 3) for k, v in rows(scores, data).items()})}")
+        if label == "measured":
+            singles = ~data["is_multi"].astype(bool) & data["known"].astype(bool)
+            print("  measured singles p: " + ", ".join(f"{n} {p:.2f}" for n, p in zip(data["name"][singles], scores[singles])))
 
 
 def measured_words(network, measured) -> str:
