@@ -330,12 +330,20 @@ def scattering_vectors(spots: SpotList, geometry: Geometry) -> np.ndarray:
     (fast, slow pixels from the outer corner of pixel (0, 0), as the centroids are).
     """
     beam_fast, beam_slow = geometry.beam_centre
-    along_fast = (np.asarray(spots.fast, dtype=float) - beam_fast) * geometry.pixel_size
-    along_slow = (np.asarray(spots.slow, dtype=float) - beam_slow) * geometry.pixel_size
-    position = (geometry.distance * LAB_BEAM[None, :] + along_fast[:, None] * LAB_FAST[None, :]
-                + along_slow[:, None] * LAB_SLOW[None, :])
+    positions = np.stack([(np.asarray(spots.fast, dtype=float) - beam_fast) * geometry.pixel_size,
+                          (np.asarray(spots.slow, dtype=float) - beam_slow) * geometry.pixel_size], axis=1)
+    return vectors_at(positions, geometry.distance, geometry.wavelength)
+
+
+def vectors_at(positions_mm: np.ndarray, distance_mm: float, wavelength_a: float) -> np.ndarray:
+    """Scattering vectors (n, 3; Å⁻¹) of positions on a flat detector ⊥ the beam at ``distance_mm``
+    ((n, 2) mm along its fast and slow axes from the beam centre): r = s₁ − s₀, s₁ the unit vector
+    from the sample to the position over λ (:func:`scattering_vectors`, lab frame :data:`LAB_BEAM`…)."""
+    positions_mm = np.asarray(positions_mm, dtype=float).reshape(-1, 2)
+    position = (distance_mm * LAB_BEAM[None, :] + positions_mm[:, :1] * LAB_FAST[None, :]
+                + positions_mm[:, 1:2] * LAB_SLOW[None, :])
     unit = position / np.linalg.norm(position, axis=1, keepdims=True)
-    return (unit - LAB_BEAM[None, :]) / geometry.wavelength
+    return (unit - LAB_BEAM[None, :]) / wavelength_a
 
 
 def on_ice_ring(d: np.ndarray) -> np.ndarray:

@@ -66,23 +66,19 @@ def shortest_node_spacing(real_vectors: np.ndarray) -> float:
 def tangential_offsets_deg(vectors: np.ndarray, miller: np.ndarray, real_vectors: np.ndarray) -> np.ndarray:
     """For spots r (Å⁻¹, the lab frame of :func:`xrais.spotfinder.scattering_vectors`) indexed as
     ``miller`` by the cell ``real_vectors``: |offset from the node, tangential to the Ewald sphere|
-    / |r|, in degrees. The sphere's normal at a spot is s₁ = r + s₀, with |s₁| = |s₀| = 1/λ, so
-    1/λ = −|r|²/(2 r·b) (b the beam direction) comes from r itself; spots at r·b ≈ 0 are left out."""
-    from ..spotfinder import LAB_BEAM
-
-    along_beam = vectors @ LAB_BEAM
-    usable = along_beam < -1e-6
+    / |r|, in degrees (the sphere's normal from :func:`_tangential_basis`; spots at r·b ≈ 0 are
+    left out)."""
+    usable, normal = _tangential_basis(vectors)
     vectors, miller = vectors[usable], miller[usable]
-    inverse_wavelength = -np.einsum("ij,ij->i", vectors, vectors) / (2.0 * along_beam[usable])
-    normal = vectors + inverse_wavelength[:, None] * LAB_BEAM[None, :]
-    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
     offset = vectors - miller @ np.linalg.inv(real_vectors).T
     tangential = offset - np.einsum("ij,ij->i", offset, normal)[:, None] * normal
     return np.degrees(np.linalg.norm(tangential, axis=1) / np.linalg.norm(vectors, axis=1))
 
 
 def _tangential_basis(vectors: np.ndarray):
-    """(usable spots, unit normals of the Ewald sphere at them): 1/λ = −|r|²/(2 r·b) from r itself."""
+    """(usable spots, unit normals of the Ewald sphere at them). The normal at a spot is
+    s₁ = r + s₀, with |s₁| = |s₀| = 1/λ, so 1/λ = −|r|²/(2 r·b) (b the beam direction) comes from r
+    itself; spots at r·b ≈ 0 are not usable."""
     from ..spotfinder import LAB_BEAM
 
     along_beam = vectors @ LAB_BEAM

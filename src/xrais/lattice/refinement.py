@@ -18,7 +18,7 @@ geometry or the lattice's orientation and cell. Weak restraints (a beam shift of
 scatter costs) keep frames of few spots from drifting far.
 
 All vectors in the lab frame of :func:`xrais.spotfinder.scattering_vectors` (beam along +x, a flat
-detector ⊥ the beam).
+detector ⊥ the beam), mapped from detector positions as it maps them (:func:`xrais.spotfinder.vectors_at`).
 """
 from __future__ import annotations
 
@@ -28,12 +28,11 @@ from typing import TYPE_CHECKING, Tuple
 
 import numpy as np
 
+from ..spotfinder import LAB_BEAM as BEAM, LAB_FAST as FAST, LAB_SLOW as SLOW, vectors_at
+
 if TYPE_CHECKING:  # indexing calls this module
     from .indexing import IndexedLattice
 
-#: The lab frame of :func:`xrais.spotfinder.scattering_vectors` (defined there; repeated here so that
-#: this lower layer does not import the spot finder): beam, detector fast and slow axes.
-BEAM, FAST, SLOW = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]), np.array([0.0, -1.0, 0.0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,19 +68,11 @@ class GeometryRefinement:
 
 def detector_positions(vectors: np.ndarray, distance_mm: float, wavelength_a: float) -> np.ndarray:
     """(n, 2) positions (mm along the fast and slow axes, from the beam centre) at which scattering
-    vectors r (Å⁻¹) meet a flat detector ⊥ the beam at ``distance_mm``: s₁ = r + s₀, |s₀| = 1/λ."""
+    vectors r (Å⁻¹) meet a flat detector ⊥ the beam at ``distance_mm``: s₁ = r + s₀, |s₀| = 1/λ
+    (:func:`xrais.spotfinder.vectors_at`'s inverse)."""
     s1 = np.asarray(vectors, float) + BEAM[None, :] / wavelength_a
     along = distance_mm / (s1 @ BEAM)
     return np.stack([(s1 @ FAST) * along, (s1 @ SLOW) * along], axis=1)
-
-
-def vectors_at(positions_mm: np.ndarray, distance_mm: float, wavelength_a: float) -> np.ndarray:
-    """Scattering vectors (n, 3; Å⁻¹) of detector positions (mm from the beam centre, fast and
-    slow; :func:`detector_positions`' inverse)."""
-    position = (distance_mm * BEAM[None, :] + positions_mm[:, :1] * FAST[None, :]
-                + positions_mm[:, 1:2] * SLOW[None, :])
-    unit = position / np.linalg.norm(position, axis=1, keepdims=True)
-    return (unit - BEAM[None, :]) / wavelength_a
 
 
 def tangential_offsets(vectors: np.ndarray, nodes: np.ndarray, wavelength_a: float) -> np.ndarray:
