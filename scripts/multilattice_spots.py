@@ -1,12 +1,12 @@
-"""Spots in reciprocal space of simulated multi-lattice images: the data of the indexing baseline's
-measurements and of the spot-set model.
+"""Spots in reciprocal space of simulated images: the data of the indexing baseline's measurements,
+of the lattice-evidence model and (``--recipe resolution``) of the decay fit's calibration.
 
-For images (seed, index) of the ``multilattice`` recipe, renders the training quadrant (raw counts,
+For images (seed, index) of the ``multilattice`` recipe (or ``--recipe``), renders the training quadrant (raw counts,
 full resolution), finds its spots (dispersion threshold) and writes, per image, the spots'
 scattering vectors (Å⁻¹), intensities, ice-ring flags and the image's labels (n_lattices, split
 angle, detector…) to one ``.npz`` file. Usage:
 
-    python scripts/multilattice_spots.py OUTPUT.npz --seed 1 --n 400 [--nproc 2]
+    python scripts/multilattice_spots.py OUTPUT.npz --seed 1 --n 400 [--nproc 2] [--recipe resolution]
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import numpy as np
 
 
 def spots_of(job):
-    """(labels, vectors, intensities, ice flags) of image (seed, index) of the multilattice recipe."""
-    seed, index, pool_size = job
+    """(labels, vectors, intensities, ice flags) of image (seed, index) of a recipe."""
+    recipe, seed, index, pool_size = job
     from xrais.sim import recipes
     from xrais.sim.frame import quadrant_window
     from xrais.sim.pool import StructurePool
@@ -28,7 +28,7 @@ def spots_of(job):
     from xrais.spotfinder import find_spots, scattering_vectors
 
     pool = StructurePool(size=pool_size)
-    spec = recipes.sample_spec("multilattice", index, seed, pool.size)
+    spec = recipes.sample_spec(recipe, index, seed, pool.size)
     image = render_training_image(spec, pool, keep_raw=True)
     window = quadrant_window(spec_geometry(spec), spec.quadrant)  # the pixels rendered
     rows, columns = window.slices
@@ -48,8 +48,9 @@ def main():
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--pool-size", type=int, default=40)
+    parser.add_argument("--recipe", default="multilattice", choices=("multilattice", "resolution"))
     args = parser.parse_args()
-    jobs = [(args.seed, index, args.pool_size) for index in range(args.start, args.start + args.n)]
+    jobs = [(args.recipe, args.seed, index, args.pool_size) for index in range(args.start, args.start + args.n)]
     started = time.time()
     with multiprocessing.get_context("spawn").Pool(args.nproc) as workers:
         results = workers.map(spots_of, jobs, chunksize=4)

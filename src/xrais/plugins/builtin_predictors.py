@@ -11,11 +11,14 @@
   comparison;
 * ``spots``: the classical baseline (dispersion-threshold spot finding, as DIALS) → spot count and
   a spot-based resolution estimate;
+* ``decay``: the classical resolution peer from the physics of the label: the fall of the spots'
+  intensity with 1/d² (a per-image Wilson fit, :mod:`xrais.decay`) → B with its error, and the
+  resolution B = 4·d² + 12 gives;
 * ``indexing``: the classical multi-lattice baseline (the spots indexed without a known cell by a
   1-D FFT basis search, lattice after lattice, :mod:`xrais.lattice`) → lattices indexed, the
   fraction of spots the first indexes, its cell, the further lattices' misorientation.
 
-``spots``, ``indexing`` and ``multilattice`` find one image's spots once, and index them once, between
+``spots``, ``decay``, ``indexing`` and ``multilattice`` find one image's spots once, and index them once, between
 them (:func:`frame_spots`, :func:`frame_indexing`).
 """
 from __future__ import annotations
@@ -280,6 +283,44 @@ class SpotsPredictor(PredictorPlugin):
         return results
 
 
+class DecayPredictor(PredictorPlugin):
+    name = "decay"
+    description = ("classical resolution peer: the fall of the spots' intensity with 1/d² (a per-image Wilson fit) "
+                   "→ B and the resolution B = 4·d² + 12 gives")
+    fields = ("b_factor_decay", "b_factor_decay_error", "d_min_decay", "inverse_d_decay", "inverse_d_decay_sigma",
+              "decay_undetermined")
+    needs = "frame"
+
+    def predict(self, batch):
+        from ..decay import fit_decay
+
+        return [decay_result(fit_decay(frame_spots(item))) for item in batch]
+
+
+#: B (Å²) at or below which the decay fit gives no resolution: d = 1 Å by B = 4·d² + 12.
+DECAY_MIN_B = 16.0
+
+
+def decay_result(fit) -> dict:
+    """The decay predictor's fields from a :class:`xrais.decay.DecayFit` (None: no fit). 1/d from B by
+    the label relation; its σ from B's error by the relation's slope, d(1/d)/dB = −1/(8·d³); a B
+    below 12 Å² (no d has it) or a σ above :data:`xrais.models.profile.UNDETERMINED_SIGMA` is
+    undetermined, as the network's estimates are."""
+    from ..models import inverse_d_from_b_factor
+    from ..models.profile import UNDETERMINED_SIGMA
+
+    if fit is None:
+        return {"b_factor_decay": None, "b_factor_decay_error": None, "d_min_decay": None, "inverse_d_decay": None,
+                "inverse_d_decay_sigma": None, "decay_undetermined": True}
+    inverse_d = float(inverse_d_from_b_factor(fit.b_factor)) if fit.b_factor > DECAY_MIN_B else None
+    sigma = None if inverse_d is None else fit.b_factor_error * inverse_d ** 3 / 8.0
+    return {"b_factor_decay": round(fit.b_factor, 2), "b_factor_decay_error": round(fit.b_factor_error, 2),
+            "d_min_decay": None if inverse_d is None else round(1.0 / inverse_d, 4),
+            "inverse_d_decay": None if inverse_d is None else round(inverse_d, 5),
+            "inverse_d_decay_sigma": None if sigma is None else round(sigma, 5),
+            "decay_undetermined": bool(sigma is None or sigma > UNDETERMINED_SIGMA)}
+
+
 class IndexingPredictor(PredictorPlugin):
     name = "indexing"
     description = ("classical multi-lattice baseline: the spots indexed without a known cell (1-D FFT basis search, "
@@ -374,4 +415,4 @@ def no_lattice_reason(indexing) -> str:
 @hookimpl
 def xrais_predictors():
     return [ResolutionPredictor(), MultilatticePredictor(), MultilatticeResnetPredictor(), SpotsPredictor(),
-            IndexingPredictor()]
+            DecayPredictor(), IndexingPredictor()]
