@@ -273,7 +273,7 @@ def _assert_same_predictions(rows, reference):
 
 def test_threads_and_concurrent_callers_agree(tmp_path, model_folder):
     paths = _images(tmp_path, 4)
-    every = ("resolution", "multilattice", "multilattice_resnet", "spots", "indexing")
+    every = ("resolution", "multilattice", "multilattice_resnet", "spots", "decay", "indexing")
     serial = Predictor(predictors=every, device="cpu", batch_size=3).predict(paths)
     threaded = Predictor(predictors=every, device="cpu", nproc=2, batch_size=2).predict(paths)
     _assert_same_predictions(threaded, serial)

@@ -27,7 +27,7 @@ REDUCE_PARAM = Param("reduce", "min", "image resolution for the summary and plot
 def _params(stem: str, predictors: str, resolution_params: Tuple[Param, ...]) -> Tuple[Param, ...]:
     return (
         Param("predictors", tuple(predictors.split(",")), "predictors to run, comma-separated (see xrais.plugins): "
-              "resolution, resolution_resnet, multilattice, multilattice_resnet, spots, indexing, or any installed plugin", "strs"),
+              "resolution, resolution_resnet, multilattice, multilattice_resnet, spots, decay, indexing, or any installed plugin", "strs"),
         QUADRANTS_PARAM,
         MULTILATTICE_THRESHOLD_PARAM,
     ) + resolution_params + (
