@@ -64,3 +64,61 @@ def test_material_lookup_and_molecular_weights():
     with pytest.raises(KeyError, match="unknown material"):
         material("unobtainium")
     assert math.isfinite(MATERIALS["kapton"].molecules_per_m3)
+
+
+# --- crystalline ice: smooth and spotty rings (resolution recipe v6) --------------------------------
+
+from xrais.io import Geometry  # noqa: E402
+from xrais.sim.background import (ICE_AZIMUTH_BINS, IceRings, ice_azimuth_tables, ice_rings,  # noqa: E402
+                                   render_background, render_ice)
+from xrais.sim.beam import Beam  # noqa: E402
+from xrais.spotfinder import ICE_RINGS_A  # noqa: E402
+
+ICE_GEOMETRY = Geometry(distance=120.0, wavelength=1.0, pixel_size=0.172, beam_centre=(300.0, 300.0), shape=(600, 600))
+
+
+def test_ice_ring_list_holds_the_spot_finders_bands():
+    positions, weights = ice_rings()
+    spacings = 1.0 / positions
+    for d in ICE_RINGS_A[:6]:
+        assert np.min(np.abs(spacings - d)) < 0.01
+    assert np.all(weights > 0) and np.all(np.diff(positions) > 0)
+
+
+def test_spotty_tables_keep_the_rings_intensity_and_their_smooth_share():
+    ice = IceRings(5.0, spots_per_ring=20, spot_width_deg=0.5, smooth_fraction=0.3, seed=4)
+    tables = ice_azimuth_tables(ice, 12)
+    assert tables.shape == (12, ICE_AZIMUTH_BINS)
+    assert np.allclose(tables.mean(axis=1), 1.0, atol=1e-4)  # the powder's intensity, redistributed
+    assert tables.min() >= 0.3 - 1e-6 and tables.max() > 5.0  # spots stand far above the floor
+    # a spot's azimuthal FWHM is the one asked for: count the bins above half of one lone spot
+    lone = ice_azimuth_tables(IceRings(5.0, spots_per_ring=1.0, spot_width_deg=0.5, smooth_fraction=0.0,
+                                       seed=1), 40)
+    single = [row for row in lone if 0 < (row > 1e-3).sum() < ICE_AZIMUTH_BINS / 50]
+    row = single[0]
+    width_deg = (row > 0.5 * row.max()).sum() * 360.0 / ICE_AZIMUTH_BINS
+    assert width_deg == pytest.approx(0.5, abs=0.05)
+
+
+def test_smooth_ice_is_the_powder_curve_and_spotty_ice_the_same_rings_broken_up():
+    beam = Beam(wavelength=1.0, fluence=1.0)  # the background takes its photons from the call
+    smooth = render_ice(IceRings(10.0), beam, ICE_GEOMETRY, photons=1e12)
+    powder = render_background([("ice", 0.01)], beam, ICE_GEOMETRY, photons=1e12)
+    assert np.allclose(smooth, powder)
+    spotty = render_ice(IceRings(10.0, spots_per_ring=15, spot_width_deg=1.0, smooth_fraction=0.0, seed=2), beam,
+                        ICE_GEOMETRY, photons=1e12)
+    # the strongest ring (3.90 Å), wholly on the detector: the same photons, in a few bright arcs
+    ss, ff = np.mgrid[0:600, 0:600] + 0.5
+    two_theta = np.arctan(np.hypot(ff - 300, ss - 300) * 0.172 / 120.0)
+    d = 1.0 / (2.0 * np.sin(0.5 * two_theta))
+    ring = np.abs(d - 3.897) < 0.03
+    assert spotty[ring].sum() == pytest.approx(smooth[ring].sum(), rel=0.1)
+    assert np.percentile(spotty[ring], 99) > 5 * np.percentile(smooth[ring], 99)
+    assert np.median(spotty[ring]) < 0.3 * np.median(smooth[ring])
+
+
+def test_nonsensical_ice_is_refused():
+    with pytest.raises(ValueError):
+        IceRings(-1.0)
+    with pytest.raises(ValueError):
+        IceRings(1.0, spots_per_ring=5, smooth_fraction=1.5)

@@ -69,6 +69,13 @@ def test_recipe_draws_are_reproducible_and_follow_the_paper():
     resolution = [sample_spec("resolution", i, seed=0, n_structures=10) for i in range(2000)]
     blank = np.mean([s.blank for s in resolution])
     assert 0.02 < blank < 0.06
+    # v6: half of them rotation frames too, crystalline ice on a third, spotty on half of those
+    wedges = np.array([s.rotation_wedge_deg for s in resolution])
+    assert abs(np.mean(wedges > 0) - 0.5) < 0.04 and wedges.max() <= 1.0 and wedges[wedges > 0].min() >= 0.05
+    ice = np.array([s.ice_um for s in resolution])
+    spotty = np.array([s.ice_spots_per_ring > 0 for s in resolution])
+    assert abs(np.mean(ice > 0) - 1 / 3) < 0.04 and abs(np.mean(spotty[ice > 0]) - 0.5) < 0.06
+    assert not spotty[ice == 0].any() and 0.3 <= ice[ice > 0].min() and ice.max() <= 30.0
     inverse_d = np.array([s.inverse_d for s in resolution if not s.blank])
     assert inverse_d.min() >= 0.05 and inverse_d.max() <= 1 / 1.2 and 0.3 < np.median(inverse_d) < 0.5
     past_edge = []

@@ -159,10 +159,10 @@ ICE_OXYGEN_Z = 0.0625
 ICE_RING_FWHM = 0.003
 
 
-def _ice(stol):
-    """Orientation-averaged powder scattering per molecule of ice Ih:
-    (1/(Z·V)) Σ_G |F_G|² g(2s − |G|)/(4π|G|²), g a normalized Gaussian of FWHM 0.003 Å⁻¹."""
-    stol = np.asarray(stol, dtype=float)
+@functools.lru_cache(maxsize=1)
+def ice_rings() -> Tuple[np.ndarray, np.ndarray]:
+    """(positions |G| = 1/d (Å⁻¹), weights Σ|F_G|²/(4π|G|²·Z·V) (electrons² Å per molecule)) of the
+    ice Ih powder rings out to the tabulated grid's end."""
     a, c = ICE_CELL_A
     volume = math.sqrt(3.0) / 2.0 * a * a * c
     z = ICE_OXYGEN_Z
@@ -181,10 +181,18 @@ def _ice(stol):
     weights = geometric * molecule ** 2 / (4.0 * math.pi * g * g) / (len(sites) * volume)
     rings, ring_index = np.unique(np.round(g, 9), return_inverse=True)
     ring_weights = np.bincount(ring_index, weights=weights)
+    present = ring_weights > 1e-9 * ring_weights.max()  # systematic absences left out
+    return rings[present], ring_weights[present]
+
+
+def _ice(stol):
+    """Orientation-averaged powder scattering per molecule of ice Ih:
+    (1/(Z·V)) Σ_G |F_G|² g(2s − |G|)/(4π|G|²), g a normalized Gaussian of FWHM 0.003 Å⁻¹."""
+    stol = np.asarray(stol, dtype=float)
     sigma = ICE_RING_FWHM / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     total = np.zeros_like(stol)
     x = 2.0 * stol
-    for position, weight in zip(rings, ring_weights):
+    for position, weight in zip(*ice_rings()):
         close = np.abs(x - position) < 8.0 * sigma
         total[close] += weight * np.exp(-0.5 * ((x[close] - position) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
     return total
@@ -280,3 +288,95 @@ def render_background(layers: Sequence[Layer], beam: Beam, detector: Union[Detec
     render_isotropic_cpu(image, rows[0], rows[1], columns[0], columns[1], coprime_stride(window.shape[0]), packed,
                          beam.polarization_array(), float(beam.wavelength), curve, STOL_STEP)
     return image
+
+
+#: Azimuthal bins (per ring) of a spotty ice ring's modulation: 0.02°, finer than any spot width drawn.
+ICE_AZIMUTH_BINS = 18000
+
+
+@dataclasses.dataclass(frozen=True)
+class IceRings:
+    """Crystalline ice Ih in the beam (a sample frozen too slowly, or frost), rendered as its powder
+    rings (:func:`render_ice`).
+
+    thickness_um: ice along the beam (µm); spots_per_ring: 0 for smooth rings (a fine powder of
+    many small crystallites), else the mean number of crystallite reflections on each ring (few
+    larger crystallites: each reflection a spot on its ring, at a random azimuth, of exponentially
+    distributed strength, as the Bragg reflections of a randomly oriented crystal); spot_width_deg:
+    each spot's azimuthal FWHM (degrees; the crystallites' mosaic spread); smooth_fraction: the
+    share of each ring's intensity left smooth (a powder beside the crystallites); seed: of the
+    spots. The rings' total intensity is the powder's whatever the spottiness.
+    """
+
+    thickness_um: float
+    spots_per_ring: float = 0.0
+    spot_width_deg: float = 0.5
+    smooth_fraction: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if not (self.thickness_um >= 0 and self.spots_per_ring >= 0 and self.spot_width_deg > 0
+                and 0.0 <= self.smooth_fraction <= 1.0):
+            raise ValueError(f"nonsensical ice: {self}")
+
+    @property
+    def spotty(self) -> bool:
+        return self.spots_per_ring > 0 and self.smooth_fraction < 1.0
+
+
+def ice_azimuth_tables(ice: IceRings, n_rings: int) -> np.ndarray:
+    """float32 (n_rings, :data:`ICE_AZIMUTH_BINS`): per ring, the intensity relative to a smooth
+    ring's at each azimuth (mean 1): smooth_fraction + (1 − smooth_fraction)·(the ring's spots,
+    Gaussians of FWHM spot_width_deg at random azimuths with exponential weights, normalised to mean
+    1); a ring that draws no spot keeps its smooth part only."""
+    rng = np.random.default_rng(ice.seed)
+    bins = ICE_AZIMUTH_BINS
+    sigma_bins = ice.spot_width_deg / (2.0 * math.sqrt(2.0 * math.log(2.0))) * bins / 360.0
+    offsets = np.arange(-int(math.ceil(5 * sigma_bins)), int(math.ceil(5 * sigma_bins)) + 1)
+    profile = np.exp(-0.5 * (offsets / sigma_bins) ** 2)
+    tables = np.full((n_rings, bins), ice.smooth_fraction, dtype=np.float64)
+    for ring in range(n_rings):
+        n_spots = rng.poisson(ice.spots_per_ring)
+        if n_spots == 0:
+            continue
+        spots = np.zeros(bins)
+        centres = rng.integers(0, bins, n_spots)
+        strengths = rng.exponential(1.0, n_spots)
+        for centre, strength in zip(centres, strengths):
+            np.add.at(spots, (centre + offsets) % bins, strength * profile)
+        tables[ring] += (1.0 - ice.smooth_fraction) * spots / spots.mean()
+    return tables.astype(np.float32)
+
+
+def render_ice(ice: IceRings, beam: Beam, detector: Union[DetectorFrame, Geometry], *, photons: float,
+               window=None) -> np.ndarray:
+    """Expected photons per pixel of the ice's rings on the pixels of ``window`` (float32, the
+    window's shape): the powder curve of :func:`render_background`, each pixel multiplied, if the
+    ice is spotty, by its ring's azimuthal table (:func:`ice_azimuth_tables`) at its azimuth about
+    the beam; the pixel belongs to the ring nearest in 1/d. Scale as the background."""
+    frame = as_detector_frame(detector)
+    window = resolve_window(window, frame.shape)
+    smooth = render_background([("ice", ice.thickness_um * 1e-3)], beam, frame, photons=photons, window=window,
+                               window_only=True)
+    if not ice.spotty or window.size == 0:
+        return smooth
+    slow = np.arange(window.slow_start, window.slow_stop) + 0.5
+    fast = np.arange(window.fast_start, window.fast_stop) + 0.5
+    position = np.asarray(frame.pix0) + frame.pixel_size * (fast[None, :, None] * np.asarray(frame.fdet)
+                                                            + slow[:, None, None] * np.asarray(frame.sdet))
+    direction = np.asarray(beam.direction, dtype=float)
+    direction = direction / np.linalg.norm(direction)
+    along = position @ direction
+    across = position - along[..., None] * direction
+    length = np.linalg.norm(position, axis=-1)
+    two_theta = np.arccos(np.clip(along / length, -1.0, 1.0))
+    inverse_d = 2.0 * np.sin(0.5 * two_theta) / beam.wavelength
+    reference = np.cross(direction, [0.0, 0.0, 1.0] if abs(direction[2]) < 0.9 else [0.0, 1.0, 0.0])
+    reference /= np.linalg.norm(reference)
+    other = np.cross(direction, reference)
+    azimuth = np.arctan2(across @ other, across @ reference)
+    positions, _ = ice_rings()
+    ring = np.clip(np.searchsorted(0.5 * (positions[1:] + positions[:-1]), inverse_d), 0, len(positions) - 1)
+    tables = ice_azimuth_tables(ice, len(positions))
+    column = (np.floor((azimuth + math.pi) / (2.0 * math.pi) * ICE_AZIMUTH_BINS).astype(np.int64)) % ICE_AZIMUTH_BINS
+    return (smooth * tables[ring, column]).astype(np.float32)

@@ -58,8 +58,9 @@ RECIPES = ("resolution", "multilattice")
 #: of at least 0.3°, 2–5 mosaic domains.
 #: Resolution v5: crystal volume over 2 decades, independent of B. Multilattice v4: the same for the
 #: multi-lattice recipe (crystal edge log-uniform 8–40 µm). Multilattice v5: mosaic spread 0.02–0.5°,
-#: rotation frames, header geometry off the true one.
-RECIPE_VERSIONS = {"resolution": 5, "multilattice": 5}
+#: rotation frames, header geometry off the true one. Resolution v6: rotation frames as the
+#: multi-lattice recipe's, crystalline ice (smooth and spotty rings) on a third of the images.
+RECIPE_VERSIONS = {"resolution": 6, "multilattice": 5}
 
 #: Fraction of blank images (no crystal: background, noise and masks only) in every recipe.
 BLANK_FRACTION = 0.04
@@ -89,13 +90,24 @@ MULTILATTICE_SIGMAS_DEG = (math.sqrt(0.1), 1.0, math.sqrt(10.0))
 MOSAIC_DOMAINS = {"resolution": (10, 26), "multilattice": (10, 26)}
 #: Multi-lattice recipe: mosaic spread (degrees, log-uniform; the largest domain rotation, as nanoBragg).
 MULTILATTICE_MOSAIC_DEG = (0.02, 0.5)
-#: Multi-lattice recipe: share of rotation frames, their wedge (degrees, log-uniform), and the
-#: widest step between the domains that integrate the wedge (degrees; a reflection is ≈ 0.1° wide).
+#: Share of rotation frames, their wedge (degrees, log-uniform), and the widest step between the
+#: domains that integrate the wedge (degrees; a reflection is ≈ 0.1° wide); both recipes.
 ROTATION_FRACTION = 0.5
 ROTATION_WEDGE_DEG = (0.05, 1.0)
 ROTATION_STEP_DEG = 0.05
-#: The most mosaic domains a multi-lattice image renders (rotation frames of wide wedges).
+#: The most mosaic domains an image renders (rotation frames of wide wedges).
 MAX_DOMAINS = 30
+#: Resolution recipe: share of images with crystalline ice in the beam, its thickness (µm,
+#: log-uniform: with the water layer and the background scale, rings from barely visible to many
+#: times the background), the share of those whose rings are spotty, and the spotty rings' spots
+#: per ring (log-uniform: a few large crystallites to many), spot FWHM (degrees, log-uniform) and
+#: smooth share (uniform).
+ICE_FRACTION = 1.0 / 3.0
+ICE_THICKNESS_UM = (0.3, 30.0)
+SPOTTY_ICE_FRACTION = 0.5
+ICE_SPOTS_PER_RING = (3.0, 300.0)
+ICE_SPOT_WIDTH_DEG = (0.1, 2.0)
+ICE_SMOOTH_FRACTION = (0.0, 0.6)
 #: Spindle axes of rotation frames (the detector's fast or slow axis, in the simulator's lab frame).
 SPINDLES = ("fast", "slow")
 #: Multi-lattice recipe: how far the header's geometry is off the true one, as standard deviations:
@@ -167,6 +179,12 @@ class ImageSpec:
     #: :data:`SPINDLES`) while the image is recorded, centred on ``orientation``.
     rotation_wedge_deg: float = 0.0
     spindle: str = "fast"
+    #: Crystalline ice in the beam (:class:`~xrais.sim.background.IceRings`): thickness (µm; 0: none),
+    #: spots per ring (0: smooth rings), the spots' azimuthal FWHM (degrees) and the smooth share.
+    ice_um: float = 0.0
+    ice_spots_per_ring: float = 0.0
+    ice_spot_width_deg: float = 0.5
+    ice_smooth_fraction: float = 1.0
 
     @property
     def inverse_d(self) -> float:
@@ -295,11 +313,13 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
     )
     if recipe == "multilattice":
         spec = dataclasses.replace(spec, **_header_errors(rng, distance), **_exposure(rng, spec.mosaic_domains))
+    else:
+        spec = dataclasses.replace(spec, **_exposure(rng, spec.mosaic_domains), **_ice(rng))
     return spec
 
 
 def _exposure(rng, mosaic_domains: int) -> Dict[str, object]:
-    """A multi-lattice image's exposure: a still, or (:data:`ROTATION_FRACTION` of them) a rotation
+    """An image's exposure (both recipes from v6 of the resolution recipe): a still, or (:data:`ROTATION_FRACTION` of them) a rotation
     frame whose wedge (:data:`ROTATION_WEDGE_DEG`) about a spindle has a domain at least every
     :data:`ROTATION_STEP_DEG` (at most :data:`MAX_DOMAINS`)."""
     if rng.random() >= ROTATION_FRACTION:
@@ -307,6 +327,21 @@ def _exposure(rng, mosaic_domains: int) -> Dict[str, object]:
     wedge = _log_uniform(rng, *ROTATION_WEDGE_DEG)
     return dict(rotation_wedge_deg=wedge, spindle=str(rng.choice(SPINDLES)),
                 mosaic_domains=int(min(MAX_DOMAINS, max(mosaic_domains, math.ceil(wedge / ROTATION_STEP_DEG)))))
+
+
+def _ice(rng) -> Dict[str, object]:
+    """A resolution image's crystalline ice: on :data:`ICE_FRACTION` of them, a thickness
+    (:data:`ICE_THICKNESS_UM`, log-uniform: rings from barely visible to far above the background), and
+    on :data:`SPOTTY_ICE_FRACTION` of those spotty rings (spots per ring, their width and the smooth
+    share drawn from :data:`ICE_SPOTS_PER_RING`, :data:`ICE_SPOT_WIDTH_DEG`, :data:`ICE_SMOOTH_FRACTION`)."""
+    if rng.random() >= ICE_FRACTION:
+        return {}
+    ice = dict(ice_um=_log_uniform(rng, *ICE_THICKNESS_UM))
+    if rng.random() < SPOTTY_ICE_FRACTION:
+        ice.update(ice_spots_per_ring=_log_uniform(rng, *ICE_SPOTS_PER_RING),
+                   ice_spot_width_deg=_log_uniform(rng, *ICE_SPOT_WIDTH_DEG),
+                   ice_smooth_fraction=float(rng.uniform(*ICE_SMOOTH_FRACTION)))
+    return ice
 
 
 def _header_errors(rng, distance_mm: float) -> Dict[str, object]:

@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 
 from ..io.geometry import Geometry
-from .background import Layer, render_background
+from .background import IceRings, Layer, render_background, render_ice
 from .beam import Beam
 from .bragg import FAST_PATH_THRESHOLD, render_bragg, render_bragg_window
 from .crystal import as_lattice_list
@@ -29,7 +29,8 @@ class SimulatedImage(NamedTuple):
 def simulate_image(geometry: Geometry, beam: Beam, rng: np.random.Generator, *, lattices=None,
                    structure: Optional[StructureFactors] = None, b_factor: float = 0.0,
                    background: Sequence[Layer] = (), photons: Optional[float] = None,
-                   background_scale: float = 1.0, effects: DetectorEffects = DetectorEffects(), window=None,
+                   background_scale: float = 1.0, ice: Optional[IceRings] = None,
+                   effects: DetectorEffects = DetectorEffects(), window=None,
                    oversample: int = 1, path: str = "fast", device: str = "auto",
                    threshold: float = FAST_PATH_THRESHOLD) -> SimulatedImage:
     """Render and record one image on the detector of ``geometry``.
@@ -37,13 +38,14 @@ def simulate_image(geometry: Geometry, beam: Beam, rng: np.random.Generator, *, 
     lattices: a :class:`~xrais.sim.crystal.Lattice`, several (multi-lattice), or None for a blank
     image (background, noise and masks only); structure: their |F|² table; b_factor: Å²;
     background: (material, thickness mm) layers, scaled by ``background_scale``; photons: incident
-    photons through the background layers (required with layers); effects: noise and detector
+    photons through the background layers (required with layers); ice: crystalline ice's rings
+    (:class:`~xrais.sim.background.IceRings`, smooth or spotty), scaled as the background; effects: noise and detector
     defects; window: pixels to render (e.g. :func:`~xrais.sim.frame.quadrant_window`), None for the
     whole detector; oversample, path, device, threshold: see :func:`~xrais.sim.bragg.render_bragg`.
     """
     window = resolve_window(window, geometry.shape)
     part = simulate_window(geometry, beam, rng, window, lattices=lattices, structure=structure, b_factor=b_factor,
-                           background=background, photons=photons, background_scale=background_scale,
+                           background=background, photons=photons, background_scale=background_scale, ice=ice,
                            effects=effects, oversample=oversample, path=path, device=device, threshold=threshold)
     return on_whole_detector(part, geometry.shape)
 
@@ -51,7 +53,8 @@ def simulate_image(geometry: Geometry, beam: Beam, rng: np.random.Generator, *, 
 def simulate_window(geometry: Geometry, beam: Beam, rng: np.random.Generator, window, *, lattices=None,
                     structure: Optional[StructureFactors] = None, b_factor: float = 0.0,
                     background: Sequence[Layer] = (), photons: Optional[float] = None,
-                    background_scale: float = 1.0, effects: DetectorEffects = DetectorEffects(),
+                    background_scale: float = 1.0, ice: Optional[IceRings] = None,
+                    effects: DetectorEffects = DetectorEffects(),
                     oversample: int = 1, path: str = "reflections", device: str = "auto",
                     threshold: float = FAST_PATH_THRESHOLD) -> SimulatedImage:
     """:func:`simulate_image` of the pixels of ``window`` only: pixels, mask and expected have the
@@ -73,11 +76,13 @@ def simulate_window(geometry: Geometry, beam: Beam, rng: np.random.Generator, wi
                                     threshold=threshold)[window.slices]
     else:
         expected = np.zeros(window.shape, dtype=np.float32)
+    if (background or ice is not None) and photons is None:
+        raise ValueError("background layers and ice need the number of incident photons")
     if background:
-        if photons is None:
-            raise ValueError("background layers need the number of incident photons")
         expected += np.float32(background_scale) * render_background(background, beam, frame, photons=photons,
                                                                      window=window, window_only=True)
+    if ice is not None and ice.thickness_um > 0:
+        expected += np.float32(background_scale) * render_ice(ice, beam, frame, photons=photons, window=window)
     recorded = record_window(expected, geometry, window, effects, rng)
     return SimulatedImage(recorded.pixels, recorded.mask, expected, window)
 

@@ -10,6 +10,7 @@ import numpy as np
 from .. import conditioning
 from ..io import detectors
 from ..io.geometry import Geometry
+from .background import IceRings
 from .beam import Beam, fluence_from_photons
 from .crystal import Lattice, blocks_in_crystal, cells_per_domain, mosaic_rotations, rotation_exposure
 from .effects import DetectorEffects
@@ -108,8 +109,10 @@ def render_training_image(spec: ImageSpec, pool: StructurePool, device: str = "c
                               dead_pixels=spec.n_dead_pixels, psf_fwhm=spec.psf_fwhm_px,
                               read_noise=spec.read_noise_photons)
     window = Window.full(geometry.shape) if whole_detector else quadrant_window(geometry, spec.quadrant)
+    ice = IceRings(spec.ice_um, spec.ice_spots_per_ring, spec.ice_spot_width_deg, spec.ice_smooth_fraction,
+                   seed=int(rng.integers(2 ** 31))) if spec.ice_um > 0 else None
     scene = dict(lattices=lattices, structure=structure, b_factor=spec.b_factor, background=background,
-                 photons=spec.photons, background_scale=spec.background_scale, effects=effects)
+                 photons=spec.photons, background_scale=spec.background_scale, ice=ice, effects=effects)
     if reference:
         image = simulate_image(geometry, beam, rng, window=window, device=device, **scene)
         origin = (0, 0)
