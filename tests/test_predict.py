@@ -220,11 +220,13 @@ def _frame_parts(path):
 
 
 def test_noise_is_blank_or_refused_as_too_small_at_any_size():
-    """Pure Poisson noise, with the shipped models: an array too small for them (no quadrant with
-    320×320 downsampled pixels of image) is refused with one error line; on every size they take it
-    is read as no diffraction, whatever the noise level."""
+    """Pure Poisson noise, with the shipped resolution model: an array too small for it (no quadrant
+    with 320×320 downsampled pixels of image) is refused with one error line; on every size it takes
+    it is read as no diffraction, whatever the noise level. With the default predictors, the
+    lattice evidence answers on the small arrays (no lattice in noise) and the resolution's reason
+    is in ``not_analysed``."""
     rng = np.random.default_rng(12)
-    predictor = Predictor(device="cpu")
+    predictor = Predictor(predictors=("resolution",), device="cpu")
     cases = []
     for shape, detector, accepted in (((100, 100), "generic", False), ((300, 300), "generic", False),
                                       ((600, 640), "PILATUS 6M", False), ((1000, 1000), "generic", True),
@@ -240,14 +242,21 @@ def test_noise_is_blank_or_refused_as_too_small_at_any_size():
         else:
             assert result["error"].startswith(f"image too small to analyse: {shape[1]}×{shape[0]} pixels")
             assert "\n" not in result["error"] and "needs 320×320" in result["error"], result["error"]
+    small = [case[-1] for case in cases if not case[2]][:3]
+    for result in Predictor(device="cpu").predict(small):
+        assert result["error"] is None and result["d_min"] is None and result["p_multilattice"] is None
+        assert result["not_analysed"].startswith("resolution: image too small to analyse")
+        assert result["multilattice_undetermined"].startswith("no lattice indexed")
     near_the_edge = Geometry(distance=200.0, wavelength=1.0, pixel_size=0.172, beam_centre=(200.5, 650.5),
                              shape=(1300, 1200))
     noise = rng.poisson(5, (1300, 1200)).astype(np.int32)
     (result,) = Predictor(predictors=("resolution",), device="cpu").predict([(noise, near_the_edge)])
     assert result["error"] is None and [v is None for v in result["inverse_d_quadrants"]] == [True, False, True, False]
     (result,) = Predictor(predictors=QUADRANT_NETWORKS, device="cpu").predict([(noise, near_the_edge)])
-    # the multi-lattice ResNet reads quadrant 0 alone
-    assert result["error"].endswith("in quadrant 0 after the 1×1 max-pool; the multilattice_resnet model needs 320×320")
+    # the multi-lattice ResNet reads quadrant 0 alone: it cannot, the resolution network answers
+    assert result["error"] is None and result["p_multilattice_resnet"] is None and result["d_min"] is None
+    assert result["not_analysed"].startswith("multilattice_resnet: image too small to analyse")
+    assert result["not_analysed"].endswith("in quadrant 0 after the 1×1 max-pool; the multilattice_resnet model needs 320×320")
 
 
 # The random multi-lattice network's probabilities, rounded to 4 decimals in the rows. Batches of
@@ -515,3 +524,30 @@ def test_a_run_where_every_image_fails_prints_only_xrais_lines(tmp_path):
                          for name in ("a.cbf", "b.cbf")]
     assert lines[2:] == ["2 of 2 images could not be processed (see the error column)"], run.stderr
     assert (tmp_path / "xrais_resolution.png").is_file()
+
+
+def test_a_small_detector_frame_is_analysed_by_every_predictor_that_can(shared_data):
+    """Issue 34, item 3: a PILATUS 300K-sized cut (487 × 619 pixels) of a measured PILATUS3 6M frame:
+    the whole-frame predictors answer (spots, decay, indexing, the lattice evidence); the resolution
+    network, never trained on quadrants so small, gives null with its reason in ``not_analysed``; the
+    image is not an error. With the network alone the image is, with that reason."""
+    import dataclasses
+
+    from xrais.io import Frame, open_images
+
+    frame = next(iter(open_images([str(shared_data / "thaumatin_grid" / "thau_3_2_0003.cbf.bz2")])))
+    beam_fast, beam_slow = frame.geometry.beam_centre
+    fast0, slow0 = int(beam_fast) - 240, int(beam_slow) - 300
+    pixels = frame.pixels[slow0:slow0 + 619, fast0:fast0 + 487]
+    geometry = dataclasses.replace(frame.geometry, shape=pixels.shape,
+                                   beam_centre=(beam_fast - fast0, beam_slow - slow0))
+    small = Frame(pixels, frame.mask[slow0:slow0 + 619, fast0:fast0 + 487], geometry, source="cut_300K")
+    every = ("resolution", "spots", "decay", "indexing", "multilattice")
+    (result,) = Predictor(predictors=every, device="cpu").predict([small])
+    assert result["error"] is None
+    assert result["d_min"] is None and result["not_analysed"].startswith("resolution: image too small to analyse")
+    assert result["n_spots"] > 30 and result["d_min_spots"] is not None
+    assert result["n_lattices_indexed"] >= 1 and result["p_multilattice"] is not None
+    assert result["b_factor_decay"] is not None
+    (alone,) = Predictor(predictors=("resolution",), device="cpu").predict([small])
+    assert alone["error"].startswith("image too small to analyse") and alone["not_analysed"] is None

@@ -37,6 +37,9 @@ from .plugins.builtin_predictors import MULTILATTICE_THRESHOLD
 DEFAULT_PREDICTORS = ("resolution", "multilattice")
 #: Keys every result has, in this order, before the predictors' own fields.
 BASE_FIELDS = ("image", "frame")
+#: After the predictors' fields: the one-line problem of an image that could not be read or that no
+#: predictor can analyse, and, where only some cannot, which and why (their fields are null).
+STATUS_FIELDS = ("error", "not_analysed")
 TIMING_FIELDS = ("read_ms", "condition_ms", "predict_ms")
 
 
@@ -51,6 +54,8 @@ class _Prepared:
     quadrants: Optional[np.ndarray] = None
     fields: Dict[str, Any] = dataclasses.field(default_factory=dict)
     error: Optional[str] = None
+    #: Why a predictor cannot analyse this image (its geometry), by predictor name: the others answer.
+    problems: Dict[str, str] = dataclasses.field(default_factory=dict)
     read_ms: float = 0.0
     condition_ms: float = 0.0
     frame_predict_ms: float = 0.0
@@ -104,7 +109,6 @@ class Predictor:
         self.nproc = max(1, int(nproc))
         self.override = GeometryOverride.coerce(geometry)
         self.shard = shard
-        self._needs_quadrants = any(p.needs == "quadrants" for p in self.plugins)
         self._setup_lock = threading.Lock()
         self._ready = False
         self._experimental: Dict[str, str] = {}
@@ -113,7 +117,7 @@ class Predictor:
     def fields(self) -> Tuple[str, ...]:
         """Every key of a result, in order."""
         own = [f for p in self.plugins for f in p.fields]
-        return BASE_FIELDS + tuple(dict.fromkeys(own)) + ("error",) + TIMING_FIELDS
+        return BASE_FIELDS + tuple(dict.fromkeys(own)) + STATUS_FIELDS + TIMING_FIELDS
 
     def setup(self) -> None:
         """Load the predictors' models (done once, on first use; thread-safe)."""
@@ -225,19 +229,22 @@ class Predictor:
             frame = dataclasses.replace(frame, geometry=self.override.apply(frame.geometry))
         prepared = _Prepared(frame.source, frame.index, ordinal, geometry=frame.geometry)
         try:
-            for plugin in self.plugins:  # an image a predictor cannot analyse gets its one-line reason
-                prepared.error = prepared.error or plugin.problem(frame.geometry, self.plugin_quadrants.get(plugin.name, ()))
-            if prepared.error:
+            for plugin in self.plugins:  # what a predictor cannot analyse gets its one-line reason
+                problem = plugin.problem(frame.geometry, self.plugin_quadrants.get(plugin.name, ()))
+                if problem:
+                    prepared.problems[plugin.name] = problem
+            if len(prepared.problems) == len(self.plugins):  # none can: the image's error
+                prepared.error = "; ".join(dict.fromkeys(prepared.problems.values()))
                 return prepared
             started = time.perf_counter()
-            if self._needs_quadrants:
+            if any(p.needs == "quadrants" and p.name not in prepared.problems for p in self.plugins):
                 prepared.quadrants = conditioning.condition(frame.pixels, frame.mask, frame.geometry,
                                                             quadrants=self.quadrant_indices)
             prepared.condition_ms = round(1000.0 * (time.perf_counter() - started), 2)
             started = time.perf_counter()
             shared: Dict[str, Any] = {}  # this image's work the raw-frame predictors share (its spots…)
             for plugin in self.plugins:
-                if plugin.needs == "frame":
+                if plugin.needs == "frame" and plugin.name not in prepared.problems:
                     prepared.fields.update(plugin.predict([self._input(plugin, prepared, frame, shared)])[0])
             prepared.frame_predict_ms = 1000.0 * (time.perf_counter() - started)
         except Exception as exc:  # one image must not stop the run; the error goes in its row
@@ -250,12 +257,15 @@ class Predictor:
             for plugin in self.plugins:
                 if plugin.needs != "quadrants":
                     continue
+                analysed = [prepared for prepared in batch if plugin.name not in prepared.problems]
+                if not analysed:
+                    continue
                 try:
-                    items = [self._input(plugin, prepared) for prepared in batch]
-                    for prepared, fields in zip(batch, plugin.predict(items)):
+                    items = [self._input(plugin, prepared) for prepared in analysed]
+                    for prepared, fields in zip(analysed, plugin.predict(items)):
                         prepared.fields.update(fields)
                 except Exception as exc:
-                    for prepared in batch:
+                    for prepared in analysed:
                         prepared.error = f"{plugin.name}: {type(exc).__name__}: {exc}"
             per_image = 1000.0 * (time.perf_counter() - started) / len(batch)
         while pending:
@@ -279,6 +289,8 @@ class Predictor:
         for name in self.fields[len(BASE_FIELDS):]:
             result[name] = prepared.fields.get(name)
         result["error"] = prepared.error
+        result["not_analysed"] = None if prepared.error or not prepared.problems else "; ".join(
+            f"{name}: {problem}" for name, problem in prepared.problems.items())
         result["read_ms"] = prepared.read_ms
         result["condition_ms"] = prepared.condition_ms
         result["predict_ms"] = round(predict_ms + prepared.frame_predict_ms, 2)

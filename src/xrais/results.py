@@ -97,7 +97,8 @@ def _atomic_write(path: str, text: str) -> None:
 
 
 def table_lines(results: Sequence[Dict[str, Any]], experimental: Optional[Dict[str, str]] = None) -> List[str]:
-    """Per-image table (only the columns some result has), errors on their own rows. experimental:
+    """Per-image table (only the columns some result has), errors on their own rows, what some
+    predictor could not analyse on a line under its row. experimental:
     result fields from an experimental model (``Predictor.experimental``): their headers get a "*"
     and a last line says why."""
     experimental = experimental or {}
@@ -122,6 +123,8 @@ def table_lines(results: Sequence[Dict[str, Any]], experimental: Optional[Dict[s
             else:
                 cells.append(f"{fmt.format(value):>10}")
         lines.append(f"{name:<{name_width}} " + " ".join(cells))
+        if r.get("not_analysed"):
+            lines.append(f"{'':<{name_width}} not analysed by {r['not_analysed']}")
     for notice in dict.fromkeys(experimental[key] for key, _, _ in columns if key in experimental):
         starred = ", ".join(h for key, h, _ in columns if experimental.get(key) == notice)
         lines.append(f"* {starred}: experimental model, {notice}")
