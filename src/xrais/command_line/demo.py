@@ -45,8 +45,10 @@ def run_demo(params, inputs) -> int:
                  _fmt(result["d_min"], "no diff."), sigma, _fmt(result["d_mean"], "-"), _fmt(result["b_factor"], "-", "{:.0f}"),
                  known.get("n_lattices", "?"), _fmt(result["p_multilattice"], "-", "{:.3f}"), result["n_spots"],
                  _fmt(result["d_min_spots"], "-"), *verdicts(known, result))
-    if any(result.get("p_multilattice") is None and not result["error"] for result in results):
-        log.info("-: no lattice indexed (too few spots), so no multi-lattice probability")
+    for result in results:  # each image without a multi-lattice answer, with its own reason
+        if result.get("p_multilattice") is None and not result["error"]:
+            log.info("-: %s: %s, so no multi-lattice probability", os.path.basename(result["image"]),
+                     result["multilattice_undetermined"])
     if any(result.get("resolution_undetermined") for result in results):
         log.info("?: resolution undetermined (σ of 1/d above the model's limit: the spots fade before they tell)")
     if "p_multilattice" in experimental:

@@ -13,7 +13,7 @@ import textwrap
 from ..io import open_images
 from ..plots import save_lattice_png
 from ..plugins.base import PredictionInput
-from ..plugins.builtin_predictors import MultilatticePredictor, frame_indexing, frame_spots
+from ..plugins.builtin_predictors import MultilatticePredictor, frame_indexing, frame_spots, no_lattice_reason
 from .common import GEOMETRY_PARAMS, MULTILATTICE_THRESHOLD_PARAM, geometry_override
 from .params import Param, ParameterError
 from .program import EXIT_FAILED, EXIT_OK, Program, report_failed_image
@@ -29,7 +29,7 @@ PARAMS = (
 def describe(indexing, p_multilattice) -> str:
     """One line: spots, lattices with their share of the spots and cells, misorientations, the call."""
     if not indexing.lattices:
-        return f"{indexing.n_spots} spots, no lattice indexed: no multi-lattice probability"
+        return f"{no_lattice_reason(indexing)}: no multi-lattice probability"
     parts = [f"{indexing.n_spots} spots"]
     for number, lattice in enumerate(indexing.lattices):
         cell = " × ".join(f"{v:.1f}" for v in lattice.cell[:3])
