@@ -55,6 +55,13 @@ def test_catalogue_factors_of_the_method(name, shape, pixel, factor):
     ("Eiger2 XE 16M", (4362, 4148), "EIGER2 XE 16M"),
     ("PILATUS 12M", (5071, 2463), "PILATUS 12M"),
     ("unknown", (3840, 3840), "Rayonix MX340-HS"),
+    # the small detectors (issue 34, item 3), the wide 300K apart from the tall one
+    ("PILATUS 300K, S/N 3-0106", (619, 487), "PILATUS 300K"),
+    ("PILATUS3 R 300K-W", (195, 1475), "PILATUS 300K-W"),
+    ("PILATUS3 S 1M", (1043, 981), "PILATUS 1M"),
+    ("PILATUS 100K", (195, 487), "PILATUS 100K"),
+    ("Dectris Eiger 1M", (1065, 1030), "EIGER 1M"),
+    ("unknown", (619, 487), "PILATUS 300K"),
 ])
 def test_catalogue_lookup_from_headers(header_name, shape, expected):
     assert detectors.find(header_name, shape).name == expected

@@ -93,6 +93,17 @@ _CATALOGUE: Tuple[DetectorModel, ...] = (
                   module_shape=(195, 487), module_gap=(17, 7), trusted_max=PILATUS_TRUSTED_MAX),
     DetectorModel("PILATUS 2M", (1679, 1475), 0.172, 2, "PILATUS", (r"PILATUS\s*(3|4)?\s*(R|S|X)?\s*2M",),
                   module_shape=(195, 487), module_gap=(17, 7), trusted_max=PILATUS_TRUSTED_MAX),
+    # The small PILATUS detectors: no 512 × 512 quadrant of the paper's, so their max-pool is 1 (0.172 mm,
+    # about the 0.15–0.34 mm pooled pixels of the larger detectors); the networks that need quadrants of
+    # a size say so, the whole-frame predictors read them.
+    DetectorModel("PILATUS 1M", (1043, 981), 0.172, 1, "PILATUS", (r"PILATUS\s*(3|4)?\s*(R|S|X)?\s*1M",),
+                  module_shape=(195, 487), module_gap=(17, 7), trusted_max=PILATUS_TRUSTED_MAX),
+    DetectorModel("PILATUS 300K-W", (195, 1475), 0.172, 1, "PILATUS", (r"PILATUS\s*(3|4)?\s*(R|S|X)?\s*300\s*K\s*-?\s*W",),
+                  module_shape=(195, 487), module_gap=(17, 7), trusted_max=PILATUS_TRUSTED_MAX),
+    DetectorModel("PILATUS 300K", (619, 487), 0.172, 1, "PILATUS", (r"PILATUS\s*(3|4)?\s*(R|S|X)?\s*300\s*K(?!\s*-?\s*W)",),
+                  module_shape=(195, 487), module_gap=(17, 7), trusted_max=PILATUS_TRUSTED_MAX),
+    DetectorModel("PILATUS 100K", (195, 487), 0.172, 1, "PILATUS", (r"PILATUS\s*(3|4)?\s*(R|S|X)?\s*100\s*K",),
+                  module_shape=(195, 487), trusted_max=PILATUS_TRUSTED_MAX),
     DetectorModel("PILATUS 12M", (5071, 2463), 0.172, 2, "PILATUS", (r"PILATUS\s*(3|4)?\s*12M", r"P12M"),
                   curved=True, trusted_max=PILATUS_TRUSTED_MAX),
     # DECTRIS EIGER: modules 1030 x 514, gaps 10 (fast) and 37 (slow) pixels.
@@ -101,6 +112,8 @@ _CATALOGUE: Tuple[DetectorModel, ...] = (
     DetectorModel("EIGER 9M", (3269, 3110), 0.075, 4, "EIGER", (r"EIGER\s*(X|R)?\s*9M",),
                   module_shape=(514, 1030), module_gap=(37, 10)),
     DetectorModel("EIGER 4M", (2167, 2070), 0.075, 2, "EIGER", (r"EIGER\s*(X|R)?\s*4M",),
+                  module_shape=(514, 1030), module_gap=(37, 10)),
+    DetectorModel("EIGER 1M", (1065, 1030), 0.075, 2, "EIGER", (r"EIGER\s*(X|R)?\s*1M",),
                   module_shape=(514, 1030), module_gap=(37, 10)),
     # DECTRIS EIGER2: modules 1028 x 512, gaps 12 (fast) and 38 (slow) pixels.
     DetectorModel("EIGER2 XE 16M", (4362, 4148), 0.075, 4, "EIGER", (r"EIGER\s*2\s*(XE|X|S|R)?\s*16M",),
