@@ -247,3 +247,35 @@ def test_a_master_whose_virtual_data_file_is_absent_is_refused_naming_it(shared_
     of zeros without complaint. One line names the missing file instead."""
     with pytest.raises(ImageError, match=r"virtual dataset whose data file Therm_6_2_000001\.h5 is missing"):
         open_image(shared_data / "reader_cases" / "Therm_6_2.nxs")
+
+
+def test_a_file_of_one_2d_frame_reads_as_that_frame(tmp_path):
+    """Issue 34, item 2: an image dataset of one 2-D frame (areaDetector writes single images so) is
+    that frame, not a refusal."""
+    path = tmp_path / "single.h5"
+    frame = np.random.default_rng(1).poisson(3, (120, 160)).astype(np.int32)
+    write_fields_only(str(path), frame, wavelength=0.9, distance_mm=180.0, beam_px=(70.0, 40.5))
+    (read,) = list(open_images(path, on_error="raise"))
+    np.testing.assert_array_equal(read.pixels, frame)
+    assert read.index == 0 and read.geometry.shape == (120, 160)
+    assert (read.geometry.distance, read.geometry.wavelength) == pytest.approx((180.0, 0.9))
+
+
+def test_areadetector_nxsas_frame_without_units_is_refused_then_read_with_the_geometry_given(shared_data):
+    """The real PILATUS 100K frame of an areaDetector NXsas file (reader_cases README, case 4): one
+    2-D frame whose geometry fields carry no units. xrais does not guess them: one line naming the
+    field and the parameters to give; given them, the frame reads with the monochromator's
+    wavelength, the PILATUS 100K of the catalogue, a beam centre off the chip, and its one pixel past
+    the PILATUS counters' trusted range masked."""
+    from xrais.io import GeometryOverride
+
+    path = shared_data / "reader_cases" / "AgBehenate_228.hdf5"
+    (refused,) = list(open_images(path, on_error="yield"))
+    assert isinstance(refused, FrameError)
+    assert "x_pixel_size has no units" in refused.message and "pixel_size=" in refused.message
+    given = GeometryOverride(distance=513.8, pixel_size=0.172, beam_centre=(86.36, -4.92))
+    (frame,) = list(open_images(path, geometry=given, on_error="raise"))
+    g = frame.geometry
+    assert frame.pixels.shape == (195, 487) and g.detector == "PILATUS 100K"
+    assert g.wavelength == pytest.approx(0.73362836) and g.beam_centre == pytest.approx((86.36, -4.92))
+    assert frame.mask.sum() == 1 and frame.pixels[frame.mask][0] == 1_032_661

@@ -100,7 +100,8 @@ def _dataset(group: h5py.Group, name: str) -> Optional[h5py.Dataset]:
 def _scale(path, ds: h5py.Dataset, table: Dict[str, float], what: str) -> float:
     units = _text(ds.attrs.get("units", "")).strip()
     if not units:
-        raise ImageError(path, f"{ds.name} has no units")
+        raise ImageError(path, f"{ds.name} has no units, which xrais does not guess: give the geometry as "
+                               f"parameters (distance=, pixel_size= in mm, beam_centre= in pixels, wavelength= in Å)")
     key = units if units in table else units.lower()
     if key not in table:
         raise ImageError(path, f"{ds.name} has units {units!r}, not a {what} unit xrais knows")
@@ -428,6 +429,14 @@ class _Series:
                 if weights.size == values.size and weights.sum() > 0:
                     return np.array([float(values @ weights / weights.sum())])
             return values
+        # no NXbeam (NXsas files of areaDetector): the monochromator's wavelength
+        monochromators = []
+        entry.visititems(lambda name, obj: monochromators.append(obj)
+                         if isinstance(obj, h5py.Group) and _nx_class(obj) == "NXmonochromator" else None)
+        for monochromator in monochromators:
+            ds = _dataset(monochromator, "wavelength")
+            if ds is not None:
+                return _values(self.path, ds) * _scale(self.path, ds, _WAVELENGTH_A, "wavelength")
         return None
 
     def wavelength(self, frame: int, n_frames: int) -> Optional[float]:
@@ -447,13 +456,13 @@ class _Series:
             where = f" ({link.filename})" if isinstance(link, h5py.ExternalLink) else ""
             problem = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # KeyError quotes its text
             raise ImageError(self.path, f"cannot open image data {name}{where}: {problem}") from None
-        if not isinstance(data, h5py.Dataset) or data.ndim not in (3, 4) or data.dtype.kind not in "iuf":
-            raise ImageError(self.path, f"image data {name} is not a stack of numeric frames")
+        if not isinstance(data, h5py.Dataset) or data.ndim not in (2, 3, 4) or data.dtype.kind not in "iuf":
+            raise ImageError(self.path, f"image data {name} is neither a stack of numeric frames nor one frame")
         missing = _missing_virtual_sources(self.path, group.file, data)
         if missing:  # HDF5 reads a virtual dataset's absent sources as its fill value: frames of zeros
             raise ImageError(self.path, f"image data {name} is a virtual dataset whose data file "
                                         f"{', '.join(missing)} is missing (beside the master file)")
-        return data
+        return OneFrame(data) if data.ndim == 2 else data
 
     def invalid(self, pixels: np.ndarray, base: Optional[np.ndarray]) -> np.ndarray:
         mask = np.zeros(pixels.shape, dtype=bool) if base is None else base.copy()
@@ -466,6 +475,25 @@ class _Series:
         elif pixels.dtype.kind == "f":
             mask |= ~np.isfinite(pixels)
         return mask
+
+
+class OneFrame:
+    """A 2-D image dataset (one frame, as areaDetector's NeXus plugin writes a single image) seen as a
+    stack of one: ``shape`` (1, slow, fast), ``block[0]`` the frame. Its chunks are not pre-checked
+    (:func:`check_chunks` reads stacks' frame by frame); HDF5 reports a damaged one when read."""
+
+    chunks = None
+
+    def __init__(self, dataset: h5py.Dataset):
+        self.dataset = dataset
+        self.shape = (1,) + tuple(dataset.shape)
+        self.dtype = dataset.dtype
+        self.name = dataset.name
+
+    def __getitem__(self, index):
+        if index != 0:
+            raise IndexError(f"{self.name} holds one frame, not frame {index}")
+        return self.dataset[()]
 
 
 class NexusReader(Reader):
@@ -492,7 +520,7 @@ class NexusReader(Reader):
             raise ImageError(path, f"cannot open HDF5 file ({exc})") from None
         with handle:
             series, blocks = _open_blocks(path, handle)
-            n_frames = sum(block.shape[0] for _, block in blocks if isinstance(block, h5py.Dataset))
+            n_frames = sum(block.shape[0] for _, block in blocks if not isinstance(block, ImageError))
             index, produced, builder = 0, 0, None
             for name, block in blocks:
                 if isinstance(block, ImageError):
@@ -678,16 +706,21 @@ class _FrameBuilder:
             ds = _dataset(detector, name)
             return None if ds is None else float(_values(path, ds)[0])
 
-        pixel_size = length("x_pixel_size")
-        beam = (plain("beam_center_x"), plain("beam_center_y"))
+        override = self.override  # what the user gives is not read (a file may lack its units)
+        pixel_size = override.pixel_size if override.pixel_size is not None else length("x_pixel_size")
+        beam = (None, None) if override.beam_centre is not None else (plain("beam_center_x"), plain("beam_center_y"))
         geometry = make_geometry(path, {
-            "distance": length("detector_distance"),
+            "distance": None if override.distance is not None else length("detector_distance"),
             "wavelength": wavelength,
             "pixel_size": pixel_size,
             "beam_centre": beam if None not in beam else None,
             "shape": data.shape,
             "detector": self._geometry_names(pixel_size),
         }, self.override, index)
+        if self.series.saturation is None:  # the file gives no cut-off: the catalogue's, as other readers
+            limit = detectors.trusted_max_for(geometry.detector, data.shape)
+            if limit is not None:
+                invalid = invalid | (data > limit)
         return Frame(data, invalid, geometry, source=path, index=index, metadata=metadata)
 
 
