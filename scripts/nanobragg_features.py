@@ -1,6 +1,7 @@
 """Shell-profile features of the nanoBragg validation images (res/), for evaluation only:
 
     python scripts/nanobragg_features.py ../shared/data/nanobragg_validation/res data/study/nanobragg_res
+    python scripts/nanobragg_features.py ../shared/data/nanobragg_rotation/res data/study/nanobragg_rot
 
 writes data/study/nanobragg_res_pooled.npz (a frame's four quadrants pooled) and _quadrants.npz.
 """
@@ -24,7 +25,10 @@ for name in sorted(labels):
     print(name, g.wavelength, g.distance, g.pixel_size, g.downsample, flush=True)
 target = np.array([labels[n]["inv_d"] for n in names], np.float32)
 lab = {"peak_target": np.array([labels[n]["peak_target"] for n in names]),
-       "bg_scale": np.array([labels[n]["bg_scale"] for n in names]), "name": np.array(names)}
+       "bg_scale": np.array([labels[n]["bg_scale"] for n in names]), "name": np.array(names),
+       # rotation frames (nanobragg_rotation): the wedge and whether ice rings are on the frame
+       "ice": np.array([bool(labels[n].get("ice", {}).get("present", False)) for n in names]),
+       "osc_deg": np.array([float(labels[n].get("osc_deg") or 0.0) for n in names])}
 FeatureSet(np.stack([f[-1] for f in features]), np.stack([g[-1] for g in globals_]), target, lab).save(out + "_pooled.npz")
 FeatureSet(np.concatenate([f[:-1] for f in features]), np.concatenate([g[:-1] for g in globals_]), np.repeat(target, 4),
            {k: np.repeat(v, 4) for k, v in lab.items()}).save(out + "_quadrants.npz")

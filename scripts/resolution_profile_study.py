@@ -28,12 +28,13 @@ from xrais.training.profile import (FeatureSet, ProfileTraining, breakdown, cach
 
 CACHE = "data/study/resolution_profile_cache"
 #: Shard columns for the confound tables (read beside the features).
-CONFOUNDS = ("crystal_size_um", "photons", "background_scale", "read_noise_photons", "mosaic_spread_deg", "blank")
+CONFOUNDS = ("crystal_size_um", "photons", "background_scale", "read_noise_photons", "mosaic_spread_deg", "blank",
+             "rotation_wedge_deg", "ice_um", "ice_spots_per_ring")
 
 
 def cached_shard_features(folder: str) -> FeatureSet:
     os.makedirs(CACHE, exist_ok=True)
-    path = os.path.join(CACHE, os.path.basename(os.path.normpath(folder)) + ".npz")
+    path = os.path.join(CACHE, os.path.normpath(folder).strip(os.sep).replace(os.sep, "_") + ".npz")
     shards = open_shards([folder], "resolution")
     return with_confounds(cached_features(path, len(shards), lambda: shard_features(shards)), folder)
 
@@ -43,8 +44,9 @@ def with_confounds(data: FeatureSet, folder: str) -> FeatureSet:
     for path in find_shards([folder]):
         with h5py.File(path, "r") as handle:
             for name in CONFOUNDS:
-                columns[name].append(handle["labels"][name][()])
-    data.labels.update({name: np.concatenate(parts).astype(float) for name, parts in columns.items()})
+                if name in handle["labels"]:  # recipes before v6 had no rotation frames or ice
+                    columns[name].append(handle["labels"][name][()])
+    data.labels.update({name: np.concatenate(parts).astype(float) for name, parts in columns.items() if parts})
     return data
 
 
@@ -64,8 +66,15 @@ def tables(network, data: FeatureSet) -> dict:
         codes = np.array([names.index(d) for d in labels["detector"]])
         out["by_detector"] = {name: row for name, row in
                               zip(names, breakdown(prediction, data, codes, np.arange(len(names) + 1) - 0.5))}
+    if "rotation_wedge_deg" in labels:  # stills, then rotation frames
+        out["by_rotation_wedge_deg"] = breakdown(prediction, data, labels["rotation_wedge_deg"], [0.0, 1e-9, 0.3, 1.01])
+    if "ice_um" in labels:  # none, smooth, spotty
+        kind = np.where(labels["ice_um"] <= 0, 0, np.where(labels["ice_spots_per_ring"] > 0, 2, 1))
+        out["by_ice_none_smooth_spotty"] = breakdown(prediction, data, kind, [-0.5, 0.5, 1.5, 2.5])
     if "peak_target" in labels:
         out["by_peak_target"] = breakdown(prediction, data, labels["peak_target"], [0.0, 2500.0, 1e9])
+    if "ice" in labels and np.any(labels["ice"]):  # nanoBragg rotation frames: without, with ice
+        out["by_ice"] = breakdown(prediction, data, labels["ice"].astype(float), [-0.5, 0.5, 1.5])
     return out
 
 
@@ -99,7 +108,10 @@ def plot(rows, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", required=True)
+    parser.add_argument("--train", help="training shard folders, comma-separated (their last --validation-images "
+                                        "pick each run's epoch)")
+    parser.add_argument("--score", action="append", default=[],
+                        help="instead of training: a model (name or .json path) scored on the sets, with its tables")
     parser.add_argument("--validation-images", type=int, default=1000)
     parser.add_argument("--test", action="append", default=[], help="name=shard folder (scored only)")
     parser.add_argument("--features", action="append", default=[], help="name=features .npz (scored only)")
@@ -108,11 +120,23 @@ def main():
     parser.add_argument("--out", default="docs/resolution_profile_study")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    everything = cached_shard_features(args.train)
-    split = len(everything) - args.validation_images
-    train, validation = everything.subset(np.arange(split)), everything.subset(np.arange(split, len(everything)))
     evaluate = {name: cached_shard_features(folder) for name, folder in (t.split("=", 1) for t in args.test)}
     evaluate.update({name: FeatureSet.load(path) for name, path in (f.split("=", 1) for f in args.features)})
+    if args.score:
+        from xrais.models.registry import load_network
+
+        report = {model: {name: tables(load_network(model)[0], data) for name, data in evaluate.items()}
+                  for model in args.score}
+        with open(args.out + ".json", "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=1)
+        for model, sets in report.items():
+            print(model, {name: round(t["all"]["accuracy"], 3) for name, t in sets.items()})
+        return
+    everything = FeatureSet.concatenate([cached_shard_features(folder) for folder in args.train.split(",")])
+    if "," in args.train:  # several folders (detectors): mixed, so that every subset and the validation hold all
+        everything = everything.subset(np.random.default_rng(0).permutation(len(everything)))
+    split = len(everything) - args.validation_images
+    train, validation = everything.subset(np.arange(split)), everything.subset(np.arange(split, len(everything)))
     recipe = ProfileTraining(epochs=args.epochs)
     rows = learning_curve(train, validation, [int(s) for s in args.sizes.split(",")], recipe=recipe, evaluate=evaluate)
     network = train_profile(train, validation, recipe=recipe)

@@ -44,6 +44,14 @@ class FeatureSet:
         return FeatureSet(self.features[indices], self.globals[indices], self.target[indices],
                           {k: v[indices] for k, v in self.labels.items()})
 
+    @classmethod
+    def concatenate(cls, parts: Sequence["FeatureSet"]) -> "FeatureSet":
+        """One set of several, in order; the label columns they all have."""
+        common = set.intersection(*(set(part.labels) for part in parts))
+        return cls(np.concatenate([p.features for p in parts]), np.concatenate([p.globals for p in parts]),
+                   np.concatenate([p.target for p in parts]),
+                   {k: np.concatenate([p.labels[k] for p in parts]) for k in sorted(common)})
+
     def save(self, path: str) -> None:
         np.savez_compressed(path, features=self.features, globals=self.globals, target=self.target,
                             **{f"label_{k}": v for k, v in self.labels.items()})
