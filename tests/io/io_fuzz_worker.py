@@ -202,16 +202,25 @@ def build_corpus(folder: pathlib.Path, shared_data: pathlib.Path, adsc_image: pa
     panel = sweep["detector"][0]["panels"][0]
     panel.update(origin=[-6.0, 5.0, -200.0], pixel_size=[0.1, 0.1], image_size=[120, 100])
     (folder / "sweep.expt").write_text(json.dumps(sweep, indent=2))
+    # the real-world header variants of ../shared/data/reader_cases (issue 34): a NUL-padded SMV
+    # header, pixel-unit (electron) SMV beam centres, swung (2θ) miniCBF detectors, one 2-D NeXus frame
+    cases = shared_data / "reader_cases"
+    for name in ("snc_newhead_00001.img", "TIMEPIX_SU_512-stdgoni_0001.img", "l-cyst_01_00001.cbf",
+                 "ximg2700_00001.cbf"):
+        (folder / name).write_bytes(gzip.decompress((cases / (name + ".gz")).read_bytes()))
     return {
-        "smv": {"seeds": {"adsc.img": str(adsc_image)}},
+        "smv": {"seeds": {"adsc.img": str(adsc_image), **{name: str(folder / name) for name in
+                                                           ("snc_newhead_00001.img", "TIMEPIX_SU_512-stdgoni_0001.img")}}},
         "minicbf": {"seeds": {"i03.cbf": str(i03),
-                              "i03.cbf.gz": str(shared_data / "image_examples" / "DLS_I03_smargon_0001.cbf.gz")}},
+                              "i03.cbf.gz": str(shared_data / "image_examples" / "DLS_I03_smargon_0001.cbf.gz"),
+                              **{name: str(folder / name) for name in ("l-cyst_01_00001.cbf", "ximg2700_00001.cbf")}}},
         "imgcif": {"seeds": {"cspad.cbf": str(shared_data / "thermolysin_cspad" / "idx-20130301060858401.cbf"),
                              "rayonix.cbf": str(rayonix)}},
         "mccd": {"seeds": {"rayonix.mccd": str(mccd)}},
-        "nexus": {"seeds": {name: str(folder / name) for name in
-                            ("e_master.h5", "e_data_000001.h5", "e_data_000002.h5", "jf.h5")},
-                  "entry_points": ["e_master.h5", "jf.h5"]},
+        "nexus": {"seeds": {**{name: str(folder / name) for name in
+                               ("e_master.h5", "e_data_000001.h5", "e_data_000002.h5", "jf.h5")},
+                            "AgBehenate_228.hdf5": str(cases / "AgBehenate_228.hdf5")},
+                  "entry_points": ["e_master.h5", "jf.h5", "AgBehenate_228.hdf5"]},
         "expt": {"seeds": {"real.expt": str(folder / "real.expt"), "sweep.expt": str(folder / "sweep.expt")},
                  "companions": {name: str(folder / name) for name in ("img_00001.img", "img_00002.img")}},
     }
