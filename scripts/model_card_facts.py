@@ -60,8 +60,12 @@ def main():
     if len(sys.argv) != 2 or sys.argv[1] not in ("resolution", "resolution_resnet", "multilattice_resnet"):
         raise SystemExit(__doc__)
     name = sys.argv[1]
-    kind = name.split("_")[0]  # the recipe, and the data folders, of the model
-    datasets = [d for d in (f"data/{kind}", f"data/{kind}_test", f"data/{kind}_test_rayonix") if os.path.isdir(d)]
+    commands = recipe_commands(name)
+    # the data folders the recipe's commands simulate, and those its xrais.train reads
+    datasets = [d for c in commands if c.startswith("xrais.simulate")
+                for d in re.findall(r"output\.directory=(\S+)", c) if os.path.isdir(d)]
+    trained_on = [w for c in commands if c.startswith("xrais.train") for w in c.split()[1:]
+                  if "=" not in w and os.path.isdir(w)]
     model = load(name, device="cpu")
     one_core = cpu_seconds_per_quadrant(model, threads=1, batch=1, repeat=10)
     all_cores = cpu_seconds_per_quadrant(model, threads=os.cpu_count() or 1, batch=16, repeat=5)
@@ -70,7 +74,9 @@ def main():
         "cpu_inference_ms_per_quadrant": (f"{1e3 * one_core:.1f} ms on 1 core (batch 1); "
                                          f"{1.0 / all_cores:.0f} quadrants/s on {os.cpu_count()} cores (batch 16); "
                                          f"torch {torch.__version__}"),
-        "commands": recipe_commands(name),
+        "commands": commands,
+        **({"min_quadrant_extent": smallest_quadrant_extent(trained_on)} if trained_on and kind_of(model) == "profile"
+           else {}),
     })
     print(f"{card}: recipe commands, simulation cost and CPU inference time recorded "
           f"({1e3 * one_core:.1f} ms per quadrant on 1 core)")
@@ -80,6 +86,32 @@ def main():
         print("thaumatin grid:", "; ".join(f"{k}: {v}" for k, v in facts.items()))
         annotate(name, evaluation=("real thaumatin grid scan (19 PILATUS3 6M stills, Diamond I24; shared/data of the "
                                    "project, tests/test_shipped_models.py)", facts))
+
+
+def kind_of(model) -> str:
+    return model.card.get("architecture", {}).get("family", "resnet")
+
+
+def smallest_quadrant_extent(folders: list) -> int:
+    """The smallest extent (downsampled pixels, the shorter side) of the image data in the training
+    quadrants of these shard folders: the least a quadrant must hold for the model to read it (the
+    resolution predictor's ``min_quadrant_extent``), rounded down to a multiple of 10."""
+    import h5py
+
+    from xrais.io import detectors
+    from xrais.sim.recipes import quadrant_extents_px
+    from xrais.training.data import find_shards
+
+    smallest = np.inf
+    for path in find_shards(folders):
+        with h5py.File(path, "r") as handle:
+            labels = handle["labels"]
+            for detector, fast, slow, quadrant in zip(labels["detector"][()], labels["beam_centre_fast"][()],
+                                                      labels["beam_centre_slow"][()], labels["quadrant"][()]):
+                model = detectors.get(detector.decode() if isinstance(detector, bytes) else str(detector))
+                extents = quadrant_extents_px(model, (fast, slow), int(quadrant))
+                smallest = min(smallest, min(extents) / model.downsample)
+    return int(smallest // 10 * 10)
 
 
 def thaumatin_grid(paths: list) -> dict:

@@ -59,3 +59,22 @@ def test_stream_features_are_the_simulated_images_features(tmp_path):
     expected = profile_features(*shell_histogram(image.numpy(), float(geometry[0]), float(geometry[1]),
                                                  float(geometry[2]), int(geometry[3])))
     assert np.allclose(data.features[1], expected) and data.target[1] == pytest.approx(float(target))
+
+
+def test_undetermined_limit_leaves_determined_answers_right():
+    """The σ limit chosen on validation images: the largest at which 90 % of those it leaves
+    determined are within 0.07 Å⁻¹ — here the estimates with σ ≤ 0.05 are right and those above
+    are off by 0.1, so 0.05 (or the last limit before the wrong ones bring the share under 90 %)."""
+    from xrais.training.profile import UNDETERMINED_GRID, calibrated_undetermined_sigma
+
+    rng = np.random.default_rng(3)
+    sigma = rng.uniform(0.01, 0.1, 4000)
+    target = rng.uniform(0.1, 0.8, 4000)
+    mean = target + np.where(sigma <= 0.05, 0.01, 0.1)
+    limit = calibrated_undetermined_sigma((mean, sigma), target)
+    determined = sigma <= limit
+    assert np.mean(np.abs(mean - target)[determined] <= 0.07) >= 0.9
+    assert 0.05 <= limit < 0.06 and limit in UNDETERMINED_GRID
+    # every estimate right: the largest limit of the grid; none right: the smallest
+    assert calibrated_undetermined_sigma((target, sigma), target) == UNDETERMINED_GRID[-1]
+    assert calibrated_undetermined_sigma((target + 0.2, sigma), target) == UNDETERMINED_GRID[0]
