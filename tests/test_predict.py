@@ -221,7 +221,7 @@ def _frame_parts(path):
 
 def test_noise_is_blank_or_refused_as_too_small_at_any_size():
     """Pure Poisson noise, with the shipped resolution model: an array too small for it (no quadrant
-    with 320×320 downsampled pixels of image) is refused with one error line; on every size it takes
+    with 170×170 downsampled pixels of image) is refused with one error line; on every size it takes
     it is read as no diffraction, whatever the noise level. With the default predictors, the
     lattice evidence answers on the small arrays (no lattice in noise) and the resolution's reason
     is in ``not_analysed``."""
@@ -241,13 +241,13 @@ def test_noise_is_blank_or_refused_as_too_small_at_any_size():
                 (shape, level, result["inverse_d_quadrants"])
         else:
             assert result["error"].startswith(f"image too small to analyse: {shape[1]}×{shape[0]} pixels")
-            assert "\n" not in result["error"] and "needs 320×320" in result["error"], result["error"]
+            assert "\n" not in result["error"] and "needs 170×170" in result["error"], result["error"]
     small = [case[-1] for case in cases if not case[2]][:3]
     for result in Predictor(device="cpu").predict(small):
         assert result["error"] is None and result["d_min"] is None and result["p_multilattice"] is None
         assert result["not_analysed"].startswith("resolution: image too small to analyse")
         assert result["multilattice_undetermined"].startswith("no lattice indexed")
-    near_the_edge = Geometry(distance=200.0, wavelength=1.0, pixel_size=0.172, beam_centre=(200.5, 650.5),
+    near_the_edge = Geometry(distance=200.0, wavelength=1.0, pixel_size=0.172, beam_centre=(120.5, 650.5),
                              shape=(1300, 1200))
     noise = rng.poisson(5, (1300, 1200)).astype(np.int32)
     (result,) = Predictor(predictors=("resolution",), device="cpu").predict([(noise, near_the_edge)])
@@ -527,27 +527,35 @@ def test_a_run_where_every_image_fails_prints_only_xrais_lines(tmp_path):
 
 
 def test_a_small_detector_frame_is_analysed_by_every_predictor_that_can(shared_data):
-    """Issue 34, item 3: a PILATUS 300K-sized cut (487 × 619 pixels) of a measured PILATUS3 6M frame:
-    the whole-frame predictors answer (spots, decay, indexing, the lattice evidence); the resolution
-    network, never trained on quadrants so small, gives null with its reason in ``not_analysed``; the
-    image is not an error. With the network alone the image is, with that reason."""
+    """Issues 34 (item 3) and 30: cuts of a measured PILATUS3 6M frame as a PILATUS 300K (487 × 619
+    pixels, max-pool 1) and a PILATUS 100K (487 × 195) would record them. On the 300K every predictor
+    answers, the resolution network within 0.1 Å⁻¹ of the spot-based estimate (both at the cut's
+    reach, ≈ 0.19 Å⁻¹: it sees no further); on the 100K, too small for the network, the whole-frame
+    predictors answer (spots, decay, indexing, the lattice evidence), the network gives null with
+    its reason in ``not_analysed``, and the image is no error. With the network alone it is."""
     import dataclasses
 
     from xrais.io import Frame, open_images
 
     frame = next(iter(open_images([str(shared_data / "thaumatin_grid" / "thau_3_2_0003.cbf.bz2")])))
     beam_fast, beam_slow = frame.geometry.beam_centre
-    fast0, slow0 = int(beam_fast) - 240, int(beam_slow) - 300
-    pixels = frame.pixels[slow0:slow0 + 619, fast0:fast0 + 487]
-    geometry = dataclasses.replace(frame.geometry, shape=pixels.shape,
-                                   beam_centre=(beam_fast - fast0, beam_slow - slow0))
-    small = Frame(pixels, frame.mask[slow0:slow0 + 619, fast0:fast0 + 487], geometry, source="cut_300K")
+
+    def cut(shape, detector):
+        fast0, slow0 = int(beam_fast) - shape[1] // 2, int(beam_slow) - shape[0] // 2
+        part = (slice(slow0, slow0 + shape[0]), slice(fast0, fast0 + shape[1]))
+        geometry = dataclasses.replace(frame.geometry, shape=shape, beam_centre=(beam_fast - fast0, beam_slow - slow0),
+                                       detector=detector, downsample=1)
+        return Frame(frame.pixels[part], frame.mask[part], geometry, source=detector)
+
     every = ("resolution", "spots", "decay", "indexing", "multilattice")
-    (result,) = Predictor(predictors=every, device="cpu").predict([small])
-    assert result["error"] is None
-    assert result["d_min"] is None and result["not_analysed"].startswith("resolution: image too small to analyse")
-    assert result["n_spots"] > 30 and result["d_min_spots"] is not None
-    assert result["n_lattices_indexed"] >= 1 and result["p_multilattice"] is not None
-    assert result["b_factor_decay"] is not None
-    (alone,) = Predictor(predictors=("resolution",), device="cpu").predict([small])
+    pilatus_300k, pilatus_100k = Predictor(predictors=every, device="cpu").predict(
+        [cut((619, 487), "PILATUS 300K"), cut((195, 487), "PILATUS 100K")])
+    assert pilatus_300k["error"] is None and pilatus_300k["not_analysed"] is None
+    assert abs(pilatus_300k["inverse_d"] - 1.0 / pilatus_300k["d_min_spots"]) < 0.1
+    assert pilatus_300k["n_spots"] > 30 and pilatus_300k["n_lattices_indexed"] >= 1
+    assert pilatus_100k["error"] is None
+    assert pilatus_100k["d_min"] is None and pilatus_100k["not_analysed"].startswith("resolution: image too small")
+    assert pilatus_100k["n_spots"] > 10 and pilatus_100k["d_min_spots"] is not None
+    assert pilatus_100k["multilattice_undetermined"] is not None or pilatus_100k["p_multilattice"] is not None
+    (alone,) = Predictor(predictors=("resolution",), device="cpu").predict([cut((195, 487), "PILATUS 100K")])
     assert alone["error"].startswith("image too small to analyse") and alone["not_analysed"] is None

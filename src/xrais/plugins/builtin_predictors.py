@@ -98,11 +98,12 @@ class _NetworkPredictor(PredictorPlugin):
     @property
     def min_quadrant_extent(self) -> int:
         """Downsampled pixels of image data, each way, a quadrant must hold for the model to read it:
-        its card's ``min_quadrant_extent``, the smallest its training data had (0 if the card does
+        its card's ``min_quadrant_extent``, the smallest it has been shown to read (0 if the card does
         not say). On less (a small array, a beam near the edge) a network answers for the zero
-        padding: Poisson noise of 100×100 pixels read as d_min 4.7 Å. The shipped cards say 320: the
-        resolution training set's smallest is a PILATUS 2M quadrant with the beam 12 mm off centre
-        (334; the multi-lattice set's detectors are larger, the same floor serves it)."""
+        padding: Poisson noise of 100×100 pixels read as d_min 4.7 Å. The ResNet cards say 320 (the
+        resolution training set's smallest is a PILATUS 2M quadrant with the beam 12 mm off centre,
+        334); the shell-profile card 170: it reads simulated PILATUS 300K and EIGER 1M quadrants of
+        170 pixels and more as well as the larger detectors' (its card's evidence)."""
         return int(self.model.card.get("training", {}).get("min_quadrant_extent", 0))
 
     def analysable(self, geometry, quadrant: int) -> bool:
