@@ -127,8 +127,8 @@ def main():
 
         report = {model: {name: tables(load_network(model)[0], data) for name, data in evaluate.items()}
                   for model in args.score}
-        with open(args.out + ".json", "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=1)
+        with open(args.out + ".json", "w", encoding="utf-8") as handle:  # compact: a table per set, model and confound
+            json.dump(report, handle, separators=(",", ":"))
         for model, sets in report.items():
             print(model, {name: round(t["all"]["accuracy"], 3) for name, t in sets.items()})
         return
