@@ -179,8 +179,9 @@ def main():
     parser.add_argument("--out")
     args = parser.parse_args()
     offset, scale, systematic = calibrate(args.calibrate) if args.calibrate else CALIBRATION
-    report = {"calibration": {"offset": offset, "scale": scale, "systematic_error": systematic, "files": args.calibrate}, "simulated": {},
-              "nanobragg": {}, "measured": []}
+    report = {"calibration": {"offset": offset, "scale": scale, "systematic_error": systematic,
+                              "files": args.calibrate},
+              "simulated": {}, "nanobragg": {}, "measured": []}
     for item in args.test:
         name, path = item.split("=", 1)
         report["simulated"][name] = simulated_tables(path, offset, scale, systematic)

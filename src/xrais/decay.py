@@ -115,6 +115,7 @@ def fit_intensities(s_squared: np.ndarray, intensity: np.ndarray, on_ice_ring: n
     slope, _, error = weighted_line(x, y, n)
     apparent_b = -2.0 * slope
     offset, scale, systematic = CALIBRATION
-    return DecayFit(slope=slope, slope_error=error, apparent_b=apparent_b, b_factor=offset + scale * apparent_b,
-                    b_factor_error=math.hypot(2.0 * scale * error, systematic * (offset + scale * apparent_b)), n_spots=int(good.sum()), n_shells=len(x),
-                    s_max=float(math.sqrt(s_squared[good].max())))
+    b_factor = offset + scale * apparent_b
+    return DecayFit(slope=slope, slope_error=error, apparent_b=apparent_b, b_factor=b_factor,
+                    b_factor_error=math.hypot(2.0 * scale * error, systematic * b_factor), n_spots=int(good.sum()),
+                    n_shells=len(x), s_max=float(math.sqrt(s_squared[good].max())))

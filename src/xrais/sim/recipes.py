@@ -319,9 +319,9 @@ def sample_spec(recipe: str, index: int, seed: int, n_structures: int,
 
 
 def _exposure(rng, mosaic_domains: int) -> Dict[str, object]:
-    """An image's exposure (both recipes from v6 of the resolution recipe): a still, or (:data:`ROTATION_FRACTION` of them) a rotation
-    frame whose wedge (:data:`ROTATION_WEDGE_DEG`) about a spindle has a domain at least every
-    :data:`ROTATION_STEP_DEG` (at most :data:`MAX_DOMAINS`)."""
+    """An image's exposure (both recipes; the resolution recipe's from v6): a still, or
+    (:data:`ROTATION_FRACTION` of them) a rotation frame whose wedge (:data:`ROTATION_WEDGE_DEG`)
+    about a spindle has a domain at least every :data:`ROTATION_STEP_DEG` (at most :data:`MAX_DOMAINS`)."""
     if rng.random() >= ROTATION_FRACTION:
         return {}
     wedge = _log_uniform(rng, *ROTATION_WEDGE_DEG)
