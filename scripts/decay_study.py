@@ -27,6 +27,7 @@ import numpy as np
 
 from xrais.decay import CALIBRATION, fit_intensities
 from xrais.models import b_factor_from_inverse_d, inverse_d_from_b_factor
+from xrais.plugins.builtin_predictors import decay_resolution
 
 TOLERANCE = 0.07
 BRIGHT_PEAK = 2500.0
@@ -106,10 +107,13 @@ def score(error, undetermined, unreachable=None):
 
 def simulated_tables(path, offset, scale, systematic):
     values, labels = apparent_b(path)
-    inverse_d = calibrated_inverse_d(np.nan_to_num(values[:, 0], nan=-1.0), offset, scale)
-    b = offset + scale * values[:, 0]
-    sigma = np.hypot(scale * values[:, 1], systematic * b) * inverse_d ** 3 / 8.0
-    error = np.where(np.isfinite(values[:, 0]) & (b > 12.0), inverse_d - labels["inverse_d"], np.nan)
+    estimates = []  # the decay predictor's 1/d and σ (decay_resolution) of each image's calibrated B
+    for apparent, statistical in values:
+        b = offset + scale * apparent
+        estimates.append(decay_resolution(b, float(np.hypot(scale * statistical, systematic * b))))
+    inverse_d = np.array([np.nan if v is None else v for v, _ in estimates])
+    sigma = np.array([np.nan if s is None else s for _, s in estimates])
+    error = inverse_d - labels["inverse_d"]
     undetermined = ~(sigma <= TOLERANCE)
     rotation = labels.get("rotation_wedge_deg", np.zeros(len(error))) > 0
     table = {"all": score(error, undetermined), "stills": score(error[~rotation], undetermined[~rotation]),

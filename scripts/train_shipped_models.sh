@@ -33,6 +33,19 @@ resolution() {
   model_card_facts resolution
 }
 
+# The small detectors of the recipe-v6 candidates, each in its own folder (p1m, p300k, e1m) under $1:
+# seeds $2, $2 + 1, $2 + 2; images $3 (PILATUS 1M), $4 (PILATUS 300K), $5 (EIGER 1M).
+small_detectors() {
+  local folder=$1 seed=$2 entry
+  shift 2
+  for entry in "PILATUS 1M:p1m" "PILATUS 300K:p300k" "EIGER 1M:e1m"; do
+    xrais.simulate recipe=resolution n_images=$1 seed=$seed nproc=$NPROC detector="${entry%%:*}" \
+      output.directory=$folder/${entry##*:} output.compression=lz4 output.log=data/simulate_small.log
+    seed=$((seed + 1))
+    shift
+  done
+}
+
 # Candidates on resolution recipe v6 (rotation frames, ice; the small detectors apart), not shipped: on
 # the real thaumatin stills they read past the detector's edge (docs/models.md, "Resolution recipe v6").
 resolution_v6() {
@@ -40,20 +53,10 @@ resolution_v6() {
     output.compression=lz4 output.log=data/simulate_resolution_v6.log
   xrais.simulate recipe=resolution n_images=3000 seed=9 nproc=$NPROC output.directory=data/resolution_v6_more \
     output.compression=lz4 output.log=data/simulate_resolution_v6_more.log
-  xrais.simulate recipe=resolution n_images=500 seed=3 nproc=$NPROC detector="PILATUS 1M" \
-    output.directory=data/resolution_v6_small/p1m output.compression=lz4 output.log=data/simulate_small.log
-  xrais.simulate recipe=resolution n_images=500 seed=4 nproc=$NPROC detector="PILATUS 300K" \
-    output.directory=data/resolution_v6_small/p300k output.compression=lz4 output.log=data/simulate_small.log
-  xrais.simulate recipe=resolution n_images=300 seed=5 nproc=$NPROC detector="EIGER 1M" \
-    output.directory=data/resolution_v6_small/e1m output.compression=lz4 output.log=data/simulate_small.log
+  small_detectors data/resolution_v6_small 3 500 500 300
   xrais.simulate recipe=resolution n_images=600 seed=1 nproc=$NPROC output.directory=data/resolution_v6_test \
     output.compression=lz4 output.log=data/simulate_resolution_v6_test.log
-  xrais.simulate recipe=resolution n_images=150 seed=6 nproc=$NPROC detector="PILATUS 1M" \
-    output.directory=data/resolution_v6_small_test/p1m output.compression=lz4 output.log=data/simulate_small.log
-  xrais.simulate recipe=resolution n_images=150 seed=7 nproc=$NPROC detector="PILATUS 300K" \
-    output.directory=data/resolution_v6_small_test/p300k output.compression=lz4 output.log=data/simulate_small.log
-  xrais.simulate recipe=resolution n_images=150 seed=8 nproc=$NPROC detector="EIGER 1M" \
-    output.directory=data/resolution_v6_small_test/e1m output.compression=lz4 output.log=data/simulate_small.log
+  small_detectors data/resolution_v6_small_test 6 150 150 150
   xrais.simulate recipe=resolution n_images=300 seed=2 nproc=$NPROC detector="Rayonix MX340-HS" \
     output.directory=data/resolution_v6_rayonix output.compression=lz4 output.log=data/simulate_small.log
   xrais.train data/resolution_v6 data/resolution_v6_small/p1m data/resolution_v6_small/p300k data/resolution_v6_small/e1m \

@@ -302,19 +302,29 @@ class DecayPredictor(PredictorPlugin):
 DECAY_MIN_B = 16.0
 
 
-def decay_result(fit) -> dict:
-    """The decay predictor's fields from a :class:`xrais.decay.DecayFit` (None: no fit). 1/d from B by
-    the label relation; its σ from B's error by the relation's slope, d(1/d)/dB = −1/(8·d³); a B
-    below 12 Å² (no d has it) or a σ above :data:`xrais.models.profile.UNDETERMINED_SIGMA` is
-    undetermined, as the network's estimates are."""
+def decay_resolution(b_factor: float, b_factor_error: float):
+    """(1/d Å⁻¹, its σ) of a decay fit's B and error (Å²), or (None, None): 1/d by the label relation
+    B = 4·d² + 12, σ from B's error by the relation's slope, d(1/d)/dB = −1/(8·d³); a B of
+    :data:`DECAY_MIN_B` or less (d ≤ 1 Å, beyond any label; near 12 Å² the relation sends d to 0)
+    gives none."""
     from ..models import inverse_d_from_b_factor
+
+    if not b_factor > DECAY_MIN_B:
+        return None, None
+    inverse_d = float(inverse_d_from_b_factor(b_factor))
+    return inverse_d, b_factor_error * inverse_d ** 3 / 8.0
+
+
+def decay_result(fit) -> dict:
+    """The decay predictor's fields from a :class:`xrais.decay.DecayFit` (None: no fit), 1/d and σ by
+    :func:`decay_resolution`; no resolution, or a σ above
+    :data:`xrais.models.profile.UNDETERMINED_SIGMA`, is undetermined, as the network's estimates are."""
     from ..models.profile import UNDETERMINED_SIGMA
 
     if fit is None:
         return {"b_factor_decay": None, "b_factor_decay_error": None, "d_min_decay": None, "inverse_d_decay": None,
                 "inverse_d_decay_sigma": None, "decay_undetermined": True}
-    inverse_d = float(inverse_d_from_b_factor(fit.b_factor)) if fit.b_factor > DECAY_MIN_B else None
-    sigma = None if inverse_d is None else fit.b_factor_error * inverse_d ** 3 / 8.0
+    inverse_d, sigma = decay_resolution(fit.b_factor, fit.b_factor_error)
     return {"b_factor_decay": round(fit.b_factor, 2), "b_factor_decay_error": round(fit.b_factor_error, 2),
             "d_min_decay": None if inverse_d is None else round(1.0 / inverse_d, 4),
             "inverse_d_decay": None if inverse_d is None else round(inverse_d, 5),
