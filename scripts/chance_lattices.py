@@ -9,7 +9,11 @@ and more with a longer cell). Here: n points drawn uniformly over the detector-f
 given longest cell edge; per (n, max_cell), the given quantile over draws of the points its
 lattice indexes (0 when none is found).
 
-    python scripts/chance_lattices.py [--draws 24] [--quantile 0.99] [--seed 0]
+``--known-cell``: the same for a further lattice of a cell already found
+(``xrais.lattice.indexing.orient_known_cell``, behind ``CHANCE_INDEXED_KNOWN_CELL``): the best
+orientation of a known cell (small, thaumatin-like and long) in n random points, down to 8 points.
+
+    python scripts/chance_lattices.py [--draws 24] [--quantile 0.99] [--seed 0] [--known-cell]
 """
 from __future__ import annotations
 
@@ -21,6 +25,9 @@ import numpy as np
 
 COUNTS = (15, 20, 30, 50, 80, 120, 200)
 MAX_CELLS = (60.0, 120.0, 250.0)
+KNOWN_CELL_COUNTS = (8, 10, 15, 20, 30, 50, 80, 120, 200)
+#: Known cells (Å, orthogonal edges): small, thaumatin-like, long.
+KNOWN_CELLS = ((38.0, 44.0, 52.0), (58.5, 58.5, 151.0), (80.0, 100.0, 240.0))
 
 
 def random_cap(n: int, rng: np.random.Generator, inverse_wavelength: float = 1.0) -> np.ndarray:
@@ -37,28 +44,39 @@ def random_cap(n: int, rng: np.random.Generator, inverse_wavelength: float = 1.0
 
 def main():
     from xrais.lattice import IndexingSettings, index_lattice
+    from xrais.lattice.indexing import orient_known_cell
+    from xrais.sim import random_rotation
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--draws", type=int, default=24)
     parser.add_argument("--quantile", type=float, default=0.99)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--known-cell", action="store_true", help="a known cell's best orientation instead")
     args = parser.parse_args()
     # every lattice, however few it indexes: the chance distribution itself
     settings = dataclasses.replace(IndexingSettings(), min_lattice_spots=0, min_spots=COUNTS[0])
     rng = np.random.default_rng(args.seed)
     started = time.time()
     print(f"fraction of n random spots the best lattice indexes ({args.quantile:.0%} quantile of {args.draws} draws)")
-    print("n".rjust(5) + "".join(f"{f'≤ {cell:g} Å':>12}" for cell in MAX_CELLS))
+    columns = KNOWN_CELLS if args.known_cell else MAX_CELLS
+    print("n".rjust(5) + "".join(f"{'×'.join(f'{e:g}' for e in c) if args.known_cell else f'≤ {c:g} Å':>16}"
+                                 for c in columns))
+
+    def search(points, column):
+        if args.known_cell:
+            return orient_known_cell(points, np.diag(column) @ random_rotation(rng).T, settings)
+        return index_lattice(points, settings, column)
+
     table = {}
-    for n in COUNTS:
+    for n in KNOWN_CELL_COUNTS if args.known_cell else COUNTS:
         row = []
-        for max_cell in MAX_CELLS:
-            found = [index_lattice(random_cap(n, rng), settings, max_cell) for _ in range(args.draws)]
+        for column in columns:
+            found = [search(random_cap(n, rng), column) for _ in range(args.draws)]
             fractions = [0.0 if lattice is None else lattice.n_indexed / n for lattice in found]
             row.append(float(np.quantile(fractions, args.quantile)))
         table[n] = row
-        print(f"{n:5d}" + "".join(f"{value:12.3f}" for value in row), flush=True)
-    print(f"({time.time() - started:.0f} s) as CHANCE_INDEXED:")
+        print(f"{n:5d}" + "".join(f"{value:16.3f}" for value in row), flush=True)
+    print(f"({time.time() - started:.0f} s) as CHANCE_INDEXED{'_KNOWN_CELL' if args.known_cell else ''}:")
     print("{" + ", ".join(f"{n}: ({', '.join(f'{v:.2f}' for v in row)})" for n, row in table.items()) + "}")
 
 

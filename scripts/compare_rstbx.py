@@ -37,11 +37,12 @@ def xrais_stage(shared: str, output: str) -> None:
     rows = {"name": [], "offsets": [0], "vectors": [], "max_cell": [], "cell": [], "fraction": [], "seconds": []}
     for name in FRAMES:
         frame = xrais.open_image(os.path.join(shared, name))
-        vectors, intensities = indexing_input(find_spots(frame.pixels, frame.mask, frame.geometry), frame.geometry)
+        vectors, intensities, on_ice_ring = indexing_input(find_spots(frame.pixels, frame.mask, frame.geometry),
+                                                           frame.geometry)
         order = np.argsort(-intensities, kind="stable")
-        vectors = vectors[order]  # strongest first, as both search
+        vectors, on_ice_ring = vectors[order], on_ice_ring[order]  # strongest first, as both search
         started = time.perf_counter()
-        result = index_lattices(vectors)  # the header's geometry, as DPS sees it
+        result = index_lattices(vectors, on_ice_ring=on_ice_ring)  # the header's geometry, as DPS sees it
         rows["seconds"].append(time.perf_counter() - started)
         rows["name"].append(os.path.basename(name))
         rows["vectors"].append(vectors)

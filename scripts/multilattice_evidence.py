@@ -21,13 +21,15 @@ import numpy as np
 
 
 def evidence(job):
-    """(features row, n_spots) of one spot set (vectors, intensities, (distance mm, wavelength Å) of
-    the geometry that mapped them: the header's)."""
+    """(features row, n_spots) of one spot set (vectors, intensities, ice-ring flags, (distance mm,
+    wavelength Å) of the geometry that mapped them: the header's); n_spots: those the indexing kept
+    (ice-band spots no lattice indexes left out)."""
     from xrais.lattice import FEATURE_NAMES, index_lattices, lattice_evidence
 
-    vectors, intensities, detector = job
-    features = lattice_evidence(index_lattices(vectors, intensities, detector=detector))
-    return [features[name] for name in FEATURE_NAMES], len(vectors)
+    vectors, intensities, on_ice_ring, detector = job
+    result = index_lattices(vectors, intensities, detector=detector, on_ice_ring=on_ice_ring)
+    features = lattice_evidence(result)
+    return [features[name] for name in FEATURE_NAMES], result.n_spots
 
 
 def simulated_jobs(path):
@@ -36,9 +38,8 @@ def simulated_jobs(path):
     jobs = []
     for i in np.flatnonzero(keep_image):
         part = slice(offsets[i], offsets[i + 1])
-        keep = ~data["ice"][part]
         header_distance = data["label_distance"][i] + data["label_header_distance_error_mm"][i]
-        jobs.append((data["vectors"][part][keep], data["intensity"][part][keep],
+        jobs.append((data["vectors"][part], data["intensity"][part], data["ice"][part],
                      (float(header_distance), float(data["label_wavelength"][i]))))
     labels = dict(is_multi=data["label_n_lattices"][keep_image] > 1, n_lattices=data["label_n_lattices"][keep_image],
                   split_deg=data["label_lattice_split_deg"][keep_image], detector=data["label_detector"][keep_image],

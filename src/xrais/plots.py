@@ -92,18 +92,20 @@ LATTICE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
 def save_lattice_png(pixels: np.ndarray, mask: np.ndarray, spots, indexing, path: str, title: str = "") -> None:
     """PNG of a frame (√counts, grey) with its spots drawn as circles coloured by the lattice that
-    indexes them (:data:`LATTICE_COLOURS`), unindexed ones in black, those on ice rings as grey
-    squares, and a legend with each lattice's spots and cell: why a frame was called multi-lattice.
+    indexes them (:data:`LATTICE_COLOURS`), unindexed ones in black, those on ice rings that no
+    lattice indexes as grey squares, and a legend with each lattice's spots and cell: why a frame
+    was called multi-lattice.
 
     spots: the frame's :class:`xrais.spotfinder.SpotList`; indexing: the
-    :class:`xrais.lattice.IndexingResult` of its spots off the ice rings (:func:`xrais.lattice.index_spots`).
+    :class:`xrais.lattice.IndexingResult` of those spots (:func:`xrais.lattice.index_spots`: it holds
+    the spots of ``indexing.kept``, all but the ice-ring ones no lattice indexes).
     """
     plt = _pyplot()
     shown = np.sqrt(np.clip(np.where(mask, 0.0, np.asarray(pixels, float)), 0.0, None))
     top = max(1.0, float(np.percentile(shown[~mask], 99.8))) if (~mask).any() else 1.0
     fig, ax = plt.subplots(figsize=(8.5, 8.5))
     ax.imshow(shown, cmap="gray_r", vmin=0.0, vmax=top, interpolation="nearest")
-    off_ice = ~np.asarray(spots.on_ice_ring, bool)
+    off_ice = np.ones(len(spots.fast), bool) if indexing.kept is None else np.asarray(indexing.kept, bool)
     fast, slow = np.asarray(spots.fast)[off_ice], np.asarray(spots.slow)[off_ice]
     claimed = np.zeros(len(fast), bool)
     marker = dict(s=60, facecolors="none", linewidths=1.0)

@@ -37,7 +37,8 @@ def crystals():
 
 
 def _vectors(pixels, geometry):
-    return indexing_input(find_spots(pixels, None, geometry), geometry)
+    vectors, intensities, _ = indexing_input(find_spots(pixels, None, geometry), geometry)
+    return vectors, intensities
 
 
 def test_hemisphere_directions_are_unit_vectors_evenly_spaced():

@@ -76,3 +76,80 @@ def test_detector_positions_and_vectors_are_inverse():
     positions = rng.uniform(-150, 150, size=(50, 2))
     back = detector_positions(vectors_at(positions, 200.0, 0.9), 200.0, 0.9)
     assert np.allclose(back, positions, atol=1e-9)
+
+
+def test_a_known_cell_is_oriented_from_a_dozen_spots():
+    """A crystal's cell, known from a first lattice, turned to fit 12 of a second crystal's
+    reflections: the orientation found is the crystal's (within 0.1°) and indexes all 12, where a
+    free basis search needs more spots than that to beat chance."""
+    from xrais.lattice.indexing import lattice_misorientation_deg, orient_known_cell, reduced_basis
+
+    rng = np.random.default_rng(7)
+    hits = 0
+    for _ in range(5):
+        rotation = random_rotation(rng)
+        spots = ewald_cap_spots(CELL, rotation, d_min=2.0, on_sphere=True)
+        spots = spots[rng.permutation(len(spots))[:12]]
+        found = orient_known_cell(spots, CELL @ random_rotation(rng).T)  # the cell as the first lattice had it
+        if found is not None and found.n_indexed == 12:
+            angle = lattice_misorientation_deg(reduced_basis(CELL @ rotation.T), reduced_basis(found.real_vectors))
+            hits += angle < 0.1
+    assert hits >= 3
+
+
+def test_a_known_cell_fits_random_points_rarely_and_far_below_a_free_search():
+    """The best orientation of a known cell in random points (no lattice): of 20 draws of 10, 20
+    and 40 points, at most one passes as a lattice (the table is a 99th percentile), and on average
+    it indexes under a third of what a free search's best cell does."""
+    from xrais.lattice.indexing import CHANCE_INDEXED_KNOWN_CELL, MIN_KNOWN_CELL_INDEXED, orient_known_cell
+
+    rng = np.random.default_rng(11)
+    for n in (10, 20, 40):
+        counts = []
+        for _ in range(20):
+            found = orient_known_cell(_random_cap(n, rng), CELL @ random_rotation(rng).T)
+            counts.append(0 if found is None else found.n_indexed)
+        least = max(1.1 * chance_indexed(n, CHANCE_INDEXED_KNOWN_CELL), MIN_KNOWN_CELL_INDEXED - 1)
+        assert sum(count > least for count in counts) <= 1
+        assert np.mean(counts) < chance_indexed(n) / 3
+
+
+def test_a_weak_second_crystal_of_the_same_cell_is_found():
+    """A strong crystal and, 3° away, a second of the same cell of which only 14 reflections were
+    recorded (too few for a free search to beat chance): two lattices, 3° apart, the second
+    indexing its own spots."""
+    from xrais.sim import axis_angle_rotation
+
+    rng = np.random.default_rng(3)
+    rotation = random_rotation(rng)
+    first = ewald_cap_spots(CELL, rotation, d_min=1.8, on_sphere=True)
+    turned = axis_angle_rotation(rng.normal(size=3), np.radians(3.0)) @ rotation
+    second = ewald_cap_spots(CELL, turned, d_min=1.8, on_sphere=True)
+    second = second[rng.permutation(len(second))[:14]]
+    result = index_lattices(np.concatenate([first, second]))
+    assert result.n_lattices == 2
+    assert result.misorientation_deg()[0] == pytest.approx(3.0, abs=0.1)
+    assert result.lattices[1].indexed[len(first):].sum() >= 12
+
+
+def test_reflections_in_ice_ring_bands_are_indexed_and_ice_spots_left_out():
+    """A crystal's reflections fall in the ice-ring bands as anywhere else (here about a quarter of
+    them): they are indexed with the rest. 40 spots of spotty ice on the rings (at random azimuths)
+    grow no lattice and are left out of the result, but for the few that happen to lie within
+    the tolerance of a node of the crystal (8 of these 40)."""
+    from xrais.spotfinder import ICE_RINGS_A, LAB_BEAM, LAB_FAST, LAB_SLOW, on_ice_ring
+
+    rng = np.random.default_rng(8)
+    crystal = ewald_cap_spots(CELL, random_rotation(rng), d_min=2.0, on_sphere=True)
+    two_theta = 2.0 * np.arcsin(1.0 / (2.0 * rng.choice([d for d in ICE_RINGS_A if d > 2.0], size=40)))  # λ = 1 Å
+    azimuth = rng.uniform(0.0, 0.5 * np.pi, 40)  # the quadrant of ewald_cap_spots
+    ice = (np.cos(two_theta) - 1.0)[:, None] * LAB_BEAM + (np.sin(two_theta) * np.cos(azimuth))[:, None] * LAB_FAST \
+        + (np.sin(two_theta) * np.sin(azimuth))[:, None] * LAB_SLOW
+    vectors = np.concatenate([crystal, ice])
+    flagged = on_ice_ring(1.0 / np.linalg.norm(vectors, axis=1))
+    assert flagged[len(crystal):].all() and 0.1 < flagged[:len(crystal)].mean() < 0.5
+    result = index_lattices(vectors, on_ice_ring=flagged)
+    assert result.n_lattices == 1
+    assert result.kept[:len(crystal)].mean() > 0.95 and result.kept[len(crystal):].mean() < 0.3
+    assert result.n_spots == int(result.kept.sum())
+    assert result.lattices[0].indexed.mean() > 0.95  # of the spots kept

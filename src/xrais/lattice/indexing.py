@@ -20,9 +20,14 @@ LABELIT, DIALS ``fft1d``), written here in numpy and numba:
    When that lattice indexes less than :attr:`IndexingSettings.wider_search_below` of the spots,
    the search is repeated with twice the estimated maximum cell (the estimate is a lower bound).
 4. **More lattices**, as DIALS ``max_lattices``: the spots the lattice leaves unindexed are searched
-   again, and a further lattice is kept when it indexes at least
+   again. First for the first lattice's cell in another orientation (a split crystal, or several
+   crystals of one protein: :func:`orient_known_cell`, three parameters), kept when it indexes at
+   least :data:`MIN_KNOWN_CELL_INDEXED` of them and clearly more than the best orientation of a
+   known cell in random points does (:data:`CHANCE_INDEXED_KNOWN_CELL`); else for any cell (the
+   basis search again, nine parameters), kept when it indexes at least
    :attr:`IndexingSettings.min_lattice_spots` of them and clearly more than a lattice found by
-   chance would (:func:`chance_indexed`).
+   chance would (:func:`chance_indexed`). The known cell finds a weak second crystal from a dozen
+   spots, where a free search needs several dozen to beat chance.
 
 **Significance.** The best cell of any points indexes a share of them, and a large share of few
 points: of 20 random spots on the Ewald cap, up to ~80 %; of 50, ~45 %; of 200, ~23 %
@@ -33,7 +38,8 @@ searched in.
 
 Where it fails: a still of fewer than ~20 spots gives no lattice (too few for a basis search);
 two lattices turned by less than about ``tolerance / (|t|·|r|)`` rad (≈ 0.3° for a 60 Å cell at
-2 Å) index as one; and a second lattice much weaker than the first leaves too few spots of its own.
+2 Å) index as one; a second lattice of fewer than ~10 recorded spots is not told from noise; and
+when the first lattice's cell is wrong, a further lattice is searched for with any cell only.
 """
 from __future__ import annotations
 
@@ -62,7 +68,8 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
     strongest spots the basis search uses (all are indexed; a few hundred spots sample a 200 Å
     cell's periodicity too sparsely to find it); tolerance: largest |r·t − round|
     of an indexed spot; min_spots: fewest spots a search is tried on; min_lattice_spots: fewest a
-    lattice must index; min_fraction: least fraction of all spots the first lattice must index (a
+    lattice must index; min_known_cell_spots: fewest leftover spots searched for a further lattice
+    of the first lattice's cell (:func:`orient_known_cell`); min_fraction: least fraction of all spots the first lattice must index (a
     best cell of random points, no lattice, indexes 15–22 % of them at tolerance 0.2); max_lattices: most lattices looked for; min_separation_deg: a further lattice
     of the same cell turned by less than this from one already found is the same lattice (its
     spots are that lattice's, a little off their nodes: reflections are ≈ 0.1–0.3° wide);
@@ -81,6 +88,7 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
     tolerance: float = 0.2
     min_spots: int = 20
     min_lattice_spots: int = 15
+    min_known_cell_spots: int = 8
     min_fraction: float = 0.3
     max_lattices: int = 3
     min_separation_deg: float = 0.3
@@ -117,13 +125,16 @@ class IndexingResult:
     longest cell edge searched (Å); nearest: each spot's distance to its nearest other spot (Å⁻¹,
     :func:`nearest_neighbour_distances`; None for fewer than 2 spots); geometry_refinement: the
     frame's geometry refined with the first lattice (:mod:`xrais.lattice.refinement`), when the
-    detector was given (``vectors`` are then the refined geometry's)."""
+    detector was given (``vectors`` are then the refined geometry's); kept: which of the spots
+    given the result holds (boolean, their order; spots in ice-ring bands that no lattice indexes
+    are taken for ice and left out), None when all."""
 
     lattices: List[IndexedLattice]
     vectors: np.ndarray
     max_cell: Optional[float]
     nearest: Optional[np.ndarray] = None
     geometry_refinement: Optional[GeometryRefinement] = None
+    kept: Optional[np.ndarray] = None
 
     @property
     def n_spots(self) -> int:
@@ -435,14 +446,135 @@ def index_lattice(vectors: np.ndarray, settings: IndexingSettings = IndexingSett
     cell = best_triplet(vectors, candidates, settings.tolerance) if len(candidates) >= 3 else None
     if cell is None:
         return None
-    lattice = refine_lattice(vectors, cell, settings)
+    lattice = _primitive(vectors, refine_lattice(vectors, cell, settings), settings)
     too_short = min(lattice.cell[:3]) < settings.min_cell
     return lattice if lattice.n_indexed >= settings.min_lattice_spots and not too_short else None
 
 
+def _primitive(vectors: np.ndarray, lattice: IndexedLattice, settings: IndexingSettings) -> IndexedLattice:
+    """The lattice with its cell halved while every one of its indexed spots allows it: a cell of
+    twice the volume indexes the same spots (its reciprocal lattice has every node of the true one,
+    and more), and a still of a few dozen spots cannot tell them by their number. When
+    Σ nᵢhᵢ is even for the indexed spots' indices h (n ∈ {0, 1}³; all but 5 % of them, or one:
+    a spot at the edge of the tolerance), (Σ nᵢtᵢ)/2 is a lattice vector too: it replaces one of
+    the tᵢ it sums, and the halved cell is kept when it indexes as many spots but those."""
+    for _ in range(3):
+        miller = lattice.miller[lattice.indexed]
+        if len(miller) < settings.min_lattice_spots:
+            return lattice
+        for parity in itertools.product((0, 1), repeat=3):
+            odd = int(np.count_nonzero((miller @ np.array(parity)) % 2))
+            if any(parity) and odd <= max(1, 0.05 * len(miller)):
+                cell = lattice.real_vectors.copy()
+                cell[int(np.flatnonzero(parity)[0])] = np.array(parity) @ lattice.real_vectors / 2.0
+                halved = refine_lattice(vectors, reduced_basis(cell), settings)
+                if halved.n_indexed >= lattice.n_indexed - odd:
+                    lattice = halved
+                    break
+        else:
+            return lattice
+    return lattice
+
+
+#: Candidate vectors match a known lattice vector within this relative length and their pair's
+#: angle the known pair's within this angle (:func:`orient_known_cell`): the basis search's vectors
+#: from a few dozen spots are that uncertain.
+KNOWN_CELL_LENGTH_TOLERANCE = 0.05
+KNOWN_CELL_ANGLE_TOLERANCE_DEG = 4.0
+
+
+def short_lattice_vectors(real_vectors: np.ndarray) -> np.ndarray:
+    """The 13 lattice vectors n·A, n ∈ {−1, 0, 1}³ (one of each ± pair), of the cell's rows A (Å):
+    the vectors a basis search finds as candidates (edges, face and body diagonals)."""
+    steps = np.array([n for n in itertools.product((-1, 0, 1), repeat=3) if n > (0, 0, 0)])
+    return steps @ np.asarray(real_vectors, float)
+
+
+def _triads(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """(m, 3, 3) orthonormal columns for each pair of rows: along ``first``, in the plane of the two
+    towards ``second``, and along first × second (the frame a pair of vectors fixes)."""
+    e1 = first / np.linalg.norm(first, axis=1, keepdims=True)
+    e3 = np.cross(first, second)
+    e3 /= np.linalg.norm(e3, axis=1, keepdims=True)
+    return np.stack([e1, np.cross(e3, e1), e3], axis=2)
+
+
+def orient_known_cell(vectors: np.ndarray, real_vectors: np.ndarray,
+                      settings: IndexingSettings = IndexingSettings()) -> Optional[IndexedLattice]:
+    """The orientation of a known cell (rows, Å) that indexes most of the scattering vectors
+    (n, 3; Å⁻¹), or None: a further lattice of the crystal form already found (a split crystal,
+    or several crystals of one protein). Two candidate vectors of the basis search
+    (:func:`candidate_vectors`) matched, by their lengths and the angle between them (within
+    :data:`KNOWN_CELL_LENGTH_TOLERANCE` and :data:`KNOWN_CELL_ANGLE_TOLERANCE_DEG`), with two of the
+    cell's short lattice vectors (:func:`short_lattice_vectors`) fix a rotation; the rotation that
+    indexes most spots is refined, the cell kept (:func:`_refine_orientation`). Three parameters
+    where a free search fits nine: far fewer spots make it significant (:data:`CHANCE_INDEXED_KNOWN_CELL`)."""
+    vectors = np.asarray(vectors, float)
+    if len(vectors) < settings.min_known_cell_spots:
+        return None
+    known = short_lattice_vectors(real_vectors)
+    # the cell's edges are the candidates to find, whatever the leftovers' spacing suggests
+    longest_edge = float(np.linalg.norm(reduced_basis(real_vectors), axis=1).max())
+    max_cell = min((1.0 + KNOWN_CELL_LENGTH_TOLERANCE) * longest_edge, settings.max_cell_limit)
+    candidates = candidate_vectors(vectors[:settings.max_search_spots], max_cell, settings)
+    if len(candidates) < 2:
+        return None
+    known_lengths = np.linalg.norm(known, axis=1)
+    known_units = known / known_lengths[:, None]
+    candidate_lengths = np.linalg.norm(candidates, axis=1)
+    matches = np.abs(candidate_lengths[:, None] / known_lengths[None, :] - 1.0) <= KNOWN_CELL_LENGTH_TOLERANCE
+    angle_tolerance = math.radians(KNOWN_CELL_ANGLE_TOLERANCE_DEG)
+    pairs = []  # (candidate i, candidate j, sign of j, known k, known m): u_k → t_i, u_m → sign·t_j
+    for i, j in itertools.combinations(range(len(candidates)), 2):
+        cosine = candidates[i] @ candidates[j] / (candidate_lengths[i] * candidate_lengths[j])
+        if abs(cosine) > 0.99:
+            continue
+        for k in np.flatnonzero(matches[i]):
+            for m in np.flatnonzero(matches[j]):
+                known_cosine = known_units[k] @ known_units[m]
+                if k == m or abs(known_cosine) > 0.99:
+                    continue
+                for sign in (1.0, -1.0):  # t and −t are one candidate: the angle decides the pairing
+                    if abs(math.acos(np.clip(sign * cosine, -1, 1)) - math.acos(np.clip(known_cosine, -1, 1))) \
+                            > angle_tolerance:
+                        continue
+                    pairs.append((i, j, sign, k, m))
+    if not pairs:
+        return None
+    i, j, sign, k, m = (np.array(column) for column in zip(*pairs))
+    # u_k → ±t_i and u_m → ±sign·t_j both: they differ by a half-turn about u_k × u_m
+    onto = np.concatenate([_triads(flip * candidates[i], flip * sign[:, None] * candidates[j]) for flip in (1.0, -1.0)])
+    rotations = onto @ np.tile(np.transpose(_triads(known[k], known[m]), (0, 2, 1)), (2, 1, 1))
+    cells = np.asarray(real_vectors, float)[None] @ np.transpose(rotations, (0, 2, 1))  # rows a' = R a
+    fractional = np.einsum("nd,hkd->hnk", vectors, cells)
+    counts = (np.abs(fractional - np.rint(fractional)).max(axis=2) <= settings.tolerance).sum(axis=1)
+    lattice = _refine_orientation(vectors, cells[int(np.argmax(counts))], settings)
+    return lattice if lattice.n_indexed >= 3 else None
+
+
+def _refine_orientation(vectors: np.ndarray, cell: np.ndarray, settings: IndexingSettings) -> IndexedLattice:
+    """The rotation of the cell (rows, Å; its shape kept) that best puts its nodes on the spots it
+    indexes (Kabsch fit of the nodes h·B to the spots r), then the spots indexed again, for
+    ``settings.refine_cycles`` cycles."""
+    for _ in range(settings.refine_cycles):
+        miller, error = _fractional_error(vectors, cell)
+        indexed = error <= settings.tolerance
+        if indexed.sum() < 3:
+            break
+        nodes = miller[indexed] @ np.linalg.inv(cell).T
+        u, _, vt = np.linalg.svd(nodes.T @ vectors[indexed])
+        rotation = vt.T @ np.diag([1.0, 1.0, np.sign(np.linalg.det(vt.T @ u.T))]) @ u.T
+        cell = cell @ rotation.T
+    miller, error = _fractional_error(vectors, cell)
+    indexed = error <= settings.tolerance
+    rms = float(np.sqrt(np.mean(np.square(error[indexed])))) if indexed.any() else math.nan
+    return IndexedLattice(cell, indexed, miller.astype(int), rms)
+
+
 def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None,
                    settings: IndexingSettings = IndexingSettings(), detector: Optional[Tuple[float, float]] = None,
-                   refinement: GeometryRefinementSettings = GeometryRefinementSettings()) -> IndexingResult:
+                   refinement: GeometryRefinementSettings = GeometryRefinementSettings(),
+                   on_ice_ring: Optional[np.ndarray] = None) -> IndexingResult:
     """Lattices one after another (as DIALS ``max_lattices``): the best lattice of all spots, then of
     the spots left unindexed, while one indexes at least ``min_lattice_spots`` of those and more than
     ``chance_margin`` × :func:`chance_indexed` (the first: also ``min_fraction`` of all).
@@ -450,25 +582,27 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
     strongest ``max_search_spots``; without them, the first); detector: (distance mm, wavelength Å)
     of the geometry that mapped the spots: the beam centre, distance and first lattice are then
     refined together (:func:`xrais.lattice.refinement.refine_geometry`) before its spots are
-    indexed again and further lattices are searched."""
+    indexed again and further lattices are searched. on_ice_ring: the spots in ice-ring bands
+    (:func:`xrais.spotfinder.on_ice_ring`): a crystal's reflections fall in the bands as anywhere
+    (a quarter of a protein still's spots between 4 and 2 Å), so they are indexed with the rest
+    (:func:`_first_of`); those the first lattice leaves are taken for ice, searched no further and
+    left out of the result (``kept``)."""
     vectors = np.asarray(vectors, float).reshape(-1, 3)
     order = np.arange(len(vectors)) if intensities is None else np.argsort(-np.asarray(intensities), kind="stable")
     vectors = vectors[order]
-    nearest = nearest_neighbour_distances(vectors) if len(vectors) >= 2 else None
-    max_cell = settings.max_cell or (estimate_max_cell(vectors, settings.max_cell_limit, nearest)
+    ice = np.zeros(len(vectors), bool) if on_ice_ring is None else np.asarray(on_ice_ring, bool).reshape(-1)[order]
+    max_cell = settings.max_cell or (estimate_max_cell(vectors, settings.max_cell_limit)
                                      if len(vectors) >= settings.min_spots else None)
     lattices: List[IndexedLattice] = []
     refined = None
     left = np.ones(len(vectors), bool)
-    while len(lattices) < settings.max_lattices and left.sum() >= settings.min_spots:
+    while len(lattices) < settings.max_lattices and \
+            left.sum() >= (settings.min_known_cell_spots if lattices else settings.min_spots):
         if lattices:
-            found = index_lattice(vectors[left], settings, max_cell)
+            found = _further_lattice(vectors[left], ice[left], lattices[0].real_vectors, settings, max_cell)
         else:
-            found, max_cell = _first_lattice(vectors, settings, max_cell)
-        searched = int(left.sum())
-        least = max(settings.min_fraction * searched if not lattices else 0.0,
-                    settings.chance_margin * chance_indexed(searched))
-        if found is None or found.n_indexed <= least:
+            found, max_cell = _first_of(vectors, ice, settings, max_cell)
+        if found is None:
             break
         if not lattices and detector is not None:
             refined = refine_geometry(vectors, found, *detector, refinement)
@@ -489,11 +623,32 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
             lattices[same].miller[indexed] = miller[indexed]
         left &= ~indexed
     restore = np.argsort(order)  # back to the input's order of spots
-    lattices = [IndexedLattice(lattice.real_vectors, lattice.indexed[restore], lattice.miller[restore],
+    kept = (~ice | np.any([lattice.indexed for lattice in lattices], axis=0) if lattices else ~ice)[restore]
+    # ice-band spots no lattice indexes are ice: left out
+    lattices = [IndexedLattice(lattice.real_vectors, lattice.indexed[restore][kept], lattice.miller[restore][kept],
                                lattice.rms_fractional) for lattice in lattices]
-    if refined is not None:
-        nearest = nearest_neighbour_distances(vectors)
-    return IndexingResult(lattices, vectors[restore], max_cell, None if nearest is None else nearest[restore], refined)
+    vectors = vectors[restore][kept]
+    nearest = nearest_neighbour_distances(vectors) if len(vectors) >= 2 else None
+    return IndexingResult(lattices, vectors, max_cell, nearest, refined, None if kept.all() else kept)
+
+
+def _first_of(vectors: np.ndarray, ice: np.ndarray, settings: IndexingSettings,
+              max_cell: Optional[float]) -> Tuple[Optional[IndexedLattice], Optional[float]]:
+    """(the first lattice, indexing all the spots, or None; the longest cell edge searched): searched
+    in all the spots, those in ice-ring bands included, and kept when it indexes more than
+    ``min_fraction`` and ``chance_margin`` × :func:`chance_indexed` of the spots searched; when it
+    does not and some spots lie in the bands, searched again in those off the bands (heavy ice:
+    the rings' spots drown the lattice's)."""
+    subsets = [np.ones(len(vectors), bool)] + ([~ice] if ice.any() else [])
+    for subset in subsets:
+        n = int(subset.sum())
+        if n < settings.min_spots:
+            continue
+        found, searched = _first_lattice(vectors[subset], settings, max_cell)
+        if found is not None and found.n_indexed > max(settings.min_fraction * n,
+                                                       settings.chance_margin * chance_indexed(n)):
+            return (found if subset.all() else refine_lattice(vectors, found.real_vectors, settings)), searched
+    return None, max_cell
 
 
 def _first_lattice(vectors: np.ndarray, settings: IndexingSettings, max_cell: float) -> Tuple[Optional[IndexedLattice], float]:
@@ -514,6 +669,27 @@ def _first_lattice(vectors: np.ndarray, settings: IndexingSettings, max_cell: fl
     return found, max_cell
 
 
+def _further_lattice(vectors: np.ndarray, ice: np.ndarray, first_cell: np.ndarray, settings: IndexingSettings,
+                     max_cell: float) -> Optional[IndexedLattice]:
+    """A further lattice in the spots the lattices found leave, or None: the first lattice's cell
+    turned (:func:`orient_known_cell`) when it indexes more than ``chance_margin`` × a known cell's
+    chance share (:data:`CHANCE_INDEXED_KNOWN_CELL`) and at least :data:`MIN_KNOWN_CELL_INDEXED`
+    spots; else a lattice of any cell (:func:`index_lattice`) above ``chance_margin`` ×
+    :func:`chance_indexed`, in the spots off the ice rings (those in the bands gather at a few
+    distances from the origin, not at random: a free cell fits them more easily). The mask of the
+    lattice returned is over ``vectors``."""
+    n = len(vectors)
+    same_cell = orient_known_cell(vectors, first_cell, settings)
+    if same_cell is not None and same_cell.n_indexed >= MIN_KNOWN_CELL_INDEXED and \
+            same_cell.n_indexed > settings.chance_margin * chance_indexed(n, CHANCE_INDEXED_KNOWN_CELL):
+        return same_cell
+    off_ice = int((~ice).sum())
+    other = index_lattice(vectors[~ice], settings, max_cell) if off_ice >= settings.min_spots else None
+    if other is None or other.n_indexed <= settings.chance_margin * chance_indexed(off_ice):
+        return None
+    return refine_lattice(vectors, other.real_vectors, settings)
+
+
 #: Of n spots with no lattice in them (uniform on the Ewald cap), the share the basis search's best
 #: lattice indexes: its 99th percentile over 48 draws, the largest over longest cell edges of 60,
 #: 120 and 250 Å (they differ by a few %), at the default tolerance: ``python
@@ -521,15 +697,28 @@ def _first_lattice(vectors: np.ndarray, settings: IndexingSettings, max_cell: fl
 CHANCE_INDEXED = {15: 1.00, 20: 0.85, 30: 0.63, 50: 0.50, 80: 0.38, 120: 0.31, 200: 0.23}
 
 
-def chance_indexed(n_spots: int) -> float:
-    """Spots out of ``n_spots`` that a lattice found by chance indexes (:data:`CHANCE_INDEXED`,
-    interpolated in log n; below 15 spots, all; above 200, the share at 200)."""
-    counts = np.array(sorted(CHANCE_INDEXED), float)
+def chance_indexed(n_spots: int, table: Optional[dict] = None) -> float:
+    """Spots out of ``n_spots`` that a lattice found by chance indexes (``table``: n → share,
+    :data:`CHANCE_INDEXED` by default; interpolated in log n; below its smallest n, all; above its
+    largest, the share there)."""
+    table = CHANCE_INDEXED if table is None else table
+    counts = np.array(sorted(table), float)
     if n_spots < counts[0]:
         return float(n_spots)
-    share = np.interp(math.log(n_spots), np.log(counts), [CHANCE_INDEXED[int(n)] for n in counts])
+    share = np.interp(math.log(n_spots), np.log(counts), [table[int(n)] for n in counts])
     return float(share * n_spots)
 
+
+#: Of n spots with no lattice in them, the share the best orientation of a known cell indexes
+#: (:func:`orient_known_cell`): its 99th percentile over 48 draws, the largest over cells of
+#: 38 × 44 × 52, 58.5 × 58.5 × 151 and 80 × 100 × 240 Å, made non-increasing in n: ``python
+#: scripts/chance_lattices.py --draws 48 --known-cell`` (n: share). A third to a half of
+#: :data:`CHANCE_INDEXED`: three parameters fitted, not nine.
+CHANCE_INDEXED_KNOWN_CELL = {8: 0.30, 10: 0.30, 15: 0.30, 20: 0.30, 30: 0.24, 50: 0.19, 80: 0.15, 120: 0.15,
+                             200: 0.12}
+#: Fewest spots a further lattice of a known cell must index (two fix its orientation; random
+#: points reach 6 of 20 in a few draws of a hundred).
+MIN_KNOWN_CELL_INDEXED = 8
 
 #: The wider search's longest cell edge, over the nearest-neighbour estimate (:func:`_first_lattice`).
 WIDER_SEARCH = 2.0
@@ -548,7 +737,7 @@ def _same_lattice(lattices: List[IndexedLattice], real_vectors: np.ndarray, min_
 def index_frame(pixels: np.ndarray, mask: Optional[np.ndarray], geometry, spot_settings=None,
                 settings: IndexingSettings = IndexingSettings()) -> IndexingResult:
     """Lattices of one frame: its spots (dispersion threshold, :func:`xrais.spotfinder.find_spots`),
-    those on ice rings left out, mapped to reciprocal space and indexed (:func:`index_lattices`)."""
+    mapped to reciprocal space and indexed (:func:`index_spots`)."""
     from ..spotfinder import SpotFinderSettings, find_spots
 
     spots = find_spots(pixels, mask, geometry, spot_settings or SpotFinderSettings())
@@ -556,20 +745,21 @@ def index_frame(pixels: np.ndarray, mask: Optional[np.ndarray], geometry, spot_s
 
 
 def index_spots(spots, geometry, settings: IndexingSettings = IndexingSettings()) -> IndexingResult:
-    """Lattices of a frame's spots (a :class:`xrais.spotfinder.SpotList`): those off the ice rings
-    (:func:`indexing_input`; the result's spots are these, in order), mapped to reciprocal space
-    with ``geometry`` and indexed, the beam centre refined with the first lattice."""
-    return index_lattices(*indexing_input(spots, geometry), settings=settings,
-                          detector=(geometry.distance, geometry.wavelength))
+    """Lattices of a frame's spots (a :class:`xrais.spotfinder.SpotList`), mapped to reciprocal space
+    with ``geometry`` (:func:`indexing_input`) and indexed, the beam centre refined with the first
+    lattice; the result holds the spots of ``result.kept`` (all but the ice-band spots no lattice
+    indexes), in order."""
+    vectors, intensities, on_ice_ring = indexing_input(spots, geometry)
+    return index_lattices(vectors, intensities, settings=settings, detector=(geometry.distance, geometry.wavelength),
+                          on_ice_ring=on_ice_ring)
 
 
-def indexing_input(spots, geometry) -> Tuple[np.ndarray, np.ndarray]:
-    """(scattering vectors (n, 3) Å⁻¹, intensities) of a :class:`xrais.spotfinder.SpotList`'s spots
-    off the ice rings: what :func:`index_lattices` indexes."""
+def indexing_input(spots, geometry) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scattering vectors (n, 3) Å⁻¹, intensities, in an ice-ring band) of a
+    :class:`xrais.spotfinder.SpotList`'s spots: what :func:`index_lattices` indexes."""
     from ..spotfinder import scattering_vectors
 
-    keep = ~spots.on_ice_ring
-    return scattering_vectors(spots, geometry)[keep], spots.intensity[keep]
+    return scattering_vectors(spots, geometry), spots.intensity, np.asarray(spots.on_ice_ring, bool)
 
 
 def reduced_basis(cell: np.ndarray) -> np.ndarray:
@@ -588,7 +778,20 @@ def reduced_basis(cell: np.ndarray) -> np.ndarray:
                     changed = True
         if not changed:
             break
-    basis = basis[np.argsort(np.linalg.norm(basis, axis=1))]
+    # Pairwise reduction can stop at a basis whose third vector shortens only by the sum of both
+    # others (a hexagonal cell as a, b, a + c): take the successive minima among the ±1
+    # combinations, each keeping a basis (in three dimensions they always form one).
+    steps = np.array([n for n in itertools.product((-1, 0, 1), repeat=3) if any(n)])
+    steps = steps[np.argsort(np.linalg.norm(steps @ basis, axis=1), kind="stable")]
+    chosen = [steps[0]]
+    for step in steps[1:]:
+        trial = np.array(chosen + [step])
+        if len(chosen) == 1 and np.linalg.norm(np.cross(trial[0], trial[1])) > 0:
+            chosen.append(step)
+        elif len(chosen) == 2 and round(abs(np.linalg.det(trial))) == 1:
+            chosen.append(step)
+            break
+    basis = np.array(chosen) @ basis
     if np.linalg.det(basis) < 0:
         basis = -basis
     return basis

@@ -415,11 +415,11 @@ def no_lattice_reason(indexing) -> str:
     from ..lattice.indexing import chance_indexed
 
     settings = IndexingSettings()
-    n = indexing.n_spots
+    n = indexing.n_spots if indexing.kept is None else len(indexing.kept)  # searched: ice-ring spots too
     if n < settings.min_spots:
-        return f"no lattice indexed: {n} spots off the ice rings, fewer than the {settings.min_spots} a search needs"
+        return f"no lattice indexed: {n} spots, fewer than the {settings.min_spots} a search needs"
     least = max(settings.min_fraction, settings.chance_margin * chance_indexed(n) / n)
-    return (f"no lattice indexed: no lattice of the {n} spots off the ice rings indexes more than {least:.0%} of them "
+    return (f"no lattice indexed: no lattice of the {n} spots indexes more than {least:.0%} of them "
             "(what a lattice found by chance in spots of no crystal would)")
 
 
