@@ -224,3 +224,31 @@ def test_a_broad_peak_counts_once_among_the_local_maxima():
     assert np.sum(strength > strength[np.argmin(angle(narrow))]) > 50  # the hill's directions outrank the peak
     assert len(peaks) == 2
     assert angle(broad)[peaks[0]] < np.degrees(step) and angle(narrow)[peaks[1]] < np.degrees(step)
+
+
+def test_a_hexagonal_cell_in_any_basis_reduces_to_its_shortest_edges():
+    """Thermolysin's cell (a = b = 93, c = 131 Å, γ = 120°) given as a, a + b, a + b + c or another
+    unimodular basis (edges up to 161 Å): the reduced basis has its edges 93, 93 and 131 Å."""
+    a = np.array([93.0, 0.0, 0.0])
+    b = 93.0 * np.array([np.cos(np.radians(120.0)), np.sin(np.radians(120.0)), 0.0])
+    c = np.array([0.0, 0.0, 131.0])
+    for change in ([[1, 0, 0], [1, 1, 0], [1, 1, 1]], [[1, 2, 0], [0, 1, -1], [1, 1, 0]], [[1, 0, 0], [0, 1, 0], [1, 0, 1]]):
+        reduced = reduced_basis(np.array(change) @ np.array([a, b, c]))
+        assert np.allclose(sorted(np.linalg.norm(reduced, axis=1)), (93.0, 93.0, 131.0), atol=1e-6)
+
+
+def test_a_cell_of_twice_the_volume_is_halved():
+    """A still's spots indexed by a cell with its a doubled (every spot then has an even h: the
+    cell indexes them all): the lattice kept is the crystal's own cell."""
+    from xrais.lattice.indexing import _primitive, refine_lattice
+    from xrais.sim import random_rotation
+
+    rng = np.random.default_rng(9)
+    rotation = random_rotation(rng)
+    cell = np.diag(CELL[:3]) @ rotation.T
+    vectors = ewald_cap_spots(np.diag(CELL[:3]), rotation, d_min=2.0, on_sphere=True)
+    doubled = refine_lattice(vectors, cell * np.array([[2.0], [1.0], [1.0]]), IndexingSettings())
+    assert doubled.indexed.mean() > 0.95
+    kept = _primitive(vectors, doubled, IndexingSettings())
+    assert abs(np.linalg.det(kept.real_vectors)) == pytest.approx(np.prod(CELL[:3]), rel=0.01)
+    assert kept.n_indexed >= doubled.n_indexed
