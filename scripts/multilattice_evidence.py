@@ -22,14 +22,13 @@ import numpy as np
 
 def evidence(job):
     """(features row, n_spots) of one spot set (vectors, intensities, ice-ring flags, (distance mm,
-    wavelength Å) of the geometry that mapped them: the header's, rotation wedge in degrees: the
-    header's Angle_increment); n_spots: those the indexing kept (ice-band spots no lattice indexes
-    left out)."""
+    wavelength Å) of the geometry that mapped them: the header's); n_spots: those the indexing kept
+    (ice-band spots no lattice indexes left out)."""
     from xrais.lattice import FEATURE_NAMES, index_lattices, lattice_evidence
 
-    vectors, intensities, on_ice_ring, detector, wedge = job
+    vectors, intensities, on_ice_ring, detector = job
     result = index_lattices(vectors, intensities, detector=detector, on_ice_ring=on_ice_ring)
-    features = lattice_evidence(result, rotation_wedge_deg=wedge)
+    features = lattice_evidence(result)
     return [features[name] for name in FEATURE_NAMES], result.n_spots
 
 
@@ -41,8 +40,7 @@ def simulated_jobs(path):
         part = slice(offsets[i], offsets[i + 1])
         header_distance = data["label_distance"][i] + data["label_header_distance_error_mm"][i]
         jobs.append((data["vectors"][part], data["intensity"][part], data["ice"][part],
-                     (float(header_distance), float(data["label_wavelength"][i])),
-                     float(data["label_rotation_wedge_deg"][i])))
+                     (float(header_distance), float(data["label_wavelength"][i]))))
     labels = dict(is_multi=data["label_n_lattices"][keep_image] > 1, n_lattices=data["label_n_lattices"][keep_image],
                   split_deg=data["label_lattice_split_deg"][keep_image], detector=data["label_detector"][keep_image],
                   # photons × crystal volume (µm³): the overall scale, which the label must not follow
@@ -60,8 +58,7 @@ def labelled_image_jobs(path):
     for name in names:
         frame = xrais.open_image(os.path.join(os.path.dirname(path), name))
         jobs.append(indexing_input(find_spots(frame.pixels, frame.mask, frame.geometry), frame.geometry)
-                    + ((frame.geometry.distance, frame.geometry.wavelength),
-                       float(frame.metadata.get("angle_increment") or 0.0)))
+                    + ((frame.geometry.distance, frame.geometry.wavelength),))
     splits = [min(table[n].get("misorientation_measured_deg") or [0.0]) for n in names]
     labels = dict(is_multi=np.array([bool(table[n]["is_multi"]) for n in names]),
                   n_lattices=np.array([table[n]["n_lattices"] for n in names]), split_deg=np.array(splits),

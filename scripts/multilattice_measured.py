@@ -46,7 +46,7 @@ def features_of(job):
     if angle is not None:
         (_, _, frame), = semireal_pairs(frame, [angle], [weight])
     result = index_frame(frame.pixels, frame.mask, frame.geometry)
-    features = lattice_evidence(result, rotation_wedge_deg=float(frame.metadata.get("angle_increment") or 0.0))
+    features = lattice_evidence(result)
     return [features[name] for name in FEATURE_NAMES], result.n_spots, os.path.basename(path), angle, weight
 
 

@@ -127,26 +127,3 @@ def test_a_split_shows_as_two_populations_turned_by_half_its_angle():
     assert explained > 0.75 and separation > 10
     single_explained, single_separation, single_omega = found[0.0]
     assert single_explained < 0.5 and single_separation < 4 and np.degrees(np.linalg.norm(single_omega)) < 0.1
-
-
-def test_a_rotation_frames_spread_along_the_spindle_is_taken_out_and_a_split_is_not():
-    """Spots of a 0.5° rotation frame: each reflection recorded at a turn φ ∈ ±0.25° about the
-    spindle (the fast axis) from its node. Turned back within the wedge, they sit on their nodes
-    (second-order remainder); about the slow axis too. A turn of 0.25° about the beam, which no
-    spindle ⊥ the beam makes, is left as it is."""
-    from xrais.lattice.evidence import wedge_corrected
-    from xrais.sim import axis_angle_rotation, random_rotation
-    from xrais.spotfinder import LAB_BEAM, LAB_FAST, LAB_SLOW
-
-    rng = np.random.default_rng(6)
-    nodes = ewald_cap_spots(CELL, random_rotation(rng), d_min=1.8)
-    for axis in (LAB_FAST, LAB_SLOW):
-        phi = np.radians(rng.uniform(-0.25, 0.25, len(nodes)))
-        spots = np.array([axis_angle_rotation(axis, p) @ q for p, q in zip(phi, nodes)])
-        before = np.linalg.norm(spots - nodes, axis=1).mean()
-        after = np.linalg.norm(wedge_corrected(spots, nodes, 0.5) - nodes, axis=1).mean()
-        assert after < 0.02 * before
-        assert np.allclose(wedge_corrected(spots, nodes, 0.0), spots)
-    about_beam = nodes @ axis_angle_rotation(LAB_BEAM, np.radians(0.25)).T
-    before = np.linalg.norm(about_beam - nodes, axis=1).mean()
-    assert np.linalg.norm(wedge_corrected(about_beam, nodes, 0.5) - nodes, axis=1).mean() > 0.8 * before

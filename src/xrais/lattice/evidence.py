@@ -40,15 +40,6 @@ values for the same crystal):
   rotation explains, and |ω| over the RMS of what it leaves — the split's half-angle in units of
   the crystal's own spread (physics: a 0.3° split inside a 0.5° spread is not detectable; the
   same split in a 0.02° spread is).
-
-**Rotation frames.** A rotation frame records each reflection wherever it crosses the sphere while
-the crystal turns through the wedge about the spindle: its spot lies off the node (of the lattice at
-mid-wedge) by a turn of up to ±wedge/2 about the spindle, continuously spread — to a still's
-features like a split of about half the wedge. With ``rotation_wedge_deg`` given (the header's
-Angle_increment), each spot is first turned back about the spindle by the part of its offset such
-a turn explains, within ±wedge/2 (:func:`wedge_corrected`; the spindle taken as the detector's fast
-or slow axis, whichever explains more), and the first lattice's features are measured on what is
-left: the crystal's own spread and any split, as on a still.
 """
 from __future__ import annotations
 
@@ -135,35 +126,8 @@ def two_sided_rotation(vectors: np.ndarray, miller: np.ndarray, real_vectors: np
     return explained, float(np.linalg.norm(omega) / rms) if rms > 0 else 0.0, omega
 
 
-def wedge_corrected(vectors: np.ndarray, nodes: np.ndarray, rotation_wedge_deg: float) -> np.ndarray:
-    """The spots r (n, 3; Å⁻¹) of a rotation frame turned back towards their nodes (n, 3) by the
-    part of r − node that a turn φ about the spindle explains, |φ| ≤ wedge/2: r − φ·(axis × node)
-    with φ = clip((r − node)·(axis × node) / |axis × node|², ±wedge/2). The spindle is the lab's
-    fast or slow axis (both ⊥ the beam), whichever leaves less; a still (wedge 0) is returned as
-    it is."""
-    from ..spotfinder import LAB_FAST, LAB_SLOW
-
-    if rotation_wedge_deg <= 0 or not len(vectors):
-        return vectors
-    half = 0.5 * math.radians(rotation_wedge_deg)
-    offsets = vectors - nodes
-    best = None
-    for axis in (LAB_FAST, LAB_SLOW):
-        direction = np.cross(axis, nodes)  # d node / dφ
-        phi = np.clip(np.einsum("ij,ij->i", offsets, direction)
-                      / np.maximum(np.einsum("ij,ij->i", direction, direction), 1e-30), -half, half)
-        corrected = vectors - phi[:, None] * direction
-        left = float(np.square(corrected - nodes).sum())
-        if best is None or left < best[0]:
-            best = (left, corrected)
-    return best[1]
-
-
-def lattice_evidence(result: IndexingResult, settings: IndexingSettings = IndexingSettings(),
-                     rotation_wedge_deg: float = 0.0) -> Dict[str, float]:
-    """The features of :data:`FEATURE_NAMES` of an indexing result (its spots and lattices);
-    rotation_wedge_deg: the frame's rotation (degrees; 0 for a still): the first lattice's spots
-    are measured after :func:`wedge_corrected` (module docstring)."""
+def lattice_evidence(result: IndexingResult, settings: IndexingSettings = IndexingSettings()) -> Dict[str, float]:
+    """The features of :data:`FEATURE_NAMES` of an indexing result (its spots and lattices)."""
     vectors = result.vectors
     features = dict.fromkeys(FEATURE_NAMES, 0.0)
     features["fraction_unindexed"] = 1.0
@@ -177,22 +141,20 @@ def lattice_evidence(result: IndexingResult, settings: IndexingSettings = Indexi
         return features
     first = result.lattices[0]
     mine = first.indexed
-    nodes = first.miller[mine] @ np.linalg.inv(first.real_vectors).T
-    spots = wedge_corrected(vectors[mine], nodes, rotation_wedge_deg)  # the first lattice's spots
-    error = np.abs(spots @ first.real_vectors.T - first.miller[mine]).max(axis=1)
-    radius = np.linalg.norm(spots, axis=1)
+    error = np.abs(vectors[mine] @ first.real_vectors.T - first.miller[mine]).max(axis=1)
+    radius = np.linalg.norm(vectors[mine], axis=1)
     outer = radius > np.median(radius)
     inner_error = error[~outer].mean() if (~outer).any() else 0.0
     _, counts = np.unique(first.miller[mine], axis=0, return_counts=True)
     angles = [90.0 if math.isnan(angle) else angle for angle in result.misorientation_deg()]
-    tangential = tangential_offsets_deg(spots[outer], first.miller[mine][outer], first.real_vectors)
-    explained, separation, _ = two_sided_rotation(spots, first.miller[mine], first.real_vectors)
+    tangential = tangential_offsets_deg(vectors[mine][outer], first.miller[mine][outer], first.real_vectors)
+    explained, separation, _ = two_sided_rotation(vectors[mine], first.miller[mine], first.real_vectors)
     features.update(
         fraction_first=result.fraction_indexed,
         fraction_other=result.fraction_other_lattices,
         fraction_unindexed=1.0 - result.fraction_indexed_all,
         n_lattices=float(result.n_lattices),
-        rms_first=float(np.sqrt(np.mean(np.square(error)))),
+        rms_first=first.rms_fractional,
         loose_share=float((error > 0.5 * settings.tolerance).mean()),
         outer_excess=float(error[outer].mean() / inner_error - 1.0) if outer.any() and inner_error > 0 else 0.0,
         shared_hkl=float(counts[counts > 1].sum() / mine.sum()),

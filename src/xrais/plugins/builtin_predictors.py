@@ -402,9 +402,7 @@ class MultilatticePredictor(PredictorPlugin):
         for item in batch:
             indexing = frame_indexing(item)
             # the evidence of several lattices is how well one explains the spots: none found, no answer
-            wedge = float(item.frame.metadata.get("angle_increment") or 0.0)  # 0: a still
-            p = float(self._network.probability([lattice_evidence(indexing, rotation_wedge_deg=wedge)])[0]) \
-                if indexing.n_lattices else None
+            p = float(self._network.probability([lattice_evidence(indexing)])[0]) if indexing.n_lattices else None
             results.append({"p_multilattice": None if p is None else round(p, 4),
                             "multilattice": None if p is None else bool(p > _threshold(item)),
                             "multilattice_undetermined": None if p is not None else no_lattice_reason(indexing)})
