@@ -127,3 +127,31 @@ def test_a_split_shows_as_two_populations_turned_by_half_its_angle():
     assert explained > 0.75 and separation > 10
     single_explained, single_separation, single_omega = found[0.0]
     assert single_explained < 0.5 and single_separation < 4 and np.degrees(np.linalg.norm(single_omega)) < 0.1
+
+
+def test_split_spots_pair_with_opposite_offsets_and_a_distorted_single_does_not():
+    """A 1° split indexed as one lattice: each reflection's two spots lie side by side, off the
+    mean node in opposite senses, so most spots' nearest neighbour is on the other side of the
+    two-sided rotation (split_pairing > 0.6). One crystal seen through a geometry error that turns
+    the spots by up to ±0.5° smoothly across the detector (one side one way, the other the other):
+    the two-sided rotation explains half its offsets (a split's: all), but neighbours agree
+    (split_pairing < 0.2). Random scatter of one crystal: about half."""
+    from xrais.spotfinder import LAB_BEAM, LAB_FAST
+
+    rng = np.random.default_rng(1)
+    cell, turn = np.diag([38.0, 44.0, 52.0]), random_rotation(rng)
+    crystal = ewald_cap_spots(cell, turn, d_min=1.8, on_sphere=True, excitation=0.003)
+    second = ewald_cap_spots(cell, axis_angle_rotation(rng.normal(size=3), np.radians(1.0)) @ turn, d_min=1.8,
+                             on_sphere=True, excitation=0.003)
+    side = crystal @ LAB_FAST / np.abs(crystal @ LAB_FAST).max()  # −1…1 across the detector
+    distorted = np.array([axis_angle_rotation(LAB_BEAM, np.radians(0.5 * s)) @ r for s, r in zip(np.sign(side), crystal)])
+    scattered = crystal + rng.normal(size=crystal.shape) * 1e-3 * np.linalg.norm(crystal, axis=1, keepdims=True)
+    pairing = {}
+    for name, vectors in (("split", np.concatenate([crystal, second])), ("distorted", distorted),
+                          ("scattered", scattered)):
+        result = index_lattices(vectors)
+        assert result.n_lattices == 1
+        pairing[name] = lattice_evidence(result)
+    assert pairing["split"]["split_pairing"] > 0.8
+    assert pairing["distorted"]["split_explained"] > 0.4 and pairing["distorted"]["split_pairing"] < 0.2
+    assert 0.3 < pairing["scattered"]["split_pairing"] < 0.7

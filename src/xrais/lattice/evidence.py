@@ -39,7 +39,14 @@ values for the same crystal):
   least squares (:func:`two_sided_rotation`): the share of the offsets' variance the two-sided
   rotation explains, and |ω| over the RMS of what it leaves — the split's half-angle in units of
   the crystal's own spread (physics: a 0.3° split inside a 0.5° spread is not detectable; the
-  same split in a 0.02° spread is).
+  same split in a 0.02° spread is);
+* ``split_pairing``: of the first lattice's spots, the share whose nearest neighbour (in reciprocal
+  space, so on the detector) lies on the other side of that two-sided rotation. A split crystal
+  lights each reflection twice, once per lattice, the two spots side by side and off the mean
+  lattice's node in opposite senses: neighbours disagree (→ 1). A single crystal's offsets — its
+  mosaic spread, a detector or geometry error — vary smoothly over the detector, so neighbours
+  agree, whatever the offsets' size or pattern (→ 0–0.5: a tilted detector's offsets, which a
+  two-sided rotation explains half as well as a split's, pair up with 0.04).
 """
 from __future__ import annotations
 
@@ -49,11 +56,12 @@ from typing import Dict
 
 import numpy as np
 
-from .indexing import IndexingResult, IndexingSettings, nearest_neighbour_distances
+from .indexing import IndexingResult, IndexingSettings, nearest_neighbour_distances, nearest_neighbours
 
 FEATURE_NAMES = ("fraction_first", "fraction_other", "fraction_unindexed", "n_lattices", "rms_first",
                  "loose_share", "outer_excess", "shared_hkl", "close_pairs", "log_misorientation",
-                 "tangential_median_deg", "tangential_p90_deg", "nn_spread", "split_explained", "split_separation")
+                 "tangential_median_deg", "tangential_p90_deg", "nn_spread", "split_explained", "split_separation",
+                 "split_pairing")
 
 
 def shortest_node_spacing(real_vectors: np.ndarray) -> float:
@@ -96,10 +104,17 @@ def two_sided_rotation(vectors: np.ndarray, miller: np.ndarray, real_vectors: np
     for ω the signs sᵢ = sign(offsetᵢ · ω × nodeᵢ); for the signs ω by linear least squares;
     started from the direction that explains most of the offsets whatever their signs. (0, 0, 0)
     with fewer than 6 spots."""
+    return _two_sided(vectors, miller, real_vectors, iterations)[:3]
+
+
+def _two_sided(vectors, miller, real_vectors, iterations: int = 12) -> tuple:
+    """:func:`two_sided_rotation`'s (explained, separation, ω) and the signs sᵢ of the spots it
+    used (None with fewer than 6) and which those are (boolean over ``vectors``): the signs give
+    ``split_pairing``."""
     usable, normal = _tangential_basis(vectors)
     vectors, miller = vectors[usable], miller[usable]
     if len(vectors) < 6:
-        return 0.0, 0.0, np.zeros(3)
+        return 0.0, 0.0, np.zeros(3), None, usable
     nodes = miller @ np.linalg.inv(real_vectors).T
     projector = np.eye(3)[None] - normal[:, :, None] * normal[:, None, :]
     radius = np.linalg.norm(vectors, axis=1)[:, None]
@@ -123,7 +138,7 @@ def two_sided_rotation(vectors: np.ndarray, miller: np.ndarray, real_vectors: np
     left = float(np.square(residual).sum())
     explained = 1.0 - left / total if total > 0 else 0.0
     rms = math.sqrt(left / len(offsets))
-    return explained, float(np.linalg.norm(omega) / rms) if rms > 0 else 0.0, omega
+    return explained, float(np.linalg.norm(omega) / rms) if rms > 0 else 0.0, omega, signs, usable
 
 
 def lattice_evidence(result: IndexingResult, settings: IndexingSettings = IndexingSettings()) -> Dict[str, float]:
@@ -148,7 +163,8 @@ def lattice_evidence(result: IndexingResult, settings: IndexingSettings = Indexi
     _, counts = np.unique(first.miller[mine], axis=0, return_counts=True)
     angles = [90.0 if math.isnan(angle) else angle for angle in result.misorientation_deg()]
     tangential = tangential_offsets_deg(vectors[mine][outer], first.miller[mine][outer], first.real_vectors)
-    explained, separation, _ = two_sided_rotation(vectors[mine], first.miller[mine], first.real_vectors)
+    explained, separation, _, signs, usable = _two_sided(vectors[mine], first.miller[mine], first.real_vectors)
+    pairing = 0.0 if signs is None else float(np.mean(signs != signs[nearest_neighbours(vectors[mine][usable])]))
     features.update(
         fraction_first=result.fraction_indexed,
         fraction_other=result.fraction_other_lattices,
@@ -164,5 +180,6 @@ def lattice_evidence(result: IndexingResult, settings: IndexingSettings = Indexi
         tangential_p90_deg=float(np.percentile(tangential, 90)) if len(tangential) else 0.0,
         split_explained=explained,
         split_separation=separation,
+        split_pairing=pairing,
     )
     return features

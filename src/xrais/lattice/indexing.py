@@ -198,21 +198,29 @@ def estimate_max_cell(vectors: np.ndarray, limit: float = 250.0, nearest: Option
 
 def nearest_neighbour_distances(vectors: np.ndarray) -> np.ndarray:
     """Distance (Å⁻¹) from each of ≥ 2 scattering vectors to its nearest other one."""
-    return np.sqrt(_nearest_squared(np.ascontiguousarray(vectors, np.float64)))
+    return np.sqrt(_nearest_squared(np.ascontiguousarray(vectors, np.float64))[0])
+
+
+def nearest_neighbours(vectors: np.ndarray) -> np.ndarray:
+    """Index of each of ≥ 2 scattering vectors' nearest other one."""
+    return _nearest_squared(np.ascontiguousarray(vectors, np.float64))[1]
 
 
 @numba.njit(cache=True, nogil=True)
 def _nearest_squared(vectors):
     nearest = np.full(len(vectors), np.inf)
+    which = np.zeros(len(vectors), np.int64)
     for i in range(len(vectors)):
         for j in range(i + 1, len(vectors)):
             squared = (vectors[i, 0] - vectors[j, 0]) ** 2 + (vectors[i, 1] - vectors[j, 1]) ** 2 \
                 + (vectors[i, 2] - vectors[j, 2]) ** 2
             if squared < nearest[i]:
                 nearest[i] = squared
+                which[i] = j
             if squared < nearest[j]:
                 nearest[j] = squared
-    return nearest
+                which[j] = i
+    return nearest, which
 
 
 def lattice_sum(vectors: np.ndarray, trials: np.ndarray) -> np.ndarray:
