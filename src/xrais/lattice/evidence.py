@@ -45,8 +45,9 @@ values for the same crystal):
   lights each reflection twice, once per lattice, the two spots side by side and off the mean
   lattice's node in opposite senses: neighbours disagree (→ 1). A single crystal's offsets — its
   mosaic spread, a detector or geometry error — vary smoothly over the detector, so neighbours
-  agree, whatever the offsets' size or pattern (→ 0–0.5: a tilted detector's offsets, which a
-  two-sided rotation explains half as well as a split's, pair up with 0.04).
+  agree, whatever the offsets' size or pattern (→ 0–0.5: spots turned ±0.5° about the beam on
+  either half of the detector, which a two-sided rotation explains half as well as a split's,
+  pair up with 0.04).
 """
 from __future__ import annotations
 
