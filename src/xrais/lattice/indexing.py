@@ -557,7 +557,22 @@ def orient_known_cell(vectors: np.ndarray, real_vectors: np.ndarray,
     fractional = np.einsum("nd,hkd->hnk", vectors, cells)
     counts = (np.abs(fractional - np.rint(fractional)).max(axis=2) <= settings.tolerance).sum(axis=1)
     lattice = _refine_orientation(vectors, cells[int(np.argmax(counts))], settings)
+    # then the cell too, as each lattice's own (a second crystal's spots seen through a slightly
+    # wrong geometry, or strain): kept when it indexes more and stays the known cell's shape
+    free = refine_lattice(vectors, lattice.real_vectors, settings)
+    if free.n_indexed > lattice.n_indexed and _same_shape(free.real_vectors, lattice.real_vectors):
+        lattice = free
     return lattice if lattice.n_indexed >= 3 else None
+
+
+def _same_shape(first: np.ndarray, second: np.ndarray) -> bool:
+    """Whether two cells (rows, Å) have reduced edges within :data:`KNOWN_CELL_LENGTH_TOLERANCE`
+    of each other and angles within :data:`KNOWN_CELL_ANGLE_TOLERANCE_DEG` (as |cos|: a reduced
+    basis may take an angle or its supplement, 60° or 120°)."""
+    one, other = (np.array(cell_parameters(reduced_basis(cell))) for cell in (first, second))
+    cosines = [np.abs(np.cos(np.radians(cell[3:]))) for cell in (one, other)]
+    return bool(np.all(np.abs(one[:3] / other[:3] - 1.0) <= KNOWN_CELL_LENGTH_TOLERANCE)
+                and np.all(np.abs(cosines[0] - cosines[1]) <= math.sin(math.radians(KNOWN_CELL_ANGLE_TOLERANCE_DEG))))
 
 
 def _refine_orientation(vectors: np.ndarray, cell: np.ndarray, settings: IndexingSettings) -> IndexedLattice:
