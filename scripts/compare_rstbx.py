@@ -49,7 +49,8 @@ def xrais_stage(shared: str, output: str) -> None:
         rows["offsets"].append(rows["offsets"][-1] + len(vectors))
         rows["max_cell"].append(result.max_cell or 0.0)
         rows["cell"].append(result.lattices[0].cell if result.lattices else (np.nan,) * 6)
-        rows["fraction"].append(result.fraction_indexed)
+        # of all the spots given, as for DPS (the ice-band spots no lattice indexes count as unindexed)
+        rows["fraction"].append(result.lattices[0].n_indexed / len(vectors) if result.lattices else 0.0)
     np.savez(output, name=np.array(rows["name"]), offsets=np.array(rows["offsets"]),
              vectors=np.concatenate(rows["vectors"]), max_cell=np.array(rows["max_cell"]),
              xrais_cell=np.array(rows["cell"]), xrais_fraction=np.array(rows["fraction"]),
