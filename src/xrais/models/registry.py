@@ -58,8 +58,9 @@ PROFILE_INPUT_CONVENTIONS = dict(
 )
 EVIDENCE_INPUT_CONVENTIONS = {
     "representation": ("the lattice evidence of a frame's spots (xrais.lattice.lattice_evidence): dispersion-"
-                       "threshold spots at full resolution, ice rings left out, mapped to reciprocal space by the "
-                       "geometry and indexed without a known cell, the beam centre refined with the first lattice "
+                       "threshold spots at full resolution mapped to reciprocal space by the geometry and indexed "
+                       "without a known cell (those in ice-ring bands that no lattice indexes left out), the beam "
+                       "centre refined with the first lattice, further lattices of the first one's cell or another "
                        "(xrais.lattice.index_spots)"),
     "features": "architecture.features, in that order; standardised inside the network",
 }
