@@ -667,24 +667,27 @@ def _first_of(vectors: np.ndarray, ice: np.ndarray, settings: IndexingSettings,
         n = int(subset.sum())
         if n < settings.min_spots:
             continue
-        found, searched = _first_lattice(vectors[subset], settings, max_cell)
+        found, searched = _first_lattice(vectors[subset], settings, max_cell, ice[subset])
         if found is not None and found.n_indexed > max(settings.min_fraction * n,
                                                        settings.chance_margin * chance_indexed(n)):
             return (found if subset.all() else refine_lattice(vectors, found.real_vectors, settings)), searched
     return None, max_cell
 
 
-def _first_lattice(vectors: np.ndarray, settings: IndexingSettings, max_cell: float) -> Tuple[Optional[IndexedLattice], float]:
+def _first_lattice(vectors: np.ndarray, settings: IndexingSettings, max_cell: float,
+                   ice: Optional[np.ndarray] = None) -> Tuple[Optional[IndexedLattice], float]:
     """(the best lattice of all the spots, the longest cell edge searched). The nearest-neighbour
     estimate of the longest edge is a lower bound (a still's cap can miss the nodes along the
     longest reciprocal axis, and the estimate then falls short by up to 2×, so that the search finds
     no lattice or a wrong one): when the lattice found indexes less than
-    :attr:`IndexingSettings.wider_search_below` of the spots, the search is repeated to
+    :attr:`IndexingSettings.wider_search_below` of the spots (of those off the ice-ring bands, when
+    ``ice`` flags some: ice spots are not the lattice's to index), the search is repeated to
     :data:`WIDER_SEARCH` × the estimate, and the wider result kept when it indexes more spots."""
     found = index_lattice(vectors, settings, max_cell)
     wider = min(WIDER_SEARCH * max_cell, settings.max_cell_limit)
+    judged = np.ones(len(vectors), bool) if ice is None or ice.all() else ~ice
     if settings.max_cell is not None or wider <= max_cell or \
-            (found is not None and found.n_indexed >= settings.wider_search_below * len(vectors)):
+            (found is not None and found.indexed[judged].sum() >= settings.wider_search_below * judged.sum()):
         return found, max_cell
     again = index_lattice(vectors, settings, wider)
     if again is not None and (found is None or again.n_indexed > found.n_indexed + 0.02 * len(vectors)):
