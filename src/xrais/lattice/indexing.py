@@ -436,10 +436,23 @@ def refine_lattice(vectors: np.ndarray, cell: np.ndarray, settings: IndexingSett
             break
         reciprocal, *_ = np.linalg.lstsq(miller[indexed], vectors[indexed], rcond=None)
         cell = np.linalg.inv(reciprocal).T
+    return _indexed_by(vectors, cell, settings)
+
+
+def _indexed_by(vectors: np.ndarray, cell: np.ndarray, settings: IndexingSettings) -> IndexedLattice:
+    """The lattice of ``cell`` (rows, Å) with the spots it indexes within ``settings.tolerance``,
+    their Miller indices and the RMS of r·t − round over them."""
     miller, error = _fractional_error(vectors, cell)
     indexed = error <= settings.tolerance
     rms = float(np.sqrt(np.mean(np.square(error[indexed])))) if indexed.any() else math.nan
     return IndexedLattice(cell, indexed, miller.astype(int), rms)
+
+
+def kabsch_rotation(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The rotation R (3 × 3) that best takes the rows of ``source`` onto those of ``target``
+    (least squares, R·sᵢ ≈ tᵢ; Kabsch)."""
+    u, _, vt = np.linalg.svd(source.T @ target)
+    return vt.T @ np.diag([1.0, 1.0, np.sign(np.linalg.det(vt.T @ u.T))]) @ u.T
 
 
 def index_lattice(vectors: np.ndarray, settings: IndexingSettings = IndexingSettings(),
@@ -585,13 +598,8 @@ def _refine_orientation(vectors: np.ndarray, cell: np.ndarray, settings: Indexin
         if indexed.sum() < 3:
             break
         nodes = miller[indexed] @ np.linalg.inv(cell).T
-        u, _, vt = np.linalg.svd(nodes.T @ vectors[indexed])
-        rotation = vt.T @ np.diag([1.0, 1.0, np.sign(np.linalg.det(vt.T @ u.T))]) @ u.T
-        cell = cell @ rotation.T
-    miller, error = _fractional_error(vectors, cell)
-    indexed = error <= settings.tolerance
-    rms = float(np.sqrt(np.mean(np.square(error[indexed])))) if indexed.any() else math.nan
-    return IndexedLattice(cell, indexed, miller.astype(int), rms)
+        cell = cell @ kabsch_rotation(nodes, vectors[indexed]).T
+    return _indexed_by(vectors, cell, settings)
 
 
 def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None,
@@ -614,7 +622,8 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
     order = np.arange(len(vectors)) if intensities is None else np.argsort(-np.asarray(intensities), kind="stable")
     vectors = vectors[order]
     ice = np.zeros(len(vectors), bool) if on_ice_ring is None else np.asarray(on_ice_ring, bool).reshape(-1)[order]
-    max_cell = settings.max_cell or (estimate_max_cell(vectors, settings.max_cell_limit)
+    nearest = nearest_neighbour_distances(vectors) if len(vectors) >= 2 else None
+    max_cell = settings.max_cell or (estimate_max_cell(vectors, settings.max_cell_limit, nearest)
                                      if len(vectors) >= settings.min_spots else None)
     lattices: List[IndexedLattice] = []
     refined = None
@@ -651,7 +660,10 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
     lattices = [IndexedLattice(lattice.real_vectors, lattice.indexed[restore][kept], lattice.miller[restore][kept],
                                lattice.rms_fractional) for lattice in lattices]
     vectors = vectors[restore][kept]
-    nearest = nearest_neighbour_distances(vectors) if len(vectors) >= 2 else None
+    if refined is not None or not kept.all():  # the spots moved, or some left out
+        nearest = nearest_neighbour_distances(vectors) if len(vectors) >= 2 else None
+    elif nearest is not None:
+        nearest = nearest[restore]
     return IndexingResult(lattices, vectors, max_cell, nearest, refined, None if kept.all() else kept)
 
 
@@ -848,6 +860,5 @@ def lattice_misorientation_deg(first: np.ndarray, second: np.ndarray) -> float:
         return math.nan
     if np.any(np.abs(np.linalg.norm(matched, axis=1) / np.linalg.norm(first, axis=1) - 1.0) > 0.1):
         return math.nan
-    u, _, vt = np.linalg.svd(first.T @ matched)
-    rotation = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
+    rotation = kabsch_rotation(matched, first)
     return math.degrees(math.acos(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0)))
