@@ -144,7 +144,8 @@ def test_split_spots_pair_with_opposite_offsets_and_a_distorted_single_does_not(
     second = ewald_cap_spots(cell, axis_angle_rotation(rng.normal(size=3), np.radians(1.0)) @ turn, d_min=1.8,
                              on_sphere=True, excitation=0.003)
     side = crystal @ LAB_FAST / np.abs(crystal @ LAB_FAST).max()  # −1…1 across the detector
-    distorted = np.array([axis_angle_rotation(LAB_BEAM, np.radians(0.5 * s)) @ r for s, r in zip(np.sign(side), crystal)])
+    distorted = np.array([axis_angle_rotation(LAB_BEAM, np.radians(0.5 * s)) @ r
+                          for s, r in zip(np.sign(side), crystal)])
     scattered = crystal + rng.normal(size=crystal.shape) * 1e-3 * np.linalg.norm(crystal, axis=1, keepdims=True)
     pairing = {}
     for name, vectors in (("split", np.concatenate([crystal, second])), ("distorted", distorted),

@@ -232,7 +232,8 @@ def test_a_hexagonal_cell_in_any_basis_reduces_to_its_shortest_edges():
     a = np.array([93.0, 0.0, 0.0])
     b = 93.0 * np.array([np.cos(np.radians(120.0)), np.sin(np.radians(120.0)), 0.0])
     c = np.array([0.0, 0.0, 131.0])
-    for change in ([[1, 0, 0], [1, 1, 0], [1, 1, 1]], [[1, 2, 0], [0, 1, -1], [1, 1, 0]], [[1, 0, 0], [0, 1, 0], [1, 0, 1]]):
+    changes = ([[1, 0, 0], [1, 1, 0], [1, 1, 1]], [[1, 2, 0], [0, 1, -1], [1, 1, 0]], [[1, 0, 0], [0, 1, 0], [1, 0, 1]])
+    for change in changes:
         reduced = reduced_basis(np.array(change) @ np.array([a, b, c]))
         assert np.allclose(sorted(np.linalg.norm(reduced, axis=1)), (93.0, 93.0, 131.0), atol=1e-6)
 

@@ -72,7 +72,8 @@ program = Program(
     "xrais.show_lattices",
     "Draw each frame's spots on it, coloured by the lattice that indexes them (unindexed ones in black, those on "
     "ice rings that no lattice indexes apart), with each lattice's share of the spots, its cell, the angle between "
-    "lattices and the multi-lattice probability: the evidence behind dials.xrais_multilattice's call, for a person to check.",
+    "lattices and the multi-lattice probability: the evidence behind dials.xrais_multilattice's call, for a "
+    "person to check.",
     "xrais.show_lattices images... [output.directory=.]",
     PARAMS, run_show_lattices)
 run = program.main

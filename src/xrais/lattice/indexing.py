@@ -69,8 +69,9 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
     cell's periodicity too sparsely to find it); tolerance: largest |r·t − round|
     of an indexed spot; min_spots: fewest spots a search is tried on; min_lattice_spots: fewest a
     lattice must index; min_known_cell_spots: fewest leftover spots searched for a further lattice
-    of the first lattice's cell (:func:`orient_known_cell`); min_fraction: least fraction of all spots the first lattice must index (a
-    best cell of random points, no lattice, indexes 15–22 % of them at tolerance 0.2); max_lattices: most lattices looked for; min_separation_deg: a further lattice
+    of the first lattice's cell (:func:`orient_known_cell`); min_fraction: least fraction of all
+    spots the first lattice must index (a best cell of random points, no lattice, indexes 15–22 %
+    of them at tolerance 0.2); max_lattices: most lattices looked for; min_separation_deg: a further lattice
     of the same cell turned by less than this from one already found is the same lattice (its
     spots are that lattice's, a little off their nodes: reflections are ≈ 0.1–0.3° wide);
     chance_margin: a lattice must index more than this times the spots a chance lattice indexes
