@@ -11,6 +11,7 @@ Quadrant order (index: slow direction, fast direction away from the beam):
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterable, NamedTuple, Optional, Sequence, Union
 
@@ -226,6 +227,33 @@ def condition(pixels, mask, geometry: Geometry, quadrants: Union[None, int, Iter
         _block_max(pixels, mask_arr, use_mask, region.start[0] - origin[0], region.start[1] - origin[1], region.step[0],
                    region.step[1], region.factor, QUADRANT_SIZE, out[k])
     return out
+
+
+def condition_whole(pixels, mask, geometry: Geometry, factor: Optional[int] = None) -> np.ndarray:
+    """The whole frame conditioned as a quadrant is (N×N max-pool of the valid pixels, √, floor),
+    the blocks counted from pixel (0, 0): float32 (⌈slow/N⌉, ⌈fast/N⌉). For a detector that does
+    not face the beam (a swung one), which has no beam-centred quadrants; the 1/d of each block is
+    :func:`whole_inverse_d`."""
+    factor = int(factor or geometry.downsample)
+    pixels, mask_arr, use_mask = _as_kernel_input(pixels, mask)
+    rows, cols = -(-pixels.shape[0] // factor), -(-pixels.shape[1] // factor)
+    out = np.empty((max(rows, cols), max(rows, cols)), dtype=np.float32)
+    _block_max(pixels, mask_arr, use_mask, 0, 0, 1, 1, factor, out.shape[0], out)
+    return np.ascontiguousarray(out[:rows, :cols])
+
+
+@functools.lru_cache(maxsize=8)
+def whole_inverse_d(geometry: Geometry, factor: Optional[int] = None) -> np.ndarray:
+    """float64 1/d (Å⁻¹) at the centre of each block of :func:`condition_whole`, from the geometry's
+    detector of any orientation (:meth:`~xrais.io.geometry.Geometry.inverse_d_at_pixel`); read-only,
+    cached per geometry (a series' frames share one)."""
+    factor = int(factor or geometry.downsample)
+    rows, cols = -(-geometry.shape[0] // factor), -(-geometry.shape[1] // factor)
+    slow = np.minimum((np.arange(rows) + 0.5) * factor, geometry.shape[0])
+    fast = np.minimum((np.arange(cols) + 0.5) * factor, geometry.shape[1])
+    inverse_d = geometry.inverse_d_at_pixel(fast[None, :], slow[:, None])
+    inverse_d.setflags(write=False)
+    return inverse_d
 
 
 # --------------------------------------------------------------------------------------------

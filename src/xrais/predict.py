@@ -238,8 +238,11 @@ class Predictor:
                 return prepared
             started = time.perf_counter()
             if any(p.needs == "quadrants" and p.name not in prepared.problems for p in self.plugins):
-                prepared.quadrants = conditioning.condition(frame.pixels, frame.mask, frame.geometry,
-                                                            quadrants=self.quadrant_indices)
+                if frame.geometry.faces_beam:
+                    prepared.quadrants = conditioning.condition(frame.pixels, frame.mask, frame.geometry,
+                                                                quadrants=self.quadrant_indices)
+                else:  # a swung detector: the whole frame, for the predictors that read it
+                    prepared.quadrants = conditioning.condition_whole(frame.pixels, frame.mask, frame.geometry)[None]
             prepared.condition_ms = round(1000.0 * (time.perf_counter() - started), 2)
             started = time.perf_counter()
             shared: Dict[str, Any] = {}  # this image's work the raw-frame predictors share (its spots…)
@@ -279,7 +282,7 @@ class Predictor:
         the image's ``shared`` work (:class:`PredictionInput`)."""
         numbers = self.plugin_quadrants.get(plugin.name, ())
         quadrants = prepared.quadrants
-        if quadrants is not None and numbers != self.quadrant_indices:
+        if quadrants is not None and numbers != self.quadrant_indices and prepared.geometry.faces_beam:
             quadrants = quadrants[[self.quadrant_indices.index(q) for q in numbers]]
         return PredictionInput(prepared.geometry, quadrants, numbers, frame, self.settings,
                                {} if shared is None else shared)

@@ -309,14 +309,17 @@ def find_spots(pixels: np.ndarray, mask: Optional[np.ndarray], geometry: Geometr
     fast = sums[:, 1] / weights
     slow = sums[:, 2] / weights
     sigma = np.sqrt(np.maximum(gain * (intensity + sums[:, 4]) + sums[:, 3] * offset, 0.0))
-    radius = np.hypot(fast - geometry.beam_centre[0], slow - geometry.beam_centre[1])
-    d = geometry.d_at(radius)
+    with np.errstate(divide="ignore"):
+        d = 1.0 / np.asarray(geometry.inverse_d_at_pixel(fast, slow), dtype=float).reshape(-1)
     return SpotList(fast, slow, intensity, sigma, sums[:, 3].astype(int), d, on_ice_ring(d))
 
 
 #: Lab frame of :func:`scattering_vectors` (the simulator's, nanoBragg's MOSFLM convention): the
-#: beam along +x, the detector's fast axis along +z and its slow axis along −y.
+#: beam along +x, the fast axis of a detector facing the beam along +z and its slow axis along −y.
 LAB_BEAM, LAB_FAST, LAB_SLOW = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0]), np.array([0.0, -1.0, 0.0])
+#: Rotation from the geometry's lab frame (dxtbx's, :mod:`xrais.io.geometry`: beam along −z, default
+#: fast axis +x, slow −y) into this one: rows are this frame's axes in the geometry's frame.
+FROM_GEOMETRY_FRAME = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 
 
 def scattering_vectors(spots: SpotList, geometry: Geometry) -> np.ndarray:
@@ -325,14 +328,13 @@ def scattering_vectors(spots: SpotList, geometry: Geometry) -> np.ndarray:
     |r| = 1/d; for a crystal whose real-space cell vectors (rows, Å) in this lab frame are A, A·r
     are the spots' fractional Miller indices (close to whole numbers on a lattice's spots).
 
-    Lab frame (:data:`LAB_BEAM`, :data:`LAB_FAST`, :data:`LAB_SLOW`): that of :mod:`xrais.sim`, a flat
-    detector ⊥ the beam at ``geometry.distance`` (mm), the beam centre at ``geometry.beam_centre``
-    (fast, slow pixels from the outer corner of pixel (0, 0), as the centroids are).
+    Lab frame (:data:`LAB_BEAM`, :data:`LAB_FAST`, :data:`LAB_SLOW`): that of :mod:`xrais.sim`; the
+    centroids (fast, slow pixels from the outer corner of pixel (0, 0)) are placed by the geometry,
+    for a detector of any orientation (:meth:`xrais.io.geometry.Geometry.scattering_vectors_at_pixel`).
     """
-    beam_fast, beam_slow = geometry.beam_centre
-    positions = np.stack([(np.asarray(spots.fast, dtype=float) - beam_fast) * geometry.pixel_size,
-                          (np.asarray(spots.slow, dtype=float) - beam_slow) * geometry.pixel_size], axis=1)
-    return vectors_at(positions, geometry.distance, geometry.wavelength)
+    vectors = geometry.scattering_vectors_at_pixel(np.asarray(spots.fast, dtype=float).reshape(-1),
+                                                   np.asarray(spots.slow, dtype=float).reshape(-1))
+    return vectors @ FROM_GEOMETRY_FRAME.T
 
 
 def vectors_at(positions_mm: np.ndarray, distance_mm: float, wavelength_a: float) -> np.ndarray:

@@ -109,17 +109,36 @@ def test_single_perpendicular_panel_is_used_as_it_is():
     assert layout.beam_centre == pytest.approx((30.0, 25.0))
 
 
-def test_single_panel_with_a_slight_tilt_is_resampled_not_approximated():
-    tilt = _rotation((0, 1, 0), 1.0)
+@pytest.mark.parametrize("axis, degrees", [((0, 1, 0), 1.0), ((1, 0, 0), 30.0), ((1, 1, 0), -50.0)])
+def test_single_tilted_panel_is_used_as_it_is_with_its_orientation(axis, degrees):
+    """A single panel at any tilt (a detector on a 2θ arm) keeps its pixels and its orientation: the
+    geometry's 1/d at every pixel is the panel's true scattering angle's."""
+    tilt = _rotation(axis, degrees)
     panel = _panel(tilt @ np.array([-3.0, 2.5, -120.0]), fast=tilt @ [1, 0, 0], slow=tilt @ [0, -1, 0])
     layout = make_layout("test", [panel], BEAM)
-    assert layout.source is not None
-    _check_angles(layout, [panel])
+    data = np.arange(50 * 80).reshape(50, 80)
+    pixels, _ = layout.assemble("test", [data], [None])
+    assert layout.source is None and pixels is data
+    frame = to_frame("test", layout, [data], [None], 1.0, GeometryOverride())
+    assert frame.geometry.tilt_deg == pytest.approx(abs(degrees), abs=1e-6)
+    slow, fast = np.meshgrid(np.arange(50), np.arange(80), indexing="ij")
+    inverse_d = frame.geometry.inverse_d_at_pixel(fast + 0.5, slow + 0.5)
+    expected = 2.0 * np.sin(0.5 * _true_two_theta(panel, slow[..., None], fast[..., None])) / 1.0
+    np.testing.assert_allclose(inverse_d, expected, rtol=1e-9)
+
+
+def test_single_panel_seen_from_behind_is_refused():
+    panel = _panel((-3.0, 2.5, -120.0), fast=_rotation((1, 0, 0), 80) @ [1, 0, 0],
+                   slow=_rotation((1, 0, 0), 80) @ [0, -1, 0])
+    layout = make_layout("test", [panel], BEAM)
+    with pytest.raises(ImageError, match="tilted 80.0° against the beam"):
+        to_frame("test", layout, [np.zeros((50, 80))], [None], 1.0, GeometryOverride())
 
 
 @pytest.mark.parametrize("panels, problem", [
     ([_panel((-4, 5, -100), fast=_rotation((0, 0, 1), 10) @ [1, 0, 0])], "fast and slow axes are not perpendicular"),
-    ([_panel(_rotation((0, 1, 0), 10) @ [-4, 5, -100], fast=_rotation((0, 1, 0), 10) @ [1, 0, 0])], "tilted 10.0°"),
+    ([_panel(_rotation((0, 1, 0), 10) @ [-4, 5, -100], fast=_rotation((0, 1, 0), 10) @ [1, 0, 0]),
+      _panel((4, 5, -100))], "tilted 10.0°"),
     ([_panel((-4, 5, -100)), _panel((-4, -1, -130))], "panel distances along the beam"),
     ([_panel((-4, 5, 100))], "not downstream of the sample"),
     ([_panel((-4, 5, -100), fast=(0, 0, 0))], "zero vector"),

@@ -180,15 +180,6 @@ def test_plugin_detector_models_reach_the_catalogue(tmp_path):
     assert detectors.find("TESTPAD 3M S/N 1") is None
 
 
-@pytest.mark.parametrize("name, angle", [("l-cyst_01_00001.cbf.gz", 30), ("ximg2700_00001.cbf.gz", 20)])
-def test_a_swung_detector_is_refused_not_read_as_facing_the_beam(shared_data, name, angle):
-    """Real PILATUS frames with ``# Detector_2theta`` of 30° and 20° (reader_cases/README.md §1, §5):
-    read as a detector normal to the beam at Beam_xy every 1/d would be wrong, silently; until the
-    geometry model carries a swung detector they are refused in one line that says why."""
-    with pytest.raises(ImageError, match=rf"swung to 2θ = {angle}°.*normal to the beam only"):
-        open_image(shared_data / "reader_cases" / name)
-
-
 def test_an_electron_diffraction_frame_is_refused_as_such(shared_data):
     """A real Timepix frame from an electron microscope (λ 0.0251 Å; reader_cases/README.md §3):
     refused in one line that says electron diffraction is not supported, not that the wavelength

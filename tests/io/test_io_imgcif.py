@@ -62,7 +62,7 @@ def test_panel_geometry_matches_cbflib_for_every_panel(rayonix, cspad):
     for path in (rayonix, cspad):
         raw, expected, _ = cbflib_panels(path)
         parsed = _Parsed(str(path))
-        axes = _Axes(str(path), parsed.handle)
+        axes = _Axes(str(path), lambda category: read_table(str(path), parsed.handle, category))
         sets = {}
         for row in read_table(str(path), parsed.handle, "array_structure_list_axis"):
             sets.setdefault(row["axis_set_id"], []).append(row)

@@ -12,9 +12,11 @@ The beam centre is where the beam meets the virtual plane.
 The virtual image is oriented like the group of panels (axes within 10°) that holds the most
 pixels: for JUNGFRAU or EIGER modules, like every module; among equal groups (CS-PAD's four
 quadrants), the one whose slow axis points most downwards (−y: y is up in both the imgCIF and the
-NeXus lab frames), so the result does not depend on the panel order. A single panel perpendicular to the beam
-(within :data:`FLAT_TILT_DEG`) with square pixels is used as it is, without resampling. Panel sets
-that one flat image cannot represent faithfully (a panel tilted more than :data:`MAX_TILT_DEG`, or
+NeXus lab frames), so the result does not depend on the panel order. A single panel with square
+pixels is used as it is, without resampling: facing the beam (within :data:`FLAT_TILT_DEG`) as a
+detector facing it, tilted (a detector on a 2θ arm) with its axes turned into xrais's lab frame
+(:class:`~xrais.io.geometry.Geometry` holds any orientation). Sets of several panels that one flat
+image cannot represent faithfully (a panel tilted more than :data:`MAX_TILT_DEG`, or
 panel corners at along-beam distances more than :data:`MAX_DISTANCE_SPREAD` from the mean) are
 rejected with an "unsupported geometry" :class:`~xrais.io.errors.ImageError`.
 
@@ -33,7 +35,7 @@ import numpy as np
 from .base import check_shape, make_geometry
 from .errors import ImageError
 from .frame import Frame
-from .geometry import GeometryOverride
+from .geometry import BEAM_DIRECTION, FAST_AXIS, SLOW_AXIS, GeometryOverride
 
 #: Largest angle (degrees) between a panel normal and the beam that is still accepted.
 MAX_TILT_DEG = 5.0
@@ -81,7 +83,9 @@ class Layout:
     shape: (slow, fast) of the image; distance: sample to image plane (mm); beam_centre: (fast,
     slow) pixels from the outer corner of pixel (0, 0); pixel_size: mm; source: for each image
     pixel, the index into the panels' pixels flattened one after the other (-1: no panel), or None
-    for a single panel used as it is; panel_shapes: (slow, fast) of each panel.
+    for a single panel used as it is; panel_shapes: (slow, fast) of each panel; fast_axis,
+    slow_axis: the image's axes in xrais's lab frame (:mod:`xrais.io.geometry`; the defaults for an
+    image facing the beam).
     """
 
     shape: Tuple[int, int]
@@ -90,6 +94,8 @@ class Layout:
     pixel_size: float
     source: Optional[np.ndarray]
     panel_shapes: Tuple[Tuple[int, int], ...]
+    fast_axis: Tuple[float, float, float] = FAST_AXIS
+    slow_axis: Tuple[float, float, float] = SLOW_AXIS
 
     def assemble(self, path: str, pixels: Sequence[np.ndarray], masks: Sequence[Optional[np.ndarray]],
                  frame: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -178,10 +184,15 @@ def make_layout(path: str, panels: Sequence[PanelGeometry], beam_direction: Sequ
         raise ImageError(path, "the detector has no panels", frame)
     beam = _unit(path, beam_direction, "beam direction", frame)
     placed = [_place(path, panel, beam, frame) for panel in panels]
+    shapes = tuple(tuple(panel.shape) for panel in panels)
+    single = placed[0]
+    if len(placed) == 1 and math.isclose(single.pixel_fast, single.pixel_slow, rel_tol=1e-4):
+        return _as_it_is(path, single, beam, shapes, frame)
     for item in placed:
         if item.tilt_deg > MAX_TILT_DEG:
             raise ImageError(path, f"unsupported geometry: panel {item.geometry.name} is tilted {item.tilt_deg:.1f}° "
-                                   f"from perpendicular to the beam (at most {MAX_TILT_DEG:g}° is supported)", frame)
+                                   f"from perpendicular to the beam (at most {MAX_TILT_DEG:g}° is supported for a "
+                                   "detector of several panels)", frame)
     weights = np.array([item.n_pixels for item in placed], dtype=float)
     distance = float(weights @ np.array([item.corners.mean(axis=0) @ beam for item in placed]) / weights.sum())
     corner_distances = np.concatenate([item.corners @ beam for item in placed])
@@ -191,15 +202,35 @@ def make_layout(path: str, panels: Sequence[PanelGeometry], beam_direction: Sequ
         raise ImageError(path, f"unsupported geometry: panel distances along the beam range from "
                                f"{corner_distances.min():.1f} to {corner_distances.max():.1f} mm, more than "
                                f"{100 * MAX_DISTANCE_SPREAD:g}% from a flat detector", frame)
-    shapes = tuple(tuple(panel.shape) for panel in panels)
-    single = placed[0]
-    if len(placed) == 1 and single.tilt_deg <= FLAT_TILT_DEG and math.isclose(
-            single.pixel_fast, single.pixel_slow, rel_tol=1e-4):
-        perpendicular = float(single.origin @ single.normal)
-        offset = beam * (perpendicular / float(beam @ single.normal)) - single.origin
-        beam_centre = (float(offset @ single.fast) / single.pixel_fast, float(offset @ single.slow) / single.pixel_slow)
-        return Layout(shapes[0], perpendicular, beam_centre, single.pixel_fast, None, shapes)
     return _resampled(path, placed, beam, distance, shapes, frame)
+
+
+def _as_it_is(path, single: _Placed, beam: np.ndarray, shapes, frame) -> Layout:
+    """The layout of one panel with square pixels, used without resampling at any orientation the
+    geometry model holds (a detector facing the beam, or one swung on a 2θ arm)."""
+    perpendicular = float(single.origin @ single.normal)
+    if perpendicular <= 0 or single.tilt_deg >= 90.0:
+        raise ImageError(path, "unsupported geometry: the detector is not downstream of the sample", frame)
+    offset = beam * (perpendicular / float(beam @ single.normal)) - single.origin
+    beam_centre = (float(offset @ single.fast) / single.pixel_fast, float(offset @ single.slow) / single.pixel_slow)
+    if single.tilt_deg <= FLAT_TILT_DEG:  # facing the beam: the in-plane orientation changes no result
+        return Layout(shapes[0], perpendicular, beam_centre, single.pixel_fast, None, shapes)
+    to_lab = _turning(beam, BEAM_DIRECTION)
+    return Layout(shapes[0], perpendicular, beam_centre, single.pixel_fast, None, shapes,
+                  tuple(float(v) for v in to_lab @ single.fast), tuple(float(v) for v in to_lab @ single.slow))
+
+
+def _turning(start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The smallest rotation (3×3) that turns unit vector ``start`` into unit vector ``end``."""
+    axis = np.cross(start, end)
+    cosine = float(start @ end)
+    if cosine < -1.0 + 1e-12:  # opposite: half a turn about any perpendicular axis
+        other = np.array([1.0, 0.0, 0.0]) if abs(start[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        perpendicular = np.cross(start, other)
+        perpendicular /= np.linalg.norm(perpendicular)
+        return 2.0 * np.outer(perpendicular, perpendicular) - np.identity(3)
+    cross = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    return np.identity(3) + cross + cross @ cross / (1.0 + cosine)
 
 
 def _in_plane(vector: np.ndarray, beam: np.ndarray) -> np.ndarray:
@@ -299,6 +330,8 @@ def to_frame(path: str, layout: Layout, pixels: Sequence[np.ndarray], masks: Seq
         "beam_centre": layout.beam_centre,
         "shape": layout.shape,
         "detector": detector,
+        "fast_axis": layout.fast_axis,
+        "slow_axis": layout.slow_axis,
     }, override, frame)
     metadata = dict(metadata or {})
     if len(layout.panel_shapes) > 1:

@@ -2,7 +2,9 @@
 
 The byte-offset compression is decoded by a numba kernel (several times faster than fabio's); the
 geometry comes from the PILATUS header lines (``# Wavelength``, ``# Detector_distance``,
-``# Beam_xy``, ``# Pixel_size``, ``# Count_cutoff``, ``# Detector:``). Files with a full imgCIF
+``# Beam_xy``, ``# Pixel_size``, ``# Count_cutoff``, ``# Detector:``, ``# Detector_2theta``), and
+from the imgCIF axis categories where the header carries them after its PILATUS lines (Diamond
+I19's hybrid headers: a swung detector mounted with its fast axis vertical). Files with a full imgCIF
 axis hierarchy and no PILATUS header (multi-panel CS-PAD, Rayonix at XFELs, "packed" compression)
 are read by :mod:`xrais.io.imgcif`.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import base64
+import math
 import re
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -17,10 +20,12 @@ import numba
 import numpy as np
 
 from . import detectors
-from .base import MAX_TWO_THETA_DEG, Reader, check_shape, image_number, load_bytes, make_geometry
+from .assemble import make_layout
+from .base import Reader, check_shape, image_number, load_bytes, make_geometry
 from .errors import ImageError
 from .frame import Frame, invalid_mask
-from .geometry import Geometry, GeometryOverride
+from .geometry import FACING_TILT_DEG, Geometry, GeometryOverride, two_theta_axes
+from .imgcif import header_panel
 
 BINARY_START = b"\x0c\x1a\x04\xd5"
 _MIME_FIELD = re.compile(rb"^([A-Za-z][A-Za-z0-9-]*):\s*(.*?)\s*$", re.MULTILINE)
@@ -221,6 +226,46 @@ def parse_pilatus_header(header: str) -> dict:
     return values
 
 
+def _detector_orientation(path: str, header: str, values: dict, shape) -> dict:
+    """Geometry fields of the detector's orientation: from the imgCIF axis categories when the header
+    carries them after its PILATUS lines (checked against ``Detector_2theta``, ``Detector_distance``
+    and ``Beam_xy``, and used when they swing the detector), else from ``Detector_2theta`` in dxtbx's convention (:func:`two_theta_axes`;
+    ``Beam_xy`` is then the foot of the perpendicular from the sample); {} for a detector facing the
+    beam."""
+    two_theta = values.get("two_theta", 0.0)
+    found = header_panel(path, header, shape) if "_axis." in header else None
+    if found is None:
+        if abs(two_theta) <= FACING_TILT_DEG or None in (values.get("distance"), values.get("pixel_size"),
+                                                          values.get("beam_centre")):
+            return {}
+        fast, slow = two_theta_axes(two_theta)
+        foot = values["beam_centre"]
+        swung = Geometry.from_perpendicular_foot(foot, distance=values["distance"], wavelength=1.0,
+                                                 pixel_size=values["pixel_size"], shape=shape, fast_axis=fast,
+                                                 slow_axis=slow)
+        return {"beam_centre": swung.beam_centre, "fast_axis": fast, "slow_axis": slow}
+    panel, beam = found
+    layout = make_layout(path, [panel], beam)
+    axes = Geometry(distance=layout.distance, wavelength=1.0, pixel_size=layout.pixel_size,
+                    beam_centre=layout.beam_centre, shape=shape, fast_axis=layout.fast_axis,
+                    slow_axis=layout.slow_axis)
+    disagreements = []
+    if abs(axes.tilt_deg - abs(two_theta)) > 0.5:
+        disagreements.append(f"2θ {axes.tilt_deg:.2f}° vs Detector_2theta {two_theta:g}°")
+    if values.get("distance") and abs(axes.distance - values["distance"]) > 0.01 * values["distance"]:
+        disagreements.append(f"distance {axes.distance:.2f} mm vs Detector_distance {values['distance']:g} mm")
+    if values.get("beam_centre") and max(abs(a - b) for a, b in zip(axes.perpendicular_foot, values["beam_centre"])) > 2:
+        foot = ", ".join(f"{v:.1f}" for v in axes.perpendicular_foot)
+        disagreements.append(f"perpendicular foot ({foot}) px vs Beam_xy {values['beam_centre']}")
+    if disagreements:
+        raise ImageError(path, "the header's imgCIF axes and its PILATUS lines disagree (" + "; ".join(disagreements)
+                               + "): the detector's geometry is uncertain")
+    if axes.faces_beam:  # the PILATUS lines give the same, to more digits
+        return {}
+    return {"distance": axes.distance, "beam_centre": axes.beam_centre, "pixel_size": axes.pixel_size,
+            "fast_axis": axes.fast_axis, "slow_axis": axes.slow_axis}
+
+
 def is_pilatus_header(header: str) -> bool:
     return bool(re.search(r'header_convention\s+"?(PILATUS|SLS)', header, re.I)) or "# Detector:" in header
 
@@ -241,18 +286,16 @@ class MiniCBFReader(Reader):
         if model is not None and model.curved:
             raise ImageError(path, f"unsupported geometry: the {model.name} is a curved detector; "
                                    "xrais handles flat detectors only")
-        two_theta = values.get("two_theta", 0.0)
-        if abs(two_theta) > MAX_TWO_THETA_DEG:  # a swung detector: the beam does not meet it at Beam_xy, normal
-            raise ImageError(path, f"unsupported geometry: the detector is swung to 2θ = {two_theta:g}° "
-                                   "(# Detector_2theta); xrais handles detectors normal to the beam only")
-        geometry = make_geometry(path, {
+        fields = {
             "distance": values.get("distance"),
             "wavelength": values.get("wavelength"),
             "pixel_size": values.get("pixel_size"),
             "beam_centre": values.get("beam_centre"),
             "shape": pixels.shape,
             "detector": model.name if model else values.get("detector_name", "generic"),
-        }, override)
+        }
+        fields.update(_detector_orientation(path, header, values, pixels.shape))
+        geometry = make_geometry(path, fields, override)
         cutoff = values.get("count_cutoff")
         mask = invalid_mask(pixels, trusted_max=cutoff - 1 if cutoff else None, detector=geometry.detector)
         metadata = {k: v for k, v in values.items() if k not in ("wavelength", "distance", "pixel_size", "beam_centre")}
@@ -265,6 +308,19 @@ READER = MiniCBFReader()
 # --------------------------------------------------------------------------------------------
 # writer
 # --------------------------------------------------------------------------------------------
+def _written_two_theta(geometry: Geometry) -> float:
+    """The ``Detector_2theta`` (degrees) a miniCBF header gives this geometry: 0 for a detector
+    facing the beam; a swung one must be swung the way the header reads (:func:`two_theta_axes`)."""
+    if geometry.faces_beam:
+        return 0.0
+    slow = geometry.slow_axis
+    two_theta = math.degrees(math.atan2(-slow[2], -slow[1]))
+    if not np.allclose(two_theta_axes(two_theta), (geometry.fast_axis, slow), atol=1e-6):
+        raise ValueError("a miniCBF header holds a detector swung about the x axis only (fast axis +x); "
+                         f"this one has fast {geometry.fast_axis}, slow {slow}")
+    return two_theta
+
+
 def write_cbf(path: str, pixels: np.ndarray, geometry: Geometry, count_cutoff: Optional[int] = None,
               exposure_time: float = 0.1, extra_header: str = "", start_angle: float = 0.0,
               angle_increment: float = 0.0) -> None:
@@ -273,6 +329,7 @@ def write_cbf(path: str, pixels: np.ndarray, geometry: Geometry, count_cutoff: O
     pixels = np.asarray(pixels)
     if pixels.ndim != 2:
         raise ValueError("pixels must be 2-D (slow, fast)")
+    two_theta = _written_two_theta(geometry)
     data = byte_offset_encode(pixels)
     ns, nf = pixels.shape
     cutoff = count_cutoff if count_cutoff is not None else 1048575
@@ -283,10 +340,12 @@ def write_cbf(path: str, pixels: np.ndarray, geometry: Geometry, count_cutoff: O
         f"# Count_cutoff {cutoff} counts",
         f"# Wavelength {geometry.wavelength:.5f} A",
         f"# Detector_distance {geometry.distance * 1e-3:.5f} m",
-        f"# Beam_xy ({geometry.beam_centre[0]:.2f}, {geometry.beam_centre[1]:.2f}) pixels",
+        "# Beam_xy ({:.2f}, {:.2f}) pixels".format(*geometry.perpendicular_foot),
         f"# Start_angle {start_angle:.4f} deg.",
         f"# Angle_increment {angle_increment:.4f} deg.",
     ]
+    if two_theta:
+        header_lines.append(f"# Detector_2theta {two_theta:.4f} deg.")
     header_lines += [line if line.startswith("#") else "# " + line for line in extra_header.splitlines() if line.strip()]
     md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
     text = "\r\n".join([

@@ -28,10 +28,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 import threading
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pycbf
@@ -149,6 +150,87 @@ def read_table(path: str, handle, category: str) -> List[Dict[str, Optional[str]
     return rows
 
 
+_CIF_TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
+
+
+def cif_tables(text: str) -> Dict[str, List[Dict[str, Optional[str]]]]:
+    """The CIF categories written as text in ``text`` (a miniCBF header that carries imgCIF
+    categories after its PILATUS lines): {category: rows of {column: text}}, names lower case, None
+    for null values '.'/'?' (as :func:`read_table`). ``#`` comments and ``;`` text fields are skipped;
+    a row may run over several lines."""
+    tokens: List[str] = []
+    in_text_field = False
+    for line in text.splitlines():
+        if line.startswith(";"):
+            in_text_field = not in_text_field
+            continue
+        if in_text_field:
+            continue
+        for token in _CIF_TOKEN.findall(line):
+            if token.startswith("#"):
+                break
+            tokens.append(token[1:-1] if token[0] in "'\"" and len(token) > 1 else token)
+    tables: Dict[str, List[Dict[str, Optional[str]]]] = {}
+
+    def split(name):
+        category, _, column = name[1:].partition(".")
+        return category.lower(), column.lower()
+
+    def value(token):
+        return None if token in (".", "?") else token
+
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.lower() == "loop_":
+            names = []
+            i += 1
+            while i < len(tokens) and tokens[i].startswith("_"):
+                names.append(split(tokens[i]))
+                i += 1
+            values = []
+            while i < len(tokens) and not tokens[i].startswith("_") and tokens[i].lower() != "loop_" \
+                    and not tokens[i].lower().startswith("data_"):
+                values.append(value(tokens[i]))
+                i += 1
+            if names and len({category for category, _ in names}) == 1:
+                rows = tables.setdefault(names[0][0], [])
+                for start in range(0, len(values) - len(names) + 1, len(names)):
+                    rows.append({column: values[start + k] for k, (_, column) in enumerate(names)})
+        elif token.startswith("_") and i + 1 < len(tokens):
+            category, column = split(token)
+            rows = tables.setdefault(category, [])
+            if not rows:
+                rows.append({})
+            rows[0][column] = value(tokens[i + 1])
+            i += 2
+        else:
+            i += 1
+    return tables
+
+
+def header_panel(path: str, header: str, shape) -> Optional[Tuple[PanelGeometry, np.ndarray]]:
+    """(the detector's panel, the beam direction) from the imgCIF axis categories written in a
+    miniCBF header (a hybrid miniCBF + imgCIF header, as Diamond's I19 writes), or None when the
+    header has no ``_axis`` category; ``shape``: the image's (slow, fast)."""
+    tables = cif_tables(header)
+    if not tables.get("axis"):
+        return None
+
+    def rows(category):
+        return tables.get(category, [])
+
+    axes = _Axes(path, rows)
+    structure = rows("array_structure_list")
+    spec = _PanelSpec("detector", (structure[0].get("array_id") if structure else None) or "ARRAY1")
+    for row in structure:
+        spec.index_rows[int(_number(path, row, "index", "_array_structure_list"))] = row
+    axis_sets: Dict[str, list] = {}
+    for row in rows("array_structure_list_axis"):
+        axis_sets.setdefault(row.get("axis_set_id"), []).append(row)
+    return _panel_geometry(path, spec, axes, axis_sets, shape), axes.beam_direction()
+
+
 def _number(path, row, column, what, default=None) -> float:
     value = row.get(column)
     if value is None:
@@ -167,10 +249,12 @@ def _number(path, row, column, what, default=None) -> float:
 class _Axes:
     """The ``_axis`` hierarchy with this frame's settings: 4×4 homogeneous matrices (mm)."""
 
-    def __init__(self, path: str, handle):
+    def __init__(self, path: str, rows: Callable[[str], List[Dict[str, Optional[str]]]]):
+        """rows: the rows of a category by name (:func:`read_table` on a parsed file, or the tables of
+        :func:`cif_tables`)."""
         self.path = path
         self.axes = {}
-        for row in read_table(path, handle, "axis"):
+        for row in rows("axis"):
             if not row.get("id"):
                 continue
             what = f"axis {row['id']}"
@@ -181,7 +265,7 @@ class _Axes:
         self.settings: Dict[str, float] = {}
         for category, angle, displacement in (("diffrn_scan_axis", "angle_start", "displacement_start"),
                                               ("diffrn_scan_frame_axis", "angle", "displacement")):
-            for row in read_table(path, handle, category):
+            for row in rows(category):
                 if row.get("axis_id") in self.axes:
                     kind = self.axes[row["axis_id"]][0]
                     column = angle if kind == "rotation" else displacement
@@ -426,7 +510,7 @@ class ImgCIFReader(Reader):
         wavelength = None if math.isnan(wavelength) else wavelength
         name = (_first(path, handle, "diffrn_detector", "type") or _first(path, handle, "diffrn_detector", "detector")
                 or "CBF").strip()
-        axes = _Axes(path, handle)
+        axes = _Axes(path, lambda category: read_table(path, handle, category))
         metadata = {"format": "imgCIF"}
         if not parsed.specs or not axes.axes:
             yield self._without_axes(path, parsed.arrays, wavelength, name, override, metadata)

@@ -787,10 +787,11 @@ def index_spots(spots, geometry, settings: IndexingSettings = IndexingSettings()
     """Lattices of a frame's spots (a :class:`xrais.spotfinder.SpotList`), mapped to reciprocal space
     with ``geometry`` (:func:`indexing_input`) and indexed, the beam centre refined with the first
     lattice; the result holds the spots of ``result.kept`` (all but the ice-band spots no lattice
-    indexes), in order."""
+    indexes), in order. The beam centre is refined on a detector facing the beam only (the
+    refinement's model: :mod:`xrais.lattice.refinement`)."""
     vectors, intensities, on_ice_ring = indexing_input(spots, geometry)
-    return index_lattices(vectors, intensities, settings=settings, detector=(geometry.distance, geometry.wavelength),
-                          on_ice_ring=on_ice_ring)
+    detector = (geometry.distance, geometry.wavelength) if geometry.faces_beam else None
+    return index_lattices(vectors, intensities, settings=settings, detector=detector, on_ice_ring=on_ice_ring)
 
 
 def indexing_input(spots, geometry) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

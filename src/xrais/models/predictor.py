@@ -153,10 +153,36 @@ class XraisModel:
             nan = lambda shape: np.full(shape, np.nan, dtype=np.float32)  # noqa: E731
             pooled = None if mask is None else (values[mask].mean(keepdims=True), nan(1))
             return ((values, nan(values.shape)) if per_quadrant else None), pooled
-        from .profile import quadrant_inputs, within_reach
+        from .profile import quadrant_inputs
 
         table = geometry_tensor(geometry, images.shape[0]).numpy()
         features, globals_ = quadrant_inputs(images, table, pool=mask, per_quadrant=per_quadrant)
+        mean, sigma = self._profile_pass(features, globals_)
+        split = len(mean) - (mask is not None)
+        return ((mean[:split], sigma[:split]) if per_quadrant else None,
+                None if mask is None else (mean[split:], sigma[split:]))
+
+    def predict_whole(self, conditioned: np.ndarray, inverse_d: np.ndarray, geometry: Geometry):
+        """(1/d, σ) (Å⁻¹, floats) of a shell-profile resolution model from a whole conditioned frame
+        and the 1/d of its pixels (:func:`xrais.conditioning.condition_whole`,
+        :func:`~xrais.conditioning.whole_inverse_d`): the frame's profile in shells of 1/d, for a
+        detector of any orientation (a swung one has no beam-centred quadrants). The global inputs are
+        those of a quadrant at the geometry's perpendicular distance."""
+        if self.kind != "resolution" or self.family != "profile":
+            raise ValueError("predict_whole is for shell-profile resolution models")
+        from .profile import global_inputs, profile_features, whole_shell_histogram
+
+        features = torch.from_numpy(profile_features(*whole_shell_histogram(conditioned, inverse_d))[None])
+        globals_ = torch.from_numpy(global_inputs(geometry.wavelength, geometry.distance, geometry.pixel_size,
+                                                  geometry.downsample)[None])
+        mean, sigma = self._profile_pass(features, globals_)
+        return float(mean[0]), float(sigma[0])
+
+    def _profile_pass(self, features: torch.Tensor, globals_: torch.Tensor):
+        """(1/d, σ) float32 arrays of the shell-profile network on rows of features and global
+        inputs, brought within the reach of each row's shells (:func:`~xrais.models.profile.within_reach`)."""
+        from .profile import within_reach
+
         means, sigmas = [], []
         with torch.inference_mode():
             for start in range(0, features.shape[0], self.batch_size):
@@ -164,11 +190,9 @@ class XraisModel:
                                            globals_[start:start + self.batch_size].to(self.device))
                 means.append(mean.float().cpu().numpy())
                 sigmas.append(sigma.float().cpu().numpy())
-        mean, sigma = (within_reach(np.concatenate(means), np.concatenate(sigmas), features.numpy()) if means
-                       else (np.zeros(0, np.float32), np.zeros(0, np.float32)))
-        split = len(mean) - (mask is not None)
-        return ((mean[:split], sigma[:split]) if per_quadrant else None,
-                None if mask is None else (mean[split:], sigma[split:]))
+        if not means:
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+        return within_reach(np.concatenate(means), np.concatenate(sigmas), features.numpy())
 
     def _forward(self, images: torch.Tensor, table: Optional[torch.Tensor]) -> torch.Tensor:
         if not images.is_floating_point():

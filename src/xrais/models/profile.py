@@ -82,10 +82,15 @@ def _shell_index(shape: Tuple[int, int], wavelength: float, distance: float, pix
                  downsample: int) -> np.ndarray:
     """int64 (slow, fast) shell of each conditioned pixel (−1 beyond S_MAX); read-only, cached per
     geometry (a series' frames share one)."""
-    s = shell_s_grid(shape, wavelength, distance, pixel_size, downsample)
-    shells = np.floor(s * (N_SHELLS / S_MAX)).astype(np.int64)
-    shells[shells >= N_SHELLS] = -1
+    shells = shell_of(shell_s_grid(shape, wavelength, distance, pixel_size, downsample))
     shells.setflags(write=False)
+    return shells
+
+
+def shell_of(inverse_d: np.ndarray) -> np.ndarray:
+    """int64 shell of each 1/d (Å⁻¹): −1 beyond S_MAX."""
+    shells = np.floor(np.asarray(inverse_d, dtype=float) * (N_SHELLS / S_MAX)).astype(np.int64)
+    shells[shells >= N_SHELLS] = -1
     return shells
 
 
@@ -118,6 +123,19 @@ def shell_histogram(quadrant: np.ndarray, wavelength: float, distance: float, pi
     histogram = np.zeros((N_SHELLS, N_VALUES), dtype=np.int64)
     area = np.zeros(N_SHELLS, dtype=np.int64)
     _accumulate(np.ascontiguousarray(quadrant, dtype=np.int64), shells, histogram, area)
+    return histogram, area
+
+
+def whole_shell_histogram(conditioned: np.ndarray, inverse_d: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(histogram, area) as :func:`shell_histogram`, of a whole conditioned frame whose pixels have
+    the 1/d ``inverse_d`` (Å⁻¹, same shape): for a detector of any orientation
+    (:func:`xrais.conditioning.condition_whole`, :func:`xrais.conditioning.whole_inverse_d`)."""
+    conditioned = np.asarray(conditioned)
+    if conditioned.ndim != 2 or np.shape(inverse_d) != conditioned.shape:
+        raise ValueError(f"a conditioned frame {conditioned.shape} needs 1/d of the same shape, got {np.shape(inverse_d)}")
+    histogram = np.zeros((N_SHELLS, N_VALUES), dtype=np.int64)
+    area = np.zeros(N_SHELLS, dtype=np.int64)
+    _accumulate(np.ascontiguousarray(conditioned, dtype=np.int64), shell_of(inverse_d), histogram, area)
     return histogram, area
 
 

@@ -47,9 +47,17 @@ class PredictorPlugin:
     def setup(self, device: str) -> None:
         """Prepare for predictions on ``device`` ("cpu" or "cuda"); default: nothing to do."""
 
+    #: For ``needs = "quadrants"``: whether it also reads the whole conditioned frame that a detector
+    #: not facing the beam (a swung one, which has no beam-centred quadrants) is given as instead
+    #: (:func:`xrais.conditioning.condition_whole`, one array in ``quadrants``).
+    reads_whole_frames: bool = False
+
     def problem(self, geometry: Geometry, quadrant_indices: Tuple[int, ...]) -> Optional[str]:
         """Why this predictor cannot analyse an image of this geometry (one line), or None; asked
-        before the image is conditioned, and the image's result then carries it as its error."""
+        before the image is conditioned, and the image's result then carries it as its error. The
+        default: a quadrant predictor that does not read whole frames cannot analyse a swung detector."""
+        if self.needs == "quadrants" and not geometry.faces_beam and not self.reads_whole_frames:
+            return swung_problem(geometry, self.name)
         return None
 
     def experimental(self) -> Optional[str]:
@@ -60,3 +68,9 @@ class PredictorPlugin:
     def predict(self, batch: Sequence[PredictionInput]) -> List[Dict[str, object]]:  # pragma: no cover
         """One dict per input, with (at least) this predictor's ``fields``."""
         raise NotImplementedError
+
+
+def swung_problem(geometry: Geometry, name: str) -> str:
+    """The one-line reason a quadrant predictor gives for a detector that does not face the beam."""
+    return (f"detector tilted {geometry.tilt_deg:.1f}° to the beam (a 2θ arm): the {name} predictor reads "
+            "beam-centred quadrants, which a swung detector does not have")

@@ -112,7 +112,14 @@ class _NetworkPredictor(PredictorPlugin):
 
         return min(quadrant_extent(geometry, quadrant)) >= self.min_quadrant_extent
 
+    @property
+    def reads_whole_frames(self) -> bool:
+        """A shell-profile model reads a whole frame's shells (a swung detector's); a ResNet cannot."""
+        return self.model.family == "profile"
+
     def problem(self, geometry, quadrant_indices):
+        if not geometry.faces_beam:
+            return super().problem(geometry, quadrant_indices)
         if any(self.analysable(geometry, q) for q in quadrant_indices):
             return None
         from ..conditioning import quadrant_extent
@@ -179,7 +186,10 @@ class ResolutionPredictor(_NetworkPredictor):
         return results
 
     def _profile_result(self, item: PredictionInput) -> dict:
-        """One image: the pooled profile of its analysable quadrants, and each quadrant's own."""
+        """One image: the pooled profile of its analysable quadrants, and each quadrant's own (a
+        swung detector: the profile of its whole frame, no quadrants)."""
+        if not item.geometry.faces_beam:
+            return self._whole_result(item)
         usable = np.array([self.analysable(item.geometry, q) for q in item.quadrant_indices])
         (means, _), pooled = self.model.predict_image(item.quadrants, item.geometry, pool=usable)
         values = np.clip(np.asarray(means, dtype=float), 0.0, None)
@@ -190,6 +200,19 @@ class ResolutionPredictor(_NetworkPredictor):
             return _resolution_result(values, 0.0, None, self.undetermined_sigma)
         mean, sigma = pooled
         return _resolution_result(values, max(0.0, float(mean[0])), float(sigma[0]), self.undetermined_sigma)
+
+
+    def _whole_result(self, item: PredictionInput) -> dict:
+        """A detector that does not face the beam: the profile of the whole conditioned frame
+        (``item.quadrants[0]``), its pixels' 1/d from the geometry; no per-quadrant values."""
+        from ..conditioning import whole_inverse_d
+
+        whole = item.quadrants[0]
+        values = np.full(len(item.quadrant_indices), np.nan)
+        if bragg_pixel_count(whole) < MIN_BRAGG_PIXELS:
+            return _resolution_result(values, 0.0, None, self.undetermined_sigma)
+        mean, sigma = self.model.predict_whole(whole, whole_inverse_d(item.geometry), item.geometry)
+        return _resolution_result(values, max(0.0, mean), sigma, self.undetermined_sigma)
 
 
 def _spotless(quadrants: np.ndarray) -> np.ndarray:
@@ -204,13 +227,14 @@ def _resolution_result(values: np.ndarray, inverse_d: float, sigma: Optional[flo
     from ..models import b_factor_from_inverse_d
 
     diffraction = inverse_d >= DIFFRACTION_THRESHOLD_INVERSE_D
-    mean = float(np.nanmean(values))
+    read = values[np.isfinite(values)]  # none for a swung detector's whole frame
+    mean = float(read.mean()) if len(read) else inverse_d
     return {
         "d_min": _d_or_none(inverse_d),
         "d_mean": _d_or_none(mean) if diffraction else None,
         "d_quadrants": [_d_or_none(v) for v in values],
         "inverse_d_quadrants": [_rounded(v, 5) for v in values],
-        "inverse_d_spread": round(float(np.nanstd(values)), 5),
+        "inverse_d_spread": round(float(read.std()), 5) if len(read) else None,
         "b_factor": round(float(b_factor_from_inverse_d(inverse_d)), 2) if diffraction else None,
         "diffraction": bool(diffraction),
         "inverse_d": round(float(inverse_d), 5),
