@@ -97,7 +97,7 @@ def save_composite_png(frame: Frame, path: str, title: str = "", resolution: Opt
     image = ax.imshow(shown, cmap="gray_r", vmin=0, vmax=top, interpolation="nearest")
     beam = (g.beam_centre[0] / g.downsample, g.beam_centre[1] / g.downsample)
     ax.plot(*beam, "+", color="tab:blue", markersize=10)
-    if resolution:
+    if resolution and g.faces_beam:  # on a swung detector a resolution is no circle about the beam
         radius = g.radius_at(resolution)
         if radius is not None and math.isfinite(radius):
             ax.add_patch(Circle(beam, radius / g.downsample, fill=False, color="red", linestyle="--", linewidth=1.2,

@@ -18,6 +18,7 @@ from typing import Iterable, NamedTuple, Optional, Sequence, Union
 import numba
 import numpy as np
 
+from .io.errors import UnsupportedGeometryError
 from .io.geometry import Geometry
 
 QUADRANT_SIZE = 512
@@ -214,6 +215,7 @@ def condition(pixels, mask, geometry: Geometry, quadrants: Union[None, int, Iter
     int, or a sequence of quadrant indices; origin: (slow, fast) detector pixel of ``pixels[0, 0]``
     when the array holds only part of the detector (NumPy arrays only; pixels beyond it count as 0).
     """
+    _require_quadrants(geometry)
     if _is_tensor(pixels):
         if tuple(origin) != (0, 0):
             raise ValueError("origin is supported for NumPy arrays only")
@@ -227,6 +229,13 @@ def condition(pixels, mask, geometry: Geometry, quadrants: Union[None, int, Iter
         _block_max(pixels, mask_arr, use_mask, region.start[0] - origin[0], region.start[1] - origin[1], region.step[0],
                    region.step[1], region.factor, QUADRANT_SIZE, out[k])
     return out
+
+
+def _require_quadrants(geometry: Geometry) -> None:
+    if not geometry.faces_beam:
+        raise UnsupportedGeometryError(
+            f"the detector is tilted {geometry.tilt_deg:.1f}° to the beam (a 2θ arm): it has no beam-centred quadrants "
+            "(condition_whole conditions the whole frame)")
 
 
 def condition_whole(pixels, mask, geometry: Geometry, factor: Optional[int] = None) -> np.ndarray:
@@ -281,6 +290,7 @@ def condition_batch(pixels_list, masks, geometries, quadrants=None, factor: Opti
     quads = _quadrant_list(quadrants)
     results = []
     for pixels, mask, geometry in zip(pixels_list, masks, geometries):
+        _require_quadrants(geometry)
         tensor = torch.as_tensor(pixels, device=device)
         if device is None:
             device = tensor.device

@@ -179,3 +179,22 @@ def test_absurd_image_range_and_broken_json(tmp_path):
     broken.write_text('{"__id__": "ExperimentList", "experiment": [')
     with pytest.raises(ImageError, match="not a readable experiment list \\(JSON: "):
         open_image(broken)
+
+
+def test_swung_detector_model_of_dials_is_read_with_its_orientation(shared_data, tmp_path):
+    """DIALS's refined model of the L-cysteine frame (reader_cases/README.md §1: 2θ 29.6°, fast axis
+    vertical, the beam tilted 0.11°) gives the frame that orientation: the beam meets the detector
+    at (191.8, 866.1) px, 161.54 mm from the sample, as DIALS states."""
+    image = shared_data / "reader_cases" / "l-cyst_01_00001.cbf.gz"
+    panel = PanelGeometry((-148.56, -28.82, -202.26), (-0.0014, 0.8694, 0.4941), (1.0000, 0.0010, 0.0011),
+                          (0.172, 0.172), (1679, 1475))
+    document = _document({"__id__": "ImageSequence", "template": str(image).replace("00001", "#####"),
+                          "single_file_indices": None}, [panel], wavelength=0.6889,
+                         scan={"image_range": [1, 1], "oscillation": [-145.0, 0.1]})
+    document["beam"][0]["direction"] = [-0.00194, 0.0, 1.0]
+    (frame,) = list(open_images(_write(tmp_path / "indexed.expt", document), on_error="raise"))
+    geometry = frame.geometry
+    assert geometry.tilt_deg == pytest.approx(29.6, abs=0.1)
+    assert geometry.distance == pytest.approx(161.54, abs=0.05)
+    assert geometry.beam_centre == pytest.approx((191.8, 866.1), abs=0.3)
+    assert geometry.perpendicular_foot == pytest.approx((725.5, 865.2), abs=0.3)

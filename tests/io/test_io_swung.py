@@ -207,3 +207,32 @@ def test_simulated_swung_frame_of_a_known_lattice_indexes(tmp_path):
     misread = index_spots(spots, flat)
     assert not misread.lattices or not (np.allclose(sorted(misread.lattices[0].cell[:3]), (38.0, 52.0, 71.0), rtol=0.01)
                                         and np.allclose(misread.lattices[0].cell[3:], 90.0, atol=1.0))
+
+
+def test_any_orientation_round_trips_through_a_minicbf(shared_data, tmp_path):
+    """A detector not swung about x alone (the L-cysteine frame's vertical fast axis) is written with
+    its imgCIF axes after the PILATUS lines, as Diamond's I19 writes them, and read back the same."""
+    frame = open_image(shared_data / "reader_cases" / "l-cyst_01_00001.cbf.gz")
+    write_cbf(tmp_path / "copy.cbf", frame.pixels, frame.geometry)
+    read = open_image(tmp_path / "copy.cbf")
+    assert read.geometry.beam_centre == pytest.approx(frame.geometry.beam_centre, abs=1e-6)
+    assert read.geometry.distance == pytest.approx(frame.geometry.distance, rel=1e-9)
+    np.testing.assert_allclose(read.geometry.fast_axis, frame.geometry.fast_axis, atol=1e-9)
+    np.testing.assert_allclose(read.geometry.slow_axis, frame.geometry.slow_axis, atol=1e-9)
+    np.testing.assert_array_equal(read.pixels, frame.pixels)
+
+
+def test_cif_tables_read_loops_single_items_text_fields_and_broken_rows():
+    from xrais.io.imgcif import cif_tables
+
+    text = "\n".join([
+        "_array_data.header_contents", ";", "# Detector_2theta 20 deg.", "_not.a_category 1", ";",
+        "_diffrn.id 'DLS I19'  # a comment", "loop_", "_axis.id", "_axis.type", "_axis.vector[1] _axis.vector[2]",
+        "KAPPA rotation", "0.64 -0.77", "Z translation . ?", "loop_", "_other.x", "1", "2",
+    ])
+    tables = cif_tables(text)
+    assert tables["diffrn"] == [{"id": "DLS I19"}]
+    assert tables["axis"] == [{"id": "KAPPA", "type": "rotation", "vector[1]": "0.64", "vector[2]": "-0.77"},
+                              {"id": "Z", "type": "translation", "vector[1]": None, "vector[2]": None}]
+    assert tables["other"] == [{"x": "1"}, {"x": "2"}] and "not" not in tables
+    assert tables["array_data"][0]["header_contents"] != "_diffrn.id"

@@ -308,17 +308,34 @@ READER = MiniCBFReader()
 # --------------------------------------------------------------------------------------------
 # writer
 # --------------------------------------------------------------------------------------------
-def _written_two_theta(geometry: Geometry) -> float:
-    """The ``Detector_2theta`` (degrees) a miniCBF header gives this geometry: 0 for a detector
-    facing the beam; a swung one must be swung the way the header reads (:func:`two_theta_axes`)."""
+def _orientation_header(geometry: Geometry, shape) -> Tuple[str, str]:
+    """(PILATUS header lines, imgCIF categories) that give a detector's orientation: nothing for one
+    facing the beam; ``Detector_2theta`` for one swung as that line alone reads (:func:`two_theta_axes`);
+    for any other orientation also the imgCIF axes of the panel (origin, fast and slow axes), as the
+    hybrid headers of Diamond's I19 carry them (:func:`_detector_orientation` reads them back)."""
     if geometry.faces_beam:
-        return 0.0
+        return "", ""
     slow = geometry.slow_axis
     two_theta = math.degrees(math.atan2(-slow[2], -slow[1]))
-    if not np.allclose(two_theta_axes(two_theta), (geometry.fast_axis, slow), atol=1e-6):
-        raise ValueError("a miniCBF header holds a detector swung about the x axis only (fast axis +x); "
-                         f"this one has fast {geometry.fast_axis}, slow {slow}")
-    return two_theta
+    if np.allclose(two_theta_axes(two_theta), (geometry.fast_axis, slow), atol=1e-9):
+        return f"# Detector_2theta {two_theta:.4f} deg.", ""
+    origin, fast, pixel = geometry.origin, geometry.fast_axis, geometry.pixel_size
+    vector = lambda values: " ".join(f"{v:.10f}" for v in values)  # noqa: E731
+    axes = "\r\n".join([
+        "loop_", "_axis.id", "_axis.type", "_axis.equipment", "_axis.depends_on",
+        "_axis.vector[1] _axis.vector[2] _axis.vector[3]", "_axis.offset[1] _axis.offset[2] _axis.offset[3]",
+        "SOURCE general source . 0 0 1 . . .",
+        f"ELEMENT_X translation detector . {vector(fast)} {vector(origin)}",
+        f"ELEMENT_Y translation detector ELEMENT_X {vector(slow)} 0 0 0",
+        "", "loop_", "_array_structure_list.array_id", "_array_structure_list.index",
+        "_array_structure_list.dimension", "_array_structure_list.precedence", "_array_structure_list.direction",
+        "_array_structure_list.axis_set_id",
+        f"ARRAY1 1 {shape[1]} 1 increasing ELEMENT_X", f"ARRAY1 2 {shape[0]} 2 increasing ELEMENT_Y",
+        "", "loop_", "_array_structure_list_axis.axis_set_id", "_array_structure_list_axis.axis_id",
+        "_array_structure_list_axis.displacement", "_array_structure_list_axis.displacement_increment",
+        f"ELEMENT_X ELEMENT_X 0.0 {pixel:.10g}", f"ELEMENT_Y ELEMENT_Y 0.0 {pixel:.10g}", "",
+    ])
+    return f"# Detector_2theta {geometry.tilt_deg:.4f} deg.", axes
 
 
 def write_cbf(path: str, pixels: np.ndarray, geometry: Geometry, count_cutoff: Optional[int] = None,
@@ -329,7 +346,7 @@ def write_cbf(path: str, pixels: np.ndarray, geometry: Geometry, count_cutoff: O
     pixels = np.asarray(pixels)
     if pixels.ndim != 2:
         raise ValueError("pixels must be 2-D (slow, fast)")
-    two_theta = _written_two_theta(geometry)
+    two_theta_line, axes = _orientation_header(geometry, pixels.shape)
     data = byte_offset_encode(pixels)
     ns, nf = pixels.shape
     cutoff = count_cutoff if count_cutoff is not None else 1048575
@@ -344,8 +361,8 @@ def write_cbf(path: str, pixels: np.ndarray, geometry: Geometry, count_cutoff: O
         f"# Start_angle {start_angle:.4f} deg.",
         f"# Angle_increment {angle_increment:.4f} deg.",
     ]
-    if two_theta:
-        header_lines.append(f"# Detector_2theta {two_theta:.4f} deg.")
+    if two_theta_line:
+        header_lines.append(two_theta_line)
     header_lines += [line if line.startswith("#") else "# " + line for line in extra_header.splitlines() if line.strip()]
     md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
     text = "\r\n".join([
@@ -358,6 +375,7 @@ def write_cbf(path: str, pixels: np.ndarray, geometry: Geometry, count_cutoff: O
         *header_lines,
         ";",
         "",
+        *([axes] if axes else []),
         "_array_data.data",
         ";",
         "--CIF-BINARY-FORMAT-SECTION--",

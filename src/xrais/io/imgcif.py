@@ -150,6 +150,7 @@ def read_table(path: str, handle, category: str) -> List[Dict[str, Optional[str]
     return rows
 
 
+_TEXT_FIELD = "\x00text field"
 _CIF_TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
 
 
@@ -163,6 +164,8 @@ def cif_tables(text: str) -> Dict[str, List[Dict[str, Optional[str]]]]:
     for line in text.splitlines():
         if line.startswith(";"):
             in_text_field = not in_text_field
+            if not in_text_field:  # a text field is one value (its text is not needed)
+                tokens.append(_TEXT_FIELD)
             continue
         if in_text_field:
             continue

@@ -14,7 +14,9 @@ Image stream (publisher/detector PUSH → feeder PULL), two parts::
 
 ``run`` (text) and ``image`` (integer ≥ 0, the image number) identify the frame; ``source`` is
 optional, for display. Units: distance and pixel_size mm, wavelength Å, beam_centre (fast, slow)
-pixels from the outer corner of pixel (0, 0).
+pixels from the outer corner of pixel (0, 0). A detector that does not face the beam (a 2θ arm)
+adds ``"fast_axis"`` and ``"slow_axis"`` (lab unit vectors, :mod:`xrais.io.geometry`); distance is
+then the perpendicular distance and beam_centre where the beam meets the detector plane.
 
 Work (workers DEALER → feeder ROUTER; a worker asks for work, the feeder never pushes unasked):
 
@@ -153,11 +155,14 @@ def finite(value):
 def image_header(run: str, image: int, geometry: Geometry, dtype: np.dtype,
                  source: Optional[str] = None) -> Dict[str, Any]:
     """The header of one stream frame."""
+    fields = {"distance": geometry.distance, "wavelength": geometry.wavelength,
+              "pixel_size": geometry.pixel_size, "beam_centre": list(geometry.beam_centre),
+              "shape": list(geometry.shape), "detector": geometry.detector}
+    if not geometry.faces_beam:
+        fields.update(fast_axis=list(geometry.fast_axis), slow_axis=list(geometry.slow_axis))
     header = {
         "xrais": PROTOCOL_VERSION, "type": "image", "run": run, "image": int(image),
-        "geometry": {"distance": geometry.distance, "wavelength": geometry.wavelength,
-                     "pixel_size": geometry.pixel_size, "beam_centre": list(geometry.beam_centre),
-                     "shape": list(geometry.shape), "detector": geometry.detector},
+        "geometry": fields,
         "dtype": np.dtype(dtype).str,
     }
     if source:
@@ -198,9 +203,10 @@ def pixels_from_message(header: Dict[str, Any], buffer) -> Tuple[np.ndarray, Geo
         raise ProtocolError(f"pixel buffer of {0 if buffer is None else len(buffer)} bytes, expected {expected} "
                             f"({shape[0]}×{shape[1]} {dtype.str})")
     try:
+        axes = {name: tuple(fields[name]) for name in ("fast_axis", "slow_axis") if name in fields}
         geometry = Geometry(distance=fields["distance"], wavelength=fields["wavelength"],
                             pixel_size=fields["pixel_size"], beam_centre=tuple(fields["beam_centre"]),
-                            shape=tuple(shape), detector=str(fields.get("detector") or "generic"))
+                            shape=tuple(shape), detector=str(fields.get("detector") or "generic"), **axes)
     except GeometryError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
