@@ -559,3 +559,23 @@ def test_a_small_detector_frame_is_analysed_by_every_predictor_that_can(shared_d
     assert pilatus_100k["multilattice_undetermined"] is not None or pilatus_100k["p_multilattice"] is not None
     (alone,) = Predictor(predictors=("resolution",), device="cpu").predict([cut((195, 487), "PILATUS 100K")])
     assert alone["error"].startswith("image too small to analyse") and alone["not_analysed"] is None
+
+
+def test_a_swung_detector_frame_is_analysed_by_every_predictor_that_can(shared_data):
+    """Issue 34 item 1: the real PILATUS 300K frame at 2θ = 20° (reader_cases §1b). The spots, the
+    decay fit, the indexing (the crystal's primitive 44.7 Å cell) and the shell-profile model (the
+    whole frame's shells) answer; the ResNets, which read beam-centred quadrants, give null with the
+    reason in ``not_analysed``; the image is no error."""
+    every = ("resolution", "spots", "decay", "indexing", "multilattice", "multilattice_resnet")
+    (row,) = Predictor(predictors=every, device="cpu").predict(
+        [str(shared_data / "reader_cases" / "ximg2700_00001.cbf.gz")])
+    assert row["error"] is None
+    assert row["not_analysed"].startswith("multilattice_resnet: detector tilted 20.0° to the beam")
+    assert row["p_multilattice_resnet"] is None
+    assert row["inverse_d"] is not None and row["inverse_d_sigma"] is not None
+    assert row["d_quadrants"] == [None] * 4
+    assert row["n_spots"] > 100 and row["d_min_spots"] < 1.5
+    assert row["n_lattices_indexed"] >= 1 and row["cell_indexed"][0] == pytest.approx(44.67, rel=0.01)
+    (alone,) = Predictor(predictors=("multilattice_resnet",), device="cpu").predict(
+        [str(shared_data / "reader_cases" / "ximg2700_00001.cbf.gz")])
+    assert "beam-centred quadrants" in alone["error"]

@@ -175,3 +175,37 @@ def test_an_estimate_past_the_detectors_reach_is_brought_back_and_uncertain():
     assert mean[0] == pytest.approx(profile.reach(features)[0]) and sigma[0] >= 0.5 - mean[0] - 1e-6
     mean, sigma = profile.within_reach(np.array([0.2]), np.array([0.02]), features)
     assert mean[0] == pytest.approx(0.2) and sigma[0] == pytest.approx(0.02)
+
+
+def test_whole_frame_profile_equals_the_pooled_quadrants_on_a_facing_detector(shared_data):
+    """The whole-frame path a swung detector takes (conditioned from pixel (0, 0), 1/d of each block
+    from the geometry, shell areas of the four facing quadrants) reads a measured frame cut to the
+    four quadrants' footprint as the pooled quadrants do: the same histogram to the few pixels whose
+    shell the half-pixel beam offset moves, the same 1/d and σ to 0.005 Å⁻¹."""
+    import dataclasses
+
+    from xrais import models
+    from xrais.conditioning import beam_split, condition, condition_whole, whole_inverse_d
+    from xrais.io import open_image
+    from xrais.models.profile import shell_histogram, whole_shell_histogram
+
+    frame = open_image(shared_data / "thaumatin_grid" / "thau_3_2_0003.cbf.bz2")
+    n = frame.geometry.downsample
+    split_slow, split_fast = beam_split(frame.geometry)
+    rows = slice(split_slow - 512 * n, split_slow + 512 * n)
+    cols = slice(split_fast - 512 * n, split_fast + 512 * n)
+    assert rows.start >= 0 and cols.start >= 0
+    pixels, mask = frame.pixels[rows, cols], frame.mask[rows, cols]
+    geometry = dataclasses.replace(frame.geometry, shape=pixels.shape, beam_centre=(
+        frame.geometry.beam_centre[0] - cols.start, frame.geometry.beam_centre[1] - rows.start))
+    quadrants = condition(pixels, mask, geometry)
+    fields = (geometry.wavelength, geometry.distance, geometry.pixel_size, n)
+    pooled = sum(shell_histogram(q, *fields)[0] for q in quadrants)
+    whole = condition_whole(pixels, mask, geometry)
+    histogram, area = whole_shell_histogram(whole, whole_inverse_d(geometry), *fields)
+    assert np.abs(histogram - pooled).sum() < 0.01 * pooled.sum()
+    np.testing.assert_allclose(area, sum(shell_histogram(q, *fields)[1] for q in quadrants), rtol=0.01)
+    model = models.load("resolution", device="cpu")
+    (_, (mean, sigma)) = model.predict_image(quadrants, geometry, pool=True, per_quadrant=False)
+    whole_mean, whole_sigma = model.predict_whole(whole, whole_inverse_d(geometry), geometry)
+    assert abs(whole_mean - float(mean[0])) < 0.005 and abs(whole_sigma - float(sigma[0])) < 0.005

@@ -95,6 +95,13 @@ def test_stream_frames_round_trip_and_bad_ones_become_errors():
     np.testing.assert_array_equal(values, pixels)
     assert geometry == GEOMETRY.replace(detector="PILATUS 6M")
 
+    from xrais.io.geometry import two_theta_axes
+
+    fast_axis, slow_axis = two_theta_axes(25.0)  # a swung detector keeps its orientation on the wire
+    swung = GEOMETRY.replace(fast_axis=fast_axis, slow_axis=slow_axis)
+    _, received = pixels_from_message(decode(encode(image_header("s", 1, swung, pixels.dtype))), pixels.tobytes())
+    assert received.tilt_deg == pytest.approx(25.0) and received.beam_centre == swung.beam_centre
+
     job = {"run": "series 7", "image": "12", "frame": 0, "source": "a.cbf", "stream": header}
     frame = load_frame(job, zmq.Frame(pixels.tobytes()))
     assert frame.mask[10, 20] and frame.mask.sum() == 1 and frame.source == "a.cbf"

@@ -172,9 +172,9 @@ class XraisModel:
             raise ValueError("predict_whole is for shell-profile resolution models")
         from .profile import global_inputs, profile_features, whole_shell_histogram
 
-        features = torch.from_numpy(profile_features(*whole_shell_histogram(conditioned, inverse_d))[None])
-        globals_ = torch.from_numpy(global_inputs(geometry.wavelength, geometry.distance, geometry.pixel_size,
-                                                  geometry.downsample)[None])
+        fields = (geometry.wavelength, geometry.distance, geometry.pixel_size, geometry.downsample)
+        features = torch.from_numpy(profile_features(*whole_shell_histogram(conditioned, inverse_d, *fields))[None])
+        globals_ = torch.from_numpy(global_inputs(*fields)[None])
         mean, sigma = self._profile_pass(features, globals_)
         return float(mean[0]), float(sigma[0])
 

@@ -126,17 +126,24 @@ def shell_histogram(quadrant: np.ndarray, wavelength: float, distance: float, pi
     return histogram, area
 
 
-def whole_shell_histogram(conditioned: np.ndarray, inverse_d: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(histogram, area) as :func:`shell_histogram`, of a whole conditioned frame whose pixels have
-    the 1/d ``inverse_d`` (Å⁻¹, same shape): for a detector of any orientation
-    (:func:`xrais.conditioning.condition_whole`, :func:`xrais.conditioning.whole_inverse_d`)."""
+def whole_shell_histogram(conditioned: np.ndarray, inverse_d: np.ndarray, wavelength: float, distance: float,
+                          pixel_size: float, downsample: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(histogram, area) as the pooled four quadrants' (:func:`shell_histogram`), of a whole
+    conditioned frame whose pixels have the 1/d ``inverse_d`` (Å⁻¹, same shape): for a detector of
+    any orientation (:func:`xrais.conditioning.condition_whole`,
+    :func:`xrais.conditioning.whole_inverse_d`). A shell's area is what the four 512 × 512 quadrants
+    of a detector facing the beam at the same distance would give it (as the pooled quadrants count
+    their zero padding), or the frame's own pixels in the shell where they are more, so that the
+    coverage reads as the pooled quadrants' does."""
     conditioned = np.asarray(conditioned)
     if conditioned.ndim != 2 or np.shape(inverse_d) != conditioned.shape:
         raise ValueError(f"a conditioned frame {conditioned.shape} needs 1/d of the same shape, got {np.shape(inverse_d)}")
     histogram = np.zeros((N_SHELLS, N_VALUES), dtype=np.int64)
     area = np.zeros(N_SHELLS, dtype=np.int64)
     _accumulate(np.ascontiguousarray(conditioned, dtype=np.int64), shell_of(inverse_d), histogram, area)
-    return histogram, area
+    shells = _shell_index((512, 512), float(wavelength), float(distance), float(pixel_size), int(downsample))
+    facing = 4 * np.bincount(shells[shells >= 0], minlength=N_SHELLS)
+    return histogram, np.maximum(area, facing)
 
 
 def thresholds() -> np.ndarray:
