@@ -279,3 +279,24 @@ def test_areadetector_nxsas_frame_without_units_is_refused_then_read_with_the_ge
     assert frame.pixels.shape == (195, 487) and g.detector == "PILATUS 100K"
     assert g.wavelength == pytest.approx(0.73362836) and g.beam_centre == pytest.approx((86.36, -4.92))
     assert frame.mask.sum() == 1 and frame.pixels[frame.mask][0] == 1_032_661
+
+
+def test_nxmx_detector_on_a_two_theta_arm_is_read_swung(tmp_path):
+    """Issue 34 item 1: an NXmx detector whose transformation chain starts with a 20° rotation about
+    x (a 2θ arm) is read with that orientation: tilted 20° to the beam, the perpendicular from the
+    sample meeting it at the module's offset, where 1/d = 2·sin(10°)/λ, and the beam meeting its plane
+    120 mm · tan(20°) away, off the chip."""
+    from iohelpers import _rotation
+
+    master = str(tmp_path / "arm_master.h5")
+    write_eiger(master, np.zeros((1, 300, 400), np.uint16), legacy_fields=False, beam_px=(200.5, 150.25),
+                distance_mm=120.0)
+    with h5py.File(master, "a") as handle:
+        transformations = handle["/entry/instrument/detector/transformations"]
+        _rotation(transformations, "two_theta", 20.0, (1, 0, 0), ".")
+        transformations["translation"].attrs["depends_on"] = "/entry/instrument/detector/transformations/two_theta"
+    geometry = next(iter(open_images([master]))).geometry
+    assert geometry.tilt_deg == pytest.approx(20.0) and geometry.distance == pytest.approx(120.0)
+    assert geometry.perpendicular_foot == pytest.approx((200.5, 150.25))
+    assert geometry.inverse_d_at_pixel(200.5, 150.25) == pytest.approx(2 * math.sin(math.radians(10)) / 0.97625)
+    assert abs(geometry.beam_centre[1] - 150.25) * 0.075 == pytest.approx(120.0 * math.tan(math.radians(20)))
