@@ -23,9 +23,6 @@ MAX_DECOMPRESSED_BYTES = 1 << 30
 
 COMPRESSED_SUFFIXES = {".gz": gzip, ".bz2": bz2, ".xz": lzma}
 
-#: Largest detector two-theta offset (degrees) still treated as a flat detector facing the beam.
-MAX_TWO_THETA_DEG = 0.1
-
 
 class Reader:
     """An image reader. Subclasses set ``name`` and ``suffixes`` and implement ``identify`` and ``read``.

@@ -14,7 +14,9 @@ present they are used instead (as dxtbx's ALS-specific ADSC formats and LABELIT 
 image shipped with cctbx confirms it: its diffuse scattering is centred there).
 ``IMAGE_PEDESTAL`` is subtracted from the counts (as dxtbx does); raw values at or above
 ``CCD_IMAGE_SATURATION`` (default: an integer type's maximum) are masked, and so are NaN and
-infinities in floating-point data. A detector two-theta offset (``TWOTHETA``) is not supported.
+infinities in floating-point data. A detector two-theta offset (``TWOTHETA``) is refused: its axis
+and beam-centre conventions differ between detectors (dxtbx keeps one format class per serial
+number), and no real swung SMV frame is at hand to check one against.
 """
 from __future__ import annotations
 
@@ -25,10 +27,10 @@ from typing import Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from . import detectors
-from .base import MAX_TWO_THETA_DEG, Reader, check_shape, image_number, load_bytes, make_geometry
+from .base import Reader, check_shape, image_number, load_bytes, make_geometry
 from .errors import ImageError
 from .frame import Frame
-from .geometry import Geometry, GeometryOverride
+from .geometry import FACING_TILT_DEG, Geometry, GeometryOverride
 
 _TYPES = {
     "unsigned_short": "u2", "signed_short": "i2", "short": "i2",
@@ -107,7 +109,7 @@ class SMVReader(Reader):
                                    f"need {n_bytes} bytes after the header, the file holds {len(content) - header_bytes}")
         raw = np.frombuffer(content, dtype=dtype, count=shape[0] * shape[1], offset=header_bytes).reshape(shape)
         two_theta = _number(path, fields, "TWOTHETA") or 0.0
-        if abs(two_theta) > MAX_TWO_THETA_DEG:
+        if abs(two_theta) > FACING_TILT_DEG:
             raise ImageError(path, f"unsupported geometry: detector two-theta offset {two_theta:g}° "
                                    "(only detectors facing the beam are supported)")
         saturation = _number(path, fields, "CCD_IMAGE_SATURATION")
