@@ -62,6 +62,11 @@ def test_catalogue_factors_of_the_method(name, shape, pixel, factor):
     ("PILATUS 100K", (195, 487), "PILATUS 100K"),
     ("Dectris Eiger 1M", (1065, 1030), "EIGER 1M"),
     ("unknown", (619, 487), "PILATUS 300K"),
+    ("Dectris EIGER2 X 4M", (2162, 2068), "EIGER2 XE 4M"),
+    ("EIGER2 R 1M", (1062, 1028), "EIGER2 XE 1M"),
+    ("JUNGFRAU 4M", (2164, 2068), "JUNGFRAU 4M"),
+    ("unknown", (1064, 1030), "JUNGFRAU 1M"),  # one pixel row short of the EIGER 1M
+    ("Rayonix MX170-HS", (1920, 1920), "Rayonix MX170-HS"),
 ])
 def test_catalogue_lookup_from_headers(header_name, shape, expected):
     assert detectors.find(header_name, shape).name == expected

@@ -120,8 +120,18 @@ _CATALOGUE: Tuple[DetectorModel, ...] = (
                   module_shape=(512, 1028), module_gap=(38, 12)),
     DetectorModel("EIGER2 XE 9M", (3262, 3108), 0.075, 4, "EIGER", (r"EIGER\s*2\s*(XE|X|S|R)?\s*9M",),
                   module_shape=(512, 1028), module_gap=(38, 12)),
+    DetectorModel("EIGER2 XE 4M", (2162, 2068), 0.075, 2, "EIGER", (r"EIGER\s*2\s*(XE|X|S|R)?\s*4M",),
+                  module_shape=(512, 1028), module_gap=(38, 12)),
+    DetectorModel("EIGER2 XE 1M", (1062, 1028), 0.075, 2, "EIGER", (r"EIGER\s*2\s*(XE|X|S|R)?\s*1M",),
+                  module_shape=(512, 1028), module_gap=(38, 12)),
     # PSI JUNGFRAU 16M, assembled from 32 modules of 1024 x 512 (the per-panel geometry places them).
     DetectorModel("JUNGFRAU 16M", (4434, 4218), 0.075, 4, "JUNGFRAU", (r"JUNGFRAU\s*16M", r"JF16M")),
+    # JUNGFRAU 4M and 1M as assembled frames: modules of 1030 x 514 (the double-size pixels between
+    # chips counted twice), 8 (fast) and 36 (slow) pixels apart.
+    DetectorModel("JUNGFRAU 4M", (2164, 2068), 0.075, 2, "JUNGFRAU", (r"JUNGFRAU\s*4M", r"JF4M"),
+                  module_shape=(514, 1030), module_gap=(36, 8)),
+    DetectorModel("JUNGFRAU 1M", (1064, 1030), 0.075, 2, "JUNGFRAU", (r"JUNGFRAU\s*1M", r"JF1M"),
+                  module_shape=(514, 1030), module_gap=(36, 0)),
     # Rayonix (integrating CCDs); the MX340-HS in its usual 2x2 binning (the paper's "Rayonix 345"
     # format) and its 4x4 binned XFEL mode keep ~0.35 mm downsampled pixels.
     DetectorModel("Rayonix MX340-HS", (3840, 3840), 0.08854, 4, "Rayonix", (r"MX\s*-?340", r"Rayonix\s*345", r"MX\s*-?345"),
@@ -133,6 +143,9 @@ _CATALOGUE: Tuple[DetectorModel, ...] = (
     DetectorModel("Rayonix MX300-HS", (3840, 3840), 0.078125, 4, "Rayonix", (r"MX\s*-?300",),
                   counting=False, read_noise=3.0),
     DetectorModel("Rayonix MX225", (3072, 3072), 0.073242, 4, "Rayonix", (r"MX\s*-?225",),
+                  counting=False, read_noise=3.0),
+    # MX170-HS: 170 mm square, 3840 x 3840 pixels of 44 µm, usually recorded 2x2 binned.
+    DetectorModel("Rayonix MX170-HS", (1920, 1920), 0.08854, 4, "Rayonix", (r"MX\s*-?170",),
                   counting=False, read_noise=3.0),
     # ADSC Quantum CCDs (binned modes, as written by the beamlines).
     DetectorModel("ADSC Q315", (3072, 3072), 0.10259, 2, "ADSC", (r"Q\s*315", r"Q315r"), counting=False, read_noise=3.0),
