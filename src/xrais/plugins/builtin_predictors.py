@@ -23,6 +23,7 @@ them (:func:`frame_spots`, :func:`frame_indexing`).
 """
 from __future__ import annotations
 
+import functools
 import threading
 from typing import List, Optional, Sequence
 
@@ -284,8 +285,17 @@ def frame_indexing(item: PredictionInput):
     if "indexing" not in item.shared:
         from ..lattice import index_spots
 
-        item.shared["indexing"] = index_spots(frame_spots(item), item.frame.geometry)
+        item.shared["indexing"] = index_spots(frame_spots(item), item.frame.geometry, indexing_settings())
     return item.shared["indexing"]
+
+
+@functools.lru_cache(maxsize=1)
+def indexing_settings():
+    """The indexing settings of the predictors (:func:`frame_indexing`), which
+    :func:`no_lattice_reason` explains a frame's missing lattice by: the defaults."""
+    from ..lattice import IndexingSettings
+
+    return IndexingSettings()
 
 
 class SpotsPredictor(PredictorPlugin):
@@ -435,10 +445,9 @@ class MultilatticePredictor(PredictorPlugin):
 
 def no_lattice_reason(indexing) -> str:
     """Why a frame's spots gave no lattice, and so no multi-lattice answer: one sentence."""
-    from ..lattice import IndexingSettings
     from ..lattice.indexing import chance_indexed
 
-    settings = IndexingSettings()
+    settings = indexing_settings()
     n = indexing.n_spots if indexing.kept is None else len(indexing.kept)  # searched: ice-ring spots too
     if n < settings.min_spots:
         return f"no lattice indexed: {n} spots, fewer than the {settings.min_spots} a search needs"
