@@ -28,6 +28,8 @@ def _browser_paths():
 
 #: What a worker running an experimental multi-lattice model says beside each of its rows.
 EXPERIMENTAL = ["multilattice", "p_multilattice"]
+#: Why image 40's multi-lattice predictor gave no answer (the result's ``not_analysed``).
+NOT_ANALYSED = "multilattice: no lattice indexed: 12 spots, fewer than the 20 a search needs"
 
 
 def _rows(numbers, seed=0):
@@ -45,9 +47,11 @@ def _rows(numbers, seed=0):
         else:
             d_min = 2.2 + 0.3 * math.sin(n / 18) + 0.08 * rng.standard_normal()
             p = float(np.clip((0.8 if 60 <= n <= 85 else 0.12) + 0.08 * rng.standard_normal(), 0, 1))
-            rows.append(dict(row, status="ok", error=None, experimental=EXPERIMENTAL, result={
-                "d_min": round(d_min, 3), "d_mean": round(d_min + 0.2, 3), "p_multilattice": round(p, 3),
-                "multilattice": p > 0.5, "diffraction": True}))
+            result = {"d_min": round(d_min, 3), "d_mean": round(d_min + 0.2, 3), "p_multilattice": round(p, 3),
+                      "multilattice": p > 0.5, "diffraction": True}
+            if n == 40:  # a frame one predictor could not read
+                result.update(p_multilattice=None, multilattice=None, not_analysed=NOT_ANALYSED)
+            rows.append(dict(row, status="ok", error=None, experimental=EXPERIMENTAL, result=result))
     return rows
 
 
@@ -107,7 +111,8 @@ def test_the_strip_chart_shows_results_and_follows_new_ones(tmp_path):
         wait = WebDriverWait(driver, 30, poll_frequency=0.2)
         wait.until(lambda _: chart.get_attribute("data-points") == "120")
         assert chart.get_attribute("data-resolution-points") == "119"
-        assert chart.get_attribute("data-multilattice-points") == "119"
+        assert chart.get_attribute("data-multilattice-points") == "118"
+        assert chart.get_attribute("data-not-analysed") == "1"
         assert chart.get_attribute("data-errors") == "1" and chart.get_attribute("data-run") == RUN
         wait.until(lambda _: driver.find_element(By.ID, "lag-received").text == "124")
         assert driver.find_element(By.ID, "lag-queued").text == "3"

@@ -17,7 +17,7 @@ from .protocol import finite
 STATUSES = ("ok", "error", "skipped")
 #: Columns of the compact rows the strip chart and /api/results use.
 COMPACT_COLUMNS = ("id", "run", "image", "frame", "number", "status", "d_min", "d_mean", "p_multilattice",
-                   "multilattice", "diffraction", "error", "stored", "experimental")
+                   "multilattice", "diffraction", "error", "stored", "experimental", "not_analysed")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY,  -- grows: rows are never deleted
@@ -40,15 +40,18 @@ CREATE TABLE IF NOT EXISTS results (
     stored REAL NOT NULL,
     result TEXT,
     experimental TEXT,  -- result fields from experimental models, comma-separated
+    not_analysed TEXT,  -- an analysed image's predictors that could not read it, with their reasons
     UNIQUE (run, image, frame)
 );
 CREATE INDEX IF NOT EXISTS results_by_run ON results (run, id);
 """
 _INSERT = """
 INSERT INTO results (run, image, frame, number, source, status, d_min, d_mean, b_factor, diffraction,
-                     p_multilattice, multilattice, error, worker, received, analysed, stored, result, experimental)
+                     p_multilattice, multilattice, error, worker, received, analysed, stored, result, experimental,
+                     not_analysed)
 VALUES (:run, :image, :frame, :number, :source, :status, :d_min, :d_mean, :b_factor, :diffraction,
-        :p_multilattice, :multilattice, :error, :worker, :received, :analysed, :stored, :result, :experimental)
+        :p_multilattice, :multilattice, :error, :worker, :received, :analysed, :stored, :result, :experimental,
+        :not_analysed)
 ON CONFLICT (run, image, frame) DO NOTHING
 """
 
@@ -97,6 +100,7 @@ def _columns(row: Dict[str, Any], stored: float) -> Dict[str, Any]:
         "stored": stored,
         "result": json.dumps(finite(result), allow_nan=False) if result else None,
         "experimental": ",".join(str(f) for f in experimental) if experimental else None,
+        "not_analysed": str(result["not_analysed"]) if result.get("not_analysed") else None,
     }
 
 
@@ -110,8 +114,9 @@ class ResultStore:
         self.connection.execute("PRAGMA synchronous=FULL")  # a committed row survives a power cut
         self.connection.executescript(_SCHEMA)
         columns = {row[1] for row in self.connection.execute("PRAGMA table_info(results)")}
-        if "experimental" not in columns:  # a store written before the column existed
-            self.connection.execute("ALTER TABLE results ADD COLUMN experimental TEXT")
+        for column in ("experimental", "not_analysed"):  # a store written before the column existed
+            if column not in columns:
+                self.connection.execute(f"ALTER TABLE results ADD COLUMN {column} TEXT")
 
     def add(self, rows: Sequence[Dict[str, Any]]) -> Tuple[List[Key], List[str]]:
         """Store rows in one transaction; (keys done with: stored now, stored before, or refused for

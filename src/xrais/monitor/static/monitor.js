@@ -213,6 +213,7 @@
     Object.assign(canvas.dataset, {
       run: state.run || "", points: rows.length, resolutionPoints: resolved.length, multilatticePoints: probable.length,
       errors: errors.length, skipped: skipped.length, lastNumber: rows.length ? rows[rows.length - 1].number : "",
+      notAnalysed: rows.filter((r) => r.not_analysed).length,
       resolutionExperimental, multilatticeExperimental,
     });
   }
@@ -232,7 +233,8 @@
     if (!r) return;
     $("readout").textContent = r.status === "ok"
       ? `image ${r.number}: d_min ${fmt(r.d_min, 2)} Å, d_mean ${fmt(r.d_mean, 2)} Å${caveat(r, "d_min")}, ` +
-        `p(multi-lattice) ${fmt(r.p_multilattice, 3)}${caveat(r, "p_multilattice")}`
+        `p(multi-lattice) ${fmt(r.p_multilattice, 3)}${caveat(r, "p_multilattice")}` +
+        (r.not_analysed ? ` — not analysed by ${r.not_analysed}` : "")
       : `image ${r.number}: ${r.status}${r.error ? " — " + r.error : ""}`;
   });
   $("chart").addEventListener("click", async (event) => {
