@@ -137,8 +137,8 @@ def test_single_panel_seen_from_behind_is_refused():
 
 @pytest.mark.parametrize("panels, problem", [
     ([_panel((-4, 5, -100), fast=_rotation((0, 0, 1), 10) @ [1, 0, 0])], "fast and slow axes are not perpendicular"),
-    ([_panel(_rotation((0, 1, 0), 10) @ [-4, 5, -100], fast=_rotation((0, 1, 0), 10) @ [1, 0, 0]),
-      _panel((4, 5, -100))], "tilted 10.0°"),
+    ([_panel(_rotation((0, 1, 0), 20) @ [-4, 5, -100], fast=_rotation((0, 1, 0), 20) @ [1, 0, 0]),
+      _panel((4, 5, -100))], "tilted 20.0° from the other panels' plane"),
     ([_panel((-4, 5, -100)), _panel((-4, -1, -130))], "panel distances along the beam"),
     ([_panel((-4, 5, 100))], "not downstream of the sample"),
     ([_panel((-4, 5, -100), fast=(0, 0, 0))], "zero vector"),
@@ -177,3 +177,35 @@ def test_to_frame_applies_the_user_override():
 def test_corrupt_numbers_never_reach_the_mapping(panel, problem):
     with pytest.raises(ImageError, match=problem):
         make_layout("test", [panel, _panel((-4.0, -0.2, -100.0))], BEAM)
+
+
+def test_panels_of_a_swung_detector_are_assembled_on_its_plane():
+    """Two coplanar panels (with a gap) on a 30° 2θ arm: assembled on their own plane, not refused
+    and not projected onto one normal to the beam; the geometry is tilted 30° and its 1/d at every
+    covered pixel is that of the panel pixel shown (to a pixel); one panel off the others' plane by
+    more than 5° is refused."""
+    arm = _rotation((1, 0, 0), 30.0)
+    panels = [_panel(arm @ np.array([-4.0, 5.0, -100.0]), fast=arm @ [1, 0, 0], slow=arm @ [0, -1, 0], name="top"),
+              _panel(arm @ np.array([-4.0, -0.2, -100.0]), fast=arm @ [1, 0, 0], slow=arm @ [0, -1, 0],
+                     name="bottom")]
+    layout = make_layout("test", panels, BEAM)
+    assert layout.source is not None and layout.shape == (102, 80)
+    data = [np.arange(50 * 80).reshape(50, 80), 10_000 + np.arange(50 * 80).reshape(50, 80)]
+    frame = to_frame("test", layout, data, [None, None], 1.0, GeometryOverride())
+    geometry = frame.geometry
+    assert geometry.tilt_deg == pytest.approx(30.0) and geometry.distance == pytest.approx(100.0)
+    offsets = np.cumsum([0, 50 * 80])
+    rng = np.random.default_rng(0)
+    covered = np.argwhere(layout.source >= 0)
+    for j, i in covered[rng.choice(len(covered), 500, replace=False)]:
+        flat = layout.source[j, i]
+        k = int(flat >= offsets[1])
+        slow, fast = divmod(int(flat - offsets[k]), 80)
+        true = 2.0 * np.sin(0.5 * _true_two_theta(panels[k], slow, fast))
+        assert abs(geometry.inverse_d_at_pixel(i + 0.5, j + 0.5) - true) < 1.5 * PIXEL / 100.0
+        assert frame.pixels[j, i] == data[k][slow, fast]
+    askew = _rotation((1, 0, 0), 42.0)
+    panels[1] = _panel(askew @ np.array([-4.0, -0.2, -100.0]), fast=askew @ [1, 0, 0], slow=askew @ [0, -1, 0],
+                       name="bottom")
+    with pytest.raises(ImageError, match="panel bottom is tilted 12.0° from the other panels' plane"):
+        make_layout("test", panels, BEAM)

@@ -15,8 +15,10 @@ quadrants), the one whose slow axis points most downwards (−y: y is up in both
 NeXus lab frames), so the result does not depend on the panel order. A single panel with square
 pixels is used as it is, without resampling: facing the beam (within :data:`FLAT_TILT_DEG`) as a
 detector facing it, tilted (a detector on a 2θ arm) with its axes turned into xrais's lab frame
-(:class:`~xrais.io.geometry.Geometry` holds any orientation). Sets of several panels that one flat
-image cannot represent faithfully (a panel tilted more than :data:`MAX_TILT_DEG`, or
+(:class:`~xrais.io.geometry.Geometry` holds any orientation). Several panels of a detector swung on a
+2θ arm are projected onto their common plane instead (:func:`_virtual_plane`), the image then
+tilted as they are. Sets of several panels that one flat image cannot represent faithfully (a panel
+tilted more than :data:`MAX_TILT_DEG` from that plane, or
 panel corners at along-beam distances more than :data:`MAX_DISTANCE_SPREAD` from the mean) are
 rejected with an "unsupported geometry" :class:`~xrais.io.errors.ImageError`.
 
@@ -188,21 +190,40 @@ def make_layout(path: str, panels: Sequence[PanelGeometry], beam_direction: Sequ
     single = placed[0]
     if len(placed) == 1 and math.isclose(single.pixel_fast, single.pixel_slow, rel_tol=1e-4):
         return _as_it_is(path, single, beam, shapes, frame)
-    for item in placed:
-        if item.tilt_deg > MAX_TILT_DEG:
-            raise ImageError(path, f"unsupported geometry: panel {item.geometry.name} is tilted {item.tilt_deg:.1f}° "
-                                   f"from perpendicular to the beam (at most {MAX_TILT_DEG:g}° is supported for a "
-                                   "detector of several panels)", frame)
     weights = np.array([item.n_pixels for item in placed], dtype=float)
-    distance = float(weights @ np.array([item.corners.mean(axis=0) @ beam for item in placed]) / weights.sum())
-    corner_distances = np.concatenate([item.corners @ beam for item in placed])
-    if distance <= 0 or corner_distances.min() <= 0:
+    plane = _virtual_plane(placed, beam, weights)
+    for item in placed:
+        off_plane = math.degrees(math.acos(min(1.0, float(item.normal @ plane))))
+        if off_plane > MAX_TILT_DEG:
+            against = "perpendicular to the beam" if plane is beam else "the other panels' plane"
+            raise ImageError(path, f"unsupported geometry: panel {item.geometry.name} is tilted {off_plane:.1f}° "
+                                   f"from {against} (at most {MAX_TILT_DEG:g}° is supported for a detector of "
+                                   "several panels)", frame)
+    distance = float(weights @ np.array([item.corners.mean(axis=0) @ plane for item in placed]) / weights.sum())
+    corner_distances = np.concatenate([item.corners @ plane for item in placed])
+    if distance <= 0 or corner_distances.min() <= 0 or float(plane @ beam) <= 0:
         raise ImageError(path, "unsupported geometry: the detector is not downstream of the sample", frame)
     if float(np.max(np.abs(corner_distances - distance))) > MAX_DISTANCE_SPREAD * distance:
-        raise ImageError(path, f"unsupported geometry: panel distances along the beam range from "
+        along = "along the beam" if plane is beam else "from the sample to the detector's plane"
+        raise ImageError(path, f"unsupported geometry: panel distances {along} range from "
                                f"{corner_distances.min():.1f} to {corner_distances.max():.1f} mm, more than "
                                f"{100 * MAX_DISTANCE_SPREAD:g}% from a flat detector", frame)
-    return _resampled(path, placed, beam, distance, shapes, frame)
+    return _resampled(path, placed, beam, plane, distance, shapes, frame)
+
+
+def _virtual_plane(placed: List[_Placed], beam: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Unit normal of the virtual image's plane: the beam when every panel faces it (within
+    :data:`MAX_TILT_DEG`); else (a detector swung on a 2θ arm) the mean normal of the largest group,
+    in pixels, of panels within :data:`MAX_TILT_DEG` of one another, so that a panel off that plane
+    is the one named."""
+    if all(item.tilt_deg <= MAX_TILT_DEG for item in placed):
+        return beam
+    normals = np.array([item.normal for item in placed])
+    close = normals @ normals.T >= math.cos(math.radians(MAX_TILT_DEG))
+    group = close[int(np.argmax(close.astype(float) @ weights))]
+    mean_normal = weights[group] @ normals[group]
+    plane = mean_normal / np.linalg.norm(mean_normal)
+    return beam if float(plane @ beam) >= math.cos(math.radians(FLAT_TILT_DEG)) else plane
 
 
 def _as_it_is(path, single: _Placed, beam: np.ndarray, shapes, frame) -> Layout:
@@ -233,18 +254,20 @@ def _turning(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     return np.identity(3) + cross + cross @ cross / (1.0 + cosine)
 
 
-def _in_plane(vector: np.ndarray, beam: np.ndarray) -> np.ndarray:
-    projected = vector - (vector @ beam) * beam
+def _in_plane(vector: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """``vector`` projected into the plane of unit normal ``normal``, made unit."""
+    projected = vector - (vector @ normal) * normal
     return projected / max(float(np.linalg.norm(projected)), 1e-12)
 
 
-def _virtual_axes(placed: List[_Placed], beam: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Fast and slow axes of the virtual image: the mean orientation of the group of panels
-    (axes within 10° of each other) that holds the most pixels (ties: slow axis most downwards)."""
+def _virtual_axes(placed: List[_Placed], plane: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Fast and slow axes of the virtual image (in the plane of unit normal ``plane``): the mean
+    orientation of the group of panels (axes within 10° of each other) that holds the most pixels
+    (ties: slow axis most downwards)."""
     close = math.cos(math.radians(10.0))
     groups: List[list] = []  # [fast, slow, weighted fast sum, weighted slow sum, pixels]
     for item in placed:
-        fast, slow = _in_plane(item.fast, beam), _in_plane(item.slow, beam)
+        fast, slow = _in_plane(item.fast, plane), _in_plane(item.slow, plane)
         for group in groups:
             if fast @ group[0] > close and slow @ group[1] > close:
                 group[2] = group[2] + item.n_pixels * fast
@@ -254,18 +277,21 @@ def _virtual_axes(placed: List[_Placed], beam: np.ndarray) -> Tuple[np.ndarray, 
         else:
             groups.append([fast, slow, item.n_pixels * fast, item.n_pixels * slow, item.n_pixels])
     best = max(groups, key=lambda group: (group[4], round(-float(group[1][1]), 6), round(float(group[0][0]), 6)))
-    fast = _in_plane(best[2], beam)
-    slow = _in_plane(best[3] - (best[3] @ fast) * fast, beam)
+    fast = _in_plane(best[2], plane)
+    slow = _in_plane(best[3] - (best[3] @ fast) * fast, plane)
     return fast, slow
 
 
-def _resampled(path, placed: List[_Placed], beam: np.ndarray, distance: float, shapes, frame) -> Layout:
-    fast_axis, slow_axis = _virtual_axes(placed, beam)
+def _resampled(path, placed: List[_Placed], beam: np.ndarray, plane: np.ndarray, distance: float, shapes,
+               frame) -> Layout:
+    """Panels projected from the sample onto the virtual plane of unit normal ``plane``, ``distance``
+    mm from the sample (normal to the beam, or a swung detector's mean plane)."""
+    fast_axis, slow_axis = _virtual_axes(placed, plane)
     step = min(min(item.pixel_fast, item.pixel_slow) for item in placed)
-    centre = distance * beam
+    centre = distance * plane  # the foot of the perpendicular from the sample
     extents = []
     for item in placed:
-        projected = item.corners * (distance / (item.corners @ beam))[:, None] - centre
+        projected = item.corners * (distance / (item.corners @ plane))[:, None] - centre
         extents.append((projected @ fast_axis, projected @ slow_axis))
     u0 = min(float(u.min()) for u, _ in extents)
     v0 = min(float(v.min()) for _, v in extents)
@@ -290,7 +316,13 @@ def _resampled(path, placed: List[_Placed], beam: np.ndarray, distance: float, s
         _map_panel(coefficients, origin_terms, item.pixel_fast, item.pixel_slow, n_slow, n_fast, offset,
                    u0, v0, step, j0, j1, i0, i1, source)
         offset += item.n_pixels
-    return Layout((height, width), distance, (-u0 / step, -v0 / step), step, source, shapes)
+    hit = beam * (distance / float(beam @ plane)) - centre  # where the beam meets the plane
+    beam_centre = ((float(hit @ fast_axis) - u0) / step, (float(hit @ slow_axis) - v0) / step)
+    if plane is beam:
+        return Layout((height, width), distance, beam_centre, step, source, shapes)
+    to_lab = _turning(beam, BEAM_DIRECTION)
+    return Layout((height, width), distance, beam_centre, step, source, shapes,
+                  tuple(float(v) for v in to_lab @ fast_axis), tuple(float(v) for v in to_lab @ slow_axis))
 
 
 @numba.njit(cache=True, nogil=True)
