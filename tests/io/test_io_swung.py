@@ -236,3 +236,12 @@ def test_cif_tables_read_loops_single_items_text_fields_and_broken_rows():
                               {"id": "Z", "type": "translation", "vector[1]": None, "vector[2]": None}]
     assert tables["other"] == [{"x": "1"}, {"x": "2"}] and "not" not in tables
     assert tables["array_data"][0]["header_contents"] != "_diffrn.id"
+
+
+def test_a_detector_2theta_beyond_the_model_is_one_clear_error(tmp_path):
+    """A header swinging the detector to 85° (the beam grazing its plane) is refused in one line
+    naming the file, not a traceback (found by fuzzing the readers)."""
+    geometry = Geometry(distance=120.0, wavelength=1.0, pixel_size=0.172, beam_centre=(300.0, 250.0), shape=(500, 600))
+    write_cbf(tmp_path / "arm.cbf", np.zeros((500, 600), np.int32), geometry, extra_header="# Detector_2theta 85.0 deg.")
+    with pytest.raises(ImageError, match=r"arm\.cbf: detector orientation: the detector plane is tilted 85\.0°"):
+        open_image(tmp_path / "arm.cbf")

@@ -22,7 +22,7 @@ import numpy as np
 from . import detectors
 from .assemble import make_layout
 from .base import Reader, check_shape, image_number, load_bytes, make_geometry
-from .errors import ImageError
+from .errors import GeometryError, ImageError
 from .frame import Frame, invalid_mask
 from .geometry import FACING_TILT_DEG, Geometry, GeometryOverride, two_theta_axes
 from .imgcif import header_panel
@@ -232,6 +232,13 @@ def _detector_orientation(path: str, header: str, values: dict, shape) -> dict:
     and ``Beam_xy``, and used when they swing the detector), else from ``Detector_2theta`` in dxtbx's convention (:func:`two_theta_axes`;
     ``Beam_xy`` is then the foot of the perpendicular from the sample); {} for a detector facing the
     beam."""
+    try:
+        return _orientation_fields(path, header, values, shape)
+    except GeometryError as exc:  # the header's numbers give no detector the model holds
+        raise ImageError(path, f"detector orientation: {exc}") from None
+
+
+def _orientation_fields(path: str, header: str, values: dict, shape) -> dict:
     two_theta = values.get("two_theta", 0.0)
     found = header_panel(path, header, shape) if "_axis." in header else None
     if found is None:
