@@ -40,14 +40,49 @@ def cached_shard_features(folder: str) -> FeatureSet:
 
 
 def with_confounds(data: FeatureSet, folder: str) -> FeatureSet:
-    columns = {name: [] for name in CONFOUNDS}
+    columns = {name: [] for name in CONFOUNDS + ("quadrant_extent",)}
     for path in find_shards([folder]):
         with h5py.File(path, "r") as handle:
             for name in CONFOUNDS:
                 if name in handle["labels"]:  # recipes before v6 had no rotation frames or ice
                     columns[name].append(handle["labels"][name][()])
+            columns["quadrant_extent"].append(quadrant_extents(handle["labels"]))
     data.labels.update({name: np.concatenate(parts).astype(float) for name, parts in columns.items() if parts})
     return data
+
+
+def quadrant_extents(labels) -> np.ndarray:
+    """Per image of a shard: the image data its training quadrant holds, the lesser of its two
+    extents in downsampled pixels (what a model card's ``min_quadrant_extent`` bounds)."""
+    from xrais.conditioning import quadrant_extent
+    from xrais.io import Geometry, detectors
+
+    extents = []
+    for k in range(len(labels["index"])):
+        name = labels["detector"][k]
+        model = detectors.get(name.decode() if isinstance(name, bytes) else str(name))
+        geometry = Geometry(distance=labels["distance"][k], wavelength=labels["wavelength"][k],
+                            pixel_size=labels["pixel_size"][k], shape=model.shape, detector=model.name,
+                            beam_centre=(labels["beam_centre_fast"][k], labels["beam_centre_slow"][k]))
+        extents.append(min(quadrant_extent(geometry, int(labels["quadrant"][k]))))
+    return np.array(extents, dtype=float)
+
+
+def extent_table(prediction, data: FeatureSet, edges=(0, 60, 95, 130, 170, 1e9)) -> list:
+    """Scores per quadrant extent (downsampled pixels of image data, the lesser way), beside what
+    answering every image with the bin's median label scores and the rank correlation with the
+    labels: how small a quadrant the model still reads (the evidence for ``min_quadrant_extent``)."""
+    from xrais.training.metrics import spearman
+
+    extent = data.labels["quadrant_extent"]
+    rows = []
+    for row in breakdown(prediction, data, extent, list(edges)):
+        inside = (extent >= row["low"]) & (extent < row["high"])
+        target = data.target[inside]
+        row["constant_median_accuracy"] = float(np.mean(np.abs(target - np.median(target)) < 0.07))
+        row["spearman"] = float(spearman(np.asarray(prediction[0])[inside], target)) if inside.sum() > 2 else float("nan")
+        rows.append(row)
+    return rows
 
 
 def tables(network, data: FeatureSet) -> dict:
@@ -71,6 +106,8 @@ def tables(network, data: FeatureSet) -> dict:
     if "ice_um" in labels:  # none, smooth, spotty
         kind = np.where(labels["ice_um"] <= 0, 0, np.where(labels["ice_spots_per_ring"] > 0, 2, 1))
         out["by_ice_none_smooth_spotty"] = breakdown(prediction, data, kind, [-0.5, 0.5, 1.5, 2.5])
+    if "quadrant_extent" in labels:
+        out["by_quadrant_extent"] = extent_table(prediction, data)
     if "peak_target" in labels:
         out["by_peak_target"] = breakdown(prediction, data, labels["peak_target"], [0.0, 2500.0, 1e9])
     if "ice" in labels and np.any(labels["ice"]):  # nanoBragg rotation frames: without, with ice

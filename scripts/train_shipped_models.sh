@@ -57,6 +57,8 @@ resolution_v6() {
   xrais.simulate recipe=resolution n_images=600 seed=1 nproc=$NPROC output.directory=data/resolution_v6_test \
     output.compression=lz4 output.log=data/simulate_resolution_v6_test.log
   small_detectors data/resolution_v6_small_test 6 150 150 150
+  xrais.simulate recipe=resolution n_images=200 seed=21 nproc=$NPROC detector="PILATUS 100K" \
+    output.directory=data/resolution_v6_small_test/p100k output.compression=lz4 output.log=data/simulate_small.log
   xrais.simulate recipe=resolution n_images=300 seed=2 nproc=$NPROC detector="Rayonix MX340-HS" \
     output.directory=data/resolution_v6_rayonix output.compression=lz4 output.log=data/simulate_small.log
   xrais.train data/resolution_v6 data/resolution_v6_small/p1m data/resolution_v6_small/p300k data/resolution_v6_small/e1m \
@@ -70,7 +72,8 @@ resolution_v6() {
   python scripts/resolution_profile_study.py --score resolution --score runs/resolution_v6/export/resolution.json \
     --score runs/resolution_v6b/export/resolution.json --test v6_test=data/resolution_v6_test \
     --test small_p1m=data/resolution_v6_small_test/p1m --test small_p300k=data/resolution_v6_small_test/p300k \
-    --test small_e1m=data/resolution_v6_small_test/e1m --test rayonix=data/resolution_v6_rayonix \
+    --test small_e1m=data/resolution_v6_small_test/e1m --test small_p100k=data/resolution_v6_small_test/p100k \
+    --test rayonix=data/resolution_v6_rayonix \
     --features nanobragg=data/study/nanobragg_res_pooled.npz --features nanobragg_rotation=data/study/nanobragg_rot_pooled.npz \
     --out docs/resolution_v6_candidates
   python scripts/resolution_ice_twins.py resolution runs/resolution_v6/export/resolution.json \

@@ -103,8 +103,9 @@ class _NetworkPredictor(PredictorPlugin):
         not say). On less (a small array, a beam near the edge) a network answers for the zero
         padding: Poisson noise of 100×100 pixels read as d_min 4.7 Å. The ResNet cards say 320 (the
         resolution training set's smallest is a PILATUS 2M quadrant with the beam 12 mm off centre,
-        334); the shell-profile card 170: it reads simulated PILATUS 300K and EIGER 1M quadrants of
-        170 pixels and more as well as the larger detectors' (its card's evidence)."""
+        334); the shell-profile card 60: it reads simulated PILATUS 300K and EIGER 1M quadrants of 170
+        pixels and more, and PILATUS 100K quadrants of 60–170, as well as the larger detectors' (its
+        card's evidence)."""
         return int(self.model.card.get("training", {}).get("min_quadrant_extent", 0))
 
     def analysable(self, geometry, quadrant: int) -> bool:
