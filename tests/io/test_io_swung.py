@@ -245,3 +245,22 @@ def test_a_detector_2theta_beyond_the_model_is_one_clear_error(tmp_path):
     write_cbf(tmp_path / "arm.cbf", np.zeros((500, 600), np.int32), geometry, extra_header="# Detector_2theta 85.0 deg.")
     with pytest.raises(ImageError, match=r"arm\.cbf: detector orientation: the detector plane is tilted 85\.0°"):
         open_image(tmp_path / "arm.cbf")
+
+
+def test_unreadable_imgcif_axes_are_refused_for_a_swung_detector_only(shared_data, tmp_path):
+    """Axis categories that name an axis set no ``_array_structure_list_axis`` row defines: with
+    ``Detector_2theta 30`` the frame is refused (its orientation is unknown); with a header that says
+    the detector faces the beam, the PILATUS lines alone give the geometry."""
+    import gzip
+
+    content = gzip.decompress((shared_data / "reader_cases" / "l-cyst_01_00001.cbf.gz").read_bytes())
+    broken = content.replace(b"ARRAY1 1 1475 1 increasing ELEMENT_X", b"ARRAY1 1 1475 1 increasing NO_SUCH_SET")
+    assert broken != content
+    (tmp_path / "swung.cbf").write_bytes(broken)
+    with pytest.raises(ImageError, match="imgCIF axes of a swung detector cannot be read: panel detector has no single "
+                                         "defined axis"):
+        open_image(tmp_path / "swung.cbf")
+    facing = broken.replace(b"# Detector_2theta 30.0000 deg.", b"# Detector_2theta 0.0000 deg.")
+    (tmp_path / "facing.cbf").write_bytes(facing)
+    geometry = open_image(tmp_path / "facing.cbf").geometry
+    assert geometry.faces_beam and geometry.beam_centre == pytest.approx((730.0, 865.0))

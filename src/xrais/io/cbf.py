@@ -11,6 +11,7 @@ are read by :mod:`xrais.io.imgcif`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import base64
 import math
 import re
@@ -26,6 +27,8 @@ from .errors import GeometryError, ImageError
 from .frame import Frame, invalid_mask
 from .geometry import FACING_TILT_DEG, Geometry, GeometryOverride, two_theta_axes
 from .imgcif import header_panel
+
+log = logging.getLogger(__name__)
 
 BINARY_START = b"\x0c\x1a\x04\xd5"
 _MIME_FIELD = re.compile(rb"^([A-Za-z][A-Za-z0-9-]*):\s*(.*?)\s*$", re.MULTILINE)
@@ -229,9 +232,10 @@ def parse_pilatus_header(header: str) -> dict:
 def _detector_orientation(path: str, header: str, values: dict, shape) -> dict:
     """Geometry fields of the detector's orientation: from the imgCIF axis categories when the header
     carries them after its PILATUS lines (checked against ``Detector_2theta``, ``Detector_distance``
-    and ``Beam_xy``, and used when they swing the detector), else from ``Detector_2theta`` in dxtbx's convention (:func:`two_theta_axes`;
-    ``Beam_xy`` is then the foot of the perpendicular from the sample); {} for a detector facing the
-    beam."""
+    and ``Beam_xy``, and used when they swing the detector), else from ``Detector_2theta`` in dxtbx's
+    convention (:func:`two_theta_axes`; ``Beam_xy`` is then the foot of the perpendicular from the
+    sample); {} for a detector facing the beam. Axis categories that cannot be read are refused for
+    a swung detector and left aside for one the PILATUS lines say faces the beam."""
     try:
         return _orientation_fields(path, header, values, shape)
     except GeometryError as exc:  # the header's numbers give no detector the model holds
@@ -240,22 +244,16 @@ def _detector_orientation(path: str, header: str, values: dict, shape) -> dict:
 
 def _orientation_fields(path: str, header: str, values: dict, shape) -> dict:
     two_theta = values.get("two_theta", 0.0)
-    found = header_panel(path, header, shape) if "_axis." in header else None
-    if found is None:
-        if abs(two_theta) <= FACING_TILT_DEG or None in (values.get("distance"), values.get("pixel_size"),
-                                                          values.get("beam_centre")):
+    facing = abs(two_theta) <= FACING_TILT_DEG
+    axes = _header_axes(path, header, shape, facing) if "_axis." in header else None
+    if axes is None:
+        if facing or None in (values.get("distance"), values.get("pixel_size"), values.get("beam_centre")):
             return {}
         fast, slow = two_theta_axes(two_theta)
-        foot = values["beam_centre"]
-        swung = Geometry.from_perpendicular_foot(foot, distance=values["distance"], wavelength=1.0,
+        swung = Geometry.from_perpendicular_foot(values["beam_centre"], distance=values["distance"], wavelength=1.0,
                                                  pixel_size=values["pixel_size"], shape=shape, fast_axis=fast,
                                                  slow_axis=slow)
         return {"beam_centre": swung.beam_centre, "fast_axis": fast, "slow_axis": slow}
-    panel, beam = found
-    layout = make_layout(path, [panel], beam)
-    axes = Geometry(distance=layout.distance, wavelength=1.0, pixel_size=layout.pixel_size,
-                    beam_centre=layout.beam_centre, shape=shape, fast_axis=layout.fast_axis,
-                    slow_axis=layout.slow_axis)
     disagreements = []
     if abs(axes.tilt_deg - abs(two_theta)) > 0.5:
         disagreements.append(f"2θ {axes.tilt_deg:.2f}° vs Detector_2theta {two_theta:g}°")
@@ -271,6 +269,25 @@ def _orientation_fields(path: str, header: str, values: dict, shape) -> dict:
         return {}
     return {"distance": axes.distance, "beam_centre": axes.beam_centre, "pixel_size": axes.pixel_size,
             "fast_axis": axes.fast_axis, "slow_axis": axes.slow_axis}
+
+
+def _header_axes(path: str, header: str, shape, facing: bool) -> Optional[Geometry]:
+    """The detector the header's imgCIF axes place (wavelength a placeholder), None when it has no
+    ``_axis`` category, or when its axes cannot be read and the PILATUS lines say the detector faces
+    the beam (they then suffice; a swung detector's unreadable axes are refused)."""
+    try:
+        found = header_panel(path, header, shape)
+        if found is None:
+            return None
+        layout = make_layout(path, [found[0]], found[1])
+    except ImageError as exc:
+        if not facing:
+            raise ImageError(path, f"the header's imgCIF axes of a swung detector cannot be read: {exc.problem}") from None
+        log.debug("%s: imgCIF axes left aside (%s); the PILATUS lines give the geometry", path, exc.problem)
+        return None
+    return Geometry(distance=layout.distance, wavelength=1.0, pixel_size=layout.pixel_size,
+                    beam_centre=layout.beam_centre, shape=shape, fast_axis=layout.fast_axis,
+                    slow_axis=layout.slow_axis)
 
 
 def is_pilatus_header(header: str) -> bool:
