@@ -206,7 +206,9 @@ class ResolutionPredictor(_NetworkPredictor):
 
     def _whole_result(self, item: PredictionInput) -> dict:
         """A detector that does not face the beam: the profile of the whole conditioned frame
-        (``item.quadrants[0]``), its pixels' 1/d from the geometry; no per-quadrant values."""
+        (``item.quadrants[0]``), its pixels' 1/d from the geometry; no per-quadrant values. Reported
+        undetermined whatever its σ: no swung frame of known resolution has yet shown the model right
+        on them (its card), so the number is given as a hint, not as a determined answer."""
         from ..conditioning import whole_inverse_d
 
         whole = item.quadrants[0]
@@ -214,7 +216,7 @@ class ResolutionPredictor(_NetworkPredictor):
         if bragg_pixel_count(whole) < MIN_BRAGG_PIXELS:
             return _resolution_result(values, 0.0, None, self.undetermined_sigma)
         mean, sigma = self.model.predict_whole(whole, whole_inverse_d(item.geometry), item.geometry)
-        return _resolution_result(values, max(0.0, mean), sigma, self.undetermined_sigma)
+        return _resolution_result(values, max(0.0, mean), sigma, 0.0)
 
 
 def _spotless(quadrants: np.ndarray) -> np.ndarray:
