@@ -15,26 +15,16 @@ shipped models: ≤ 50 ms per quadrant on one core.
 """
 import argparse
 import os
-import time
 
 import torch
 
 from xrais.models import Architecture, XraisModel, XraisNet, cpu_seconds_per_quadrant, load, parameter_count
 
+from timing import best_seconds
+
 TARGET_MS = 50.0
 DEFAULT_ARCHS = "18:1,18:0.5,18:0.25,34:1,34:0.5,34:0.25,50:1,50:0.5,50:0.25"
 GEOMETRY = {"wavelength": 0.9795, "distance": 250.0, "pixel_size": 0.172, "downsample": 2}
-
-
-def best_seconds(function, repeat: int) -> float:
-    """Fastest of ``repeat`` timed calls after a warm-up (the least disturbed by other processes)."""
-    function()  # warm-up (oneDNN primitive creation, cuDNN autotuning)
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def cpu_inference(architecture: Architecture, threads: int, batch: int, repeat: int) -> float:
@@ -57,7 +47,7 @@ def cpu_training_step(architecture: Architecture, threads: int, batch: int, repe
         torch.nn.functional.l1_loss(network(images, geometry), target).backward()
         optimizer.step()
 
-    return best_seconds(step, repeat) / batch
+    return best_seconds(step, repeat)[0] / batch
 
 
 def gpu_throughput(architecture: Architecture, precision: str, batch: int, repeat: int) -> float:
@@ -69,7 +59,7 @@ def gpu_throughput(architecture: Architecture, precision: str, batch: int, repea
         model.predict(quadrants, GEOMETRY)
         torch.cuda.synchronize()
 
-    return batch / best_seconds(run, repeat)
+    return batch / best_seconds(run, repeat)[0]
 
 
 def main():

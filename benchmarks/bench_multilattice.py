@@ -19,9 +19,10 @@ import argparse
 import glob
 import subprocess
 import sys
-import time
 
 import numpy as np
+
+from timing import best_seconds
 
 TARGET_MS = 150.0
 CACHE = os.path.join("cache", "bench_multilattice")
@@ -38,17 +39,6 @@ def simulated_images(n: int) -> list:
                         f"output.directory={folder}"], check=True)
         paths = sorted(glob.glob(os.path.join(folder, "raw", "*.cbf")))
     return paths[:n]
-
-
-def best_seconds(function, repeat: int):
-    """(fastest time of ``repeat`` calls after a warm-up, the last call's result)."""
-    result = function()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - started)
-    return min(times), result
 
 
 def main():

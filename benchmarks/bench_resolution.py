@@ -18,9 +18,10 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # one core, before numba loads
 
 import argparse
 import glob
-import time
 
 import numpy as np
+
+from timing import best_seconds
 
 TARGET_MS = 20.0
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
@@ -36,17 +37,6 @@ def measured_images() -> list:
         found = sorted(glob.glob(os.path.join(SHARED, pattern)))
         paths += found[:15]
     return paths
-
-
-def best_seconds(function, repeat: int):
-    """(fastest time of ``repeat`` calls after a warm-up, the last call's result)."""
-    result = function()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - started)
-    return min(times), result
 
 
 def main():
