@@ -13,7 +13,7 @@ The virtual image is oriented like the group of panels (axes within 10°) that h
 pixels: for JUNGFRAU or EIGER modules, like every module; among equal groups (CS-PAD's four
 quadrants), the one whose slow axis points most downwards (−y: y is up in both the imgCIF and the
 NeXus lab frames), so the result does not depend on the panel order. A single panel with square
-pixels is used as it is, without resampling: facing the beam (within :data:`FLAT_TILT_DEG`) as a
+pixels is used as it is, without resampling: facing the beam (within :data:`FACING_TILT_DEG`) as a
 detector facing it, tilted (a detector on a 2θ arm) with its axes turned into xrais's lab frame
 (:class:`~xrais.io.geometry.Geometry` holds any orientation). Several panels of a detector swung on a
 2θ arm are projected onto their common plane instead (:func:`_virtual_plane`), the image then
@@ -37,16 +37,13 @@ import numpy as np
 from .base import check_shape, make_geometry
 from .errors import ImageError
 from .frame import Frame
-from .geometry import BEAM_DIRECTION, FAST_AXIS, SLOW_AXIS, GeometryOverride
+from .geometry import BEAM_DIRECTION, FACING_TILT_DEG, FAST_AXIS, MAX_SKEW_DEG, SLOW_AXIS, GeometryOverride
 
-#: Largest angle (degrees) between a panel normal and the beam that is still accepted.
+#: Largest angle (degrees) between a panel normal and the plane of the virtual image (normal to
+#: the beam, or a swung detector's common plane) for a detector of several panels.
 MAX_TILT_DEG = 5.0
 #: Largest relative difference between a panel corner's along-beam distance and the mean distance.
 MAX_DISTANCE_SPREAD = 0.05
-#: A single panel tilted less than this (degrees) is used without resampling.
-FLAT_TILT_DEG = 0.1
-#: Largest deviation (degrees) of a panel's fast and slow axes from a right angle.
-MAX_SKEW_DEG = 0.5
 #: Farthest a panel may be from the sample (mm): beyond, its position is corrupt.
 MAX_POSITION_MM = 1e5
 
@@ -223,7 +220,7 @@ def _virtual_plane(placed: List[_Placed], beam: np.ndarray, weights: np.ndarray)
     group = close[int(np.argmax(close.astype(float) @ weights))]
     mean_normal = weights[group] @ normals[group]
     plane = mean_normal / np.linalg.norm(mean_normal)
-    return beam if float(plane @ beam) >= math.cos(math.radians(FLAT_TILT_DEG)) else plane
+    return beam if float(plane @ beam) >= math.cos(math.radians(FACING_TILT_DEG)) else plane
 
 
 def _as_it_is(path, single: _Placed, beam: np.ndarray, shapes, frame) -> Layout:
@@ -234,7 +231,7 @@ def _as_it_is(path, single: _Placed, beam: np.ndarray, shapes, frame) -> Layout:
         raise ImageError(path, "unsupported geometry: the detector is not downstream of the sample", frame)
     offset = beam * (perpendicular / float(beam @ single.normal)) - single.origin
     beam_centre = (float(offset @ single.fast) / single.pixel_fast, float(offset @ single.slow) / single.pixel_slow)
-    if single.tilt_deg <= FLAT_TILT_DEG:  # facing the beam: the in-plane orientation changes no result
+    if single.tilt_deg <= FACING_TILT_DEG:  # facing the beam: the in-plane orientation changes no result
         return Layout(shapes[0], perpendicular, beam_centre, single.pixel_fast, None, shapes)
     to_lab = _turning(beam, BEAM_DIRECTION)
     return Layout(shapes[0], perpendicular, beam_centre, single.pixel_fast, None, shapes,

@@ -38,12 +38,12 @@ BEAM_DIRECTION = np.array([0.0, 0.0, -1.0])
 #: Default detector axes: facing the beam, fast to the right (+x), slow downwards (−y).
 FAST_AXIS, SLOW_AXIS = (1.0, 0.0, 0.0), (0.0, -1.0, 0.0)
 #: Angle (degrees) between the detector normal and the beam below which the detector faces the beam
-#: (radial helpers and beam-centred quadrants hold).
+#: (radial helpers and beam-centred quadrants hold; a single panel is then read without its axes).
 FACING_TILT_DEG = 0.1
 #: Largest tilt (degrees) of the detector plane against the beam: beyond, the beam meets the plane
 #: at a grazing angle or not at all.
 MAX_TILT_DEG = 75.0
-#: Largest deviation (degrees) of the fast and slow axes from a right angle.
+#: Largest deviation (degrees) of the fast and slow axes (of the image, or of a panel) from a right angle.
 MAX_SKEW_DEG = 0.5
 
 
