@@ -151,3 +151,21 @@ def test_quadrant_region_matches_condition():
     (rows, lead_s), (cols, lead_f) = region.spans(geometry.shape)
     assert (rows.start, rows.stop, lead_s) == (283, 1307, 0)
     assert (cols.start, cols.stop, lead_f) == (238, 1262, 0)
+
+
+def test_a_swung_detector_has_no_quadrants_but_a_whole_frame():
+    """A detector on a 2θ arm: ``condition`` refuses it in one line (its beam centre is no centre
+    of rings); ``condition_whole`` pools it from pixel (0, 0), as a quadrant is pooled."""
+    from xrais.conditioning import condition_whole
+    from xrais.io.errors import UnsupportedGeometryError
+    from xrais.io.geometry import two_theta_axes
+
+    fast_axis, slow_axis = two_theta_axes(20.0)
+    swung = Geometry.from_perpendicular_foot((100.0, 60.0), distance=150.0, wavelength=1.0, pixel_size=0.172,
+                                             shape=(120, 200), downsample=2, fast_axis=fast_axis, slow_axis=slow_axis)
+    pixels = np.arange(120 * 200, dtype=np.int32).reshape(120, 200) % 400
+    with pytest.raises(UnsupportedGeometryError, match="tilted 20.0° to the beam .* no beam-centred quadrants"):
+        condition(pixels, None, swung)
+    whole = condition_whole(pixels, None, swung)
+    expected = np.floor(np.sqrt(pixels.reshape(60, 2, 100, 2).max(axis=(1, 3))))
+    np.testing.assert_array_equal(whole, expected)

@@ -235,7 +235,7 @@ def _require_quadrants(geometry: Geometry) -> None:
     if not geometry.faces_beam:
         raise UnsupportedGeometryError(
             f"the detector is tilted {geometry.tilt_deg:.1f}° to the beam (a 2θ arm): it has no beam-centred quadrants "
-            "(condition_whole conditions the whole frame)")
+            "to condition (xrais.conditioning.condition_whole conditions its whole frame)")
 
 
 def condition_whole(pixels, mask, geometry: Geometry, factor: Optional[int] = None) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import conditioning
 from ..io import FrameError, open_images
+from ..io.errors import UnsupportedGeometryError
 from ..plots import save_quadrants_png
 from .common import GEOMETRY_PARAMS, geometry_override
 from .params import Param, ParameterError
@@ -33,12 +34,12 @@ def run_condition(params, inputs) -> int:
             report_failed_image(frame.label, frame.message)
             failed += 1
             continue
-        if not frame.geometry.faces_beam:
-            report_failed_image(frame.label, f"detector tilted {frame.geometry.tilt_deg:.1f}° to the beam (a 2θ arm): "
-                                             "it has no beam-centred quadrants to condition")
+        try:
+            quads = conditioning.condition(frame.pixels, frame.mask, frame.geometry, quadrants=quadrants)
+        except UnsupportedGeometryError as exc:  # a swung detector: no beam-centred quadrants
+            report_failed_image(frame.label, str(exc))
             failed += 1
             continue
-        quads = conditioning.condition(frame.pixels, frame.mask, frame.geometry, quadrants=quadrants)
         stem = os.path.basename(frame.source).split(".")[0] + (f"_{frame.index:06d}" if frame.metadata.get("multi_frame") else "")
         png = os.path.join(params.output.directory, stem + ".png")
         g = frame.geometry

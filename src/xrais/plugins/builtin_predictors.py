@@ -203,7 +203,6 @@ class ResolutionPredictor(_NetworkPredictor):
         mean, sigma = pooled
         return _resolution_result(values, max(0.0, float(mean[0])), float(sigma[0]), self.undetermined_sigma)
 
-
     def _whole_result(self, item: PredictionInput) -> dict:
         """A detector that does not face the beam: the profile of the whole conditioned frame
         (``item.quadrants[0]``), its pixels' 1/d from the geometry; no per-quadrant values. Reported
