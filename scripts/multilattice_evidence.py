@@ -5,7 +5,9 @@ written to one ``.npz`` (features, feature_names, is_multi, n_lattices, split_de
     python scripts/multilattice_evidence.py OUT.npz --spots data/ml_spots/train_s2.npz [--nproc 2]
     python scripts/multilattice_evidence.py OUT.npz --labels ../shared/data/nanobragg_validation/ml/labels.json
 
-``--spots``: simulated spot sets (``scripts/multilattice_spots.py``), blanks left out; ``--labels``:
+``--spots``: simulated spot sets (``scripts/multilattice_spots.py``), blanks left out, with
+``--centroid-scatter LOW HIGH`` their centroids scattered as measured spots' are
+(:func:`xrais.training.evidence.scatter_centroids`); ``--labels``:
 image files with a labels.json in the nanoBragg validation form (is_multi, n_lattices, sigma_deg,
 misorientation_measured_deg).
 """
@@ -32,19 +34,32 @@ def evidence(job):
     return [features[name] for name in FEATURE_NAMES], result.n_spots
 
 
-def simulated_jobs(path):
+def simulated_jobs(path, centroid_scatter_px=None):
+    """Jobs and labels of a simulated spots file; ``centroid_scatter_px`` (low, high): each image's
+    spot centroids moved by σ pixels, log-uniform between them
+    (:func:`xrais.training.evidence.scatter_centroids`), drawn from the image's seed and index."""
+    from xrais.training.evidence import scatter_centroids
+
     data = np.load(path)
     offsets, keep_image = data["offsets"], data["label_n_lattices"] > 0
-    jobs = []
+    jobs, sigma_px = [], []
     for i in np.flatnonzero(keep_image):
         part = slice(offsets[i], offsets[i + 1])
-        header_distance = data["label_distance"][i] + data["label_header_distance_error_mm"][i]
-        jobs.append((data["vectors"][part], data["intensity"][part], data["ice"][part],
-                     (float(header_distance), float(data["label_wavelength"][i]))))
+        header_distance = float(data["label_distance"][i] + data["label_header_distance_error_mm"][i])
+        wavelength = float(data["label_wavelength"][i])
+        vectors = data["vectors"][part]
+        if centroid_scatter_px is not None:
+            rng = np.random.default_rng([int(data["label_seed"][i]), int(data["label_index"][i]), 29])
+            sigma_px.append(float(np.exp(rng.uniform(*np.log(centroid_scatter_px)))))
+            vectors = scatter_centroids(vectors, header_distance, wavelength,
+                                        sigma_px[-1] * float(data["label_pixel_size"][i]), rng)
+        jobs.append((vectors, data["intensity"][part], data["ice"][part], (header_distance, wavelength)))
     labels = dict(is_multi=data["label_n_lattices"][keep_image] > 1, n_lattices=data["label_n_lattices"][keep_image],
                   split_deg=data["label_lattice_split_deg"][keep_image], detector=data["label_detector"][keep_image],
                   # photons × crystal volume (µm³): the overall scale, which the label must not follow
                   bragg_scale=data["label_photons"][keep_image] * data["label_crystal_size_um"][keep_image] ** 3)
+    if centroid_scatter_px is not None:
+        labels["centroid_scatter_px"] = np.array(sigma_px)
     return jobs, labels
 
 
@@ -74,10 +89,16 @@ def main():
     parser.add_argument("output")
     parser.add_argument("--spots")
     parser.add_argument("--labels")
+    parser.add_argument("--centroid-scatter", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="with --spots: move each image's spot centroids by σ pixels, log-uniform between LOW "
+                             "and HIGH (xrais.training.evidence.CENTROID_SCATTER_PX for the shipped model)")
     parser.add_argument("--nproc", type=int, default=2)
     args = parser.parse_args()
+    if args.centroid_scatter and not args.spots:
+        parser.error("--centroid-scatter applies to simulated spots (--spots)")
     started = time.time()
-    jobs, labels = simulated_jobs(args.spots) if args.spots else labelled_image_jobs(args.labels)
+    jobs, labels = (simulated_jobs(args.spots, args.centroid_scatter) if args.spots
+                    else labelled_image_jobs(args.labels))
     with multiprocessing.get_context("spawn").Pool(args.nproc) as workers:
         rows = workers.map(evidence, jobs, chunksize=4)
     np.savez(args.output, features=np.array([r[0] for r in rows]), n_spots=np.array([r[1] for r in rows]),

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from xrais.sim.recipes import RECIPE_VERSIONS
-from xrais.training.evidence import TARGETS, fit_evidence_net, targets_missed
+from xrais.training.evidence import CENTROID_SCATTER_PX, TARGETS, fit_evidence_net, targets_missed
 from xrais.training.metrics import roc_auc
 
 SPLIT_RANGES = ((0.3, 1.0), (1.0, 3.0), (3.0, 180.0))
@@ -289,7 +289,9 @@ def main():
         path = export(network, args.export, {
             "description": "xrais lattice-evidence multi-lattice classifier: how well one lattice indexes a frame's spots",
             "recipe": (f"multilattice v{RECIPE_VERSIONS['multilattice']} (simulated quadrants, stills and rotation "
-                       f"frames: {', '.join(args.train)})"),
+                       f"frames: {', '.join(args.train)})" + ("; spot centroids scattered by σ log-uniform "
+                       "{:g}–{:g} px per image (xrais.training.evidence.scatter_centroids)".format(*CENTROID_SCATTER_PX)
+                       if scatter_option(parts[0]) else "")),
             "training_images": int(len(train["is_multi"])),
             "held_out": final["held-out"], "nanobragg_validation": final.get("nanobragg"),
             "nanobragg_rotation": final.get("rotation"), "measured": final.get("measured"),
@@ -313,9 +315,9 @@ def main():
                 *[f"python scripts/multilattice_spots.py {spots} --seed {seed} --n {spot_images(spots)}"
                   for spots, seed in zip(args.train_spots, args.train_seeds)],
                 f"python scripts/multilattice_spots.py {args.test_spots} --seed 1 --n {spot_images(args.test_spots)}",
-                *[f"python scripts/multilattice_evidence.py {features} --spots {spots}"
-                  for features, spots in zip(args.train, args.train_spots)],
-                f"python scripts/multilattice_evidence.py {args.test} --spots {args.test_spots}",
+                *[f"python scripts/multilattice_evidence.py {features} --spots {spots}{scatter_option(part)}"
+                  for features, spots, part in zip(args.train, args.train_spots, parts)],
+                f"python scripts/multilattice_evidence.py {args.test} --spots {args.test_spots}{scatter_option(test)}",
                 f"python scripts/multilattice_evidence.py {args.nanobragg} "
                 "--labels ../shared/data/nanobragg_validation/ml/labels.json",
                 f"python scripts/multilattice_evidence.py {args.nanobragg_rotation} "
@@ -361,6 +363,17 @@ def measured_words(network, measured) -> str:
                            for name, p, n in zip(measured["name"][grid], scores[grid], lattices[grid]))
     return (f"measured single crystals (p_multilattice): {single_words}. Thaumatin grid frames (one crystal scanned; "
             f"whether parts of it are split is not known; xrais.show_lattices draws each): {grid_words}")
+
+
+def scatter_option(features) -> str:
+    """The ``--centroid-scatter`` option that made a features file (its per-image σ recorded as
+    ``centroid_scatter_px``), or ''."""
+    if "centroid_scatter_px" not in features:
+        return ""
+    low, high = CENTROID_SCATTER_PX
+    if not (low <= features["centroid_scatter_px"].min() and features["centroid_scatter_px"].max() <= high):
+        raise SystemExit(f"centroid scatter outside {CENTROID_SCATTER_PX} px: not the recipe's; say which in the card")
+    return f" --centroid-scatter {low:g} {high:g}"
 
 
 def spot_images(path: str) -> int:

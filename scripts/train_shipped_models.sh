@@ -88,7 +88,8 @@ resolution_resnet() {
 }
 
 # The lattice-evidence network, shipped as multilattice: spots of simulated quadrants (stills and
-# rotation frames of recipe v5) indexed, their evidence features, the network trained on them, and
+# rotation frames of recipe v5) indexed (their centroids scattered), their evidence features, the
+# network trained on them, and
 # the study (learning curve; held-out, nanoBragg stills and rotation frames, measured frames and
 # semi-real pairs; tables per scale, detector and mosaic spread; the card).
 multilattice() {
@@ -96,8 +97,10 @@ multilattice() {
   python scripts/multilattice_spots.py data/ml_spots/train_s2_v5.npz --seed 2 --n 1600 --nproc $NPROC
   python scripts/multilattice_spots.py data/ml_spots/train_s3_v5.npz --seed 3 --n 1600 --nproc $NPROC
   python scripts/multilattice_spots.py data/ml_spots/test_s1_v5.npz --seed 1 --n 300 --nproc $NPROC
+  # spot centroids scattered as measured spots' are (xrais.training.evidence.CENTROID_SCATTER_PX)
   for part in train_s2 train_s3 test_s1; do
-    python scripts/multilattice_evidence.py data/ml_evidence/${part}_v5.npz --spots data/ml_spots/${part}_v5.npz --nproc $NPROC
+    python scripts/multilattice_evidence.py data/ml_evidence/${part}_v5.npz --spots data/ml_spots/${part}_v5.npz \
+      --centroid-scatter 0.05 1 --nproc $NPROC
   done
   python scripts/multilattice_evidence.py data/ml_evidence/nanobragg_mlg.npz \
     --labels ../shared/data/nanobragg_validation/ml/labels.json --nproc $NPROC

@@ -134,7 +134,7 @@ def test_split_spots_pair_with_opposite_offsets_and_a_distorted_single_does_not(
     mean node in opposite senses, so most spots' nearest neighbour is on the other side of the
     two-sided rotation (split_pairing > 0.6). One crystal seen through a geometry error that turns
     the spots by up to ±0.5° smoothly across the detector (one side one way, the other the other):
-    the two-sided rotation explains half its offsets (a split's: all), but neighbours agree
+    the two-sided rotation explains a third or more of its offsets (a split's: all), but neighbours agree
     (split_pairing < 0.2). Random scatter of one crystal: about half."""
     from xrais.spotfinder import LAB_BEAM, LAB_FAST
 
@@ -154,5 +154,58 @@ def test_split_spots_pair_with_opposite_offsets_and_a_distorted_single_does_not(
         assert result.n_lattices == 1
         pairing[name] = lattice_evidence(result)
     assert pairing["split"]["split_pairing"] > 0.8
-    assert pairing["distorted"]["split_explained"] > 0.4 and pairing["distorted"]["split_pairing"] < 0.2
+    assert pairing["distorted"]["split_explained"] > 0.3 and pairing["distorted"]["split_pairing"] < 0.2
     assert 0.3 < pairing["scattered"]["split_pairing"] < 0.7
+
+
+def _angle_deg(cell, other):
+    """The rotation angle (degrees) between two cells of the same shape (rows, Å)."""
+    rotation = np.linalg.inv(cell) @ other
+    return float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0))))
+
+
+def test_the_tangential_cell_sits_where_the_spots_are_on_the_sphere():
+    """Spots where a still records them (each off its node along the sphere's normal by its
+    excitation error) of nodes all on one side of the sphere, as a wedge or a partial band leaves
+    them: the cell fitted to their whole offsets (as the indexing fits it) is pulled off the true
+    one; the tangential cell is the true cell, from there or from a start turned by 0.5°."""
+    from xrais.lattice.evidence import tangential_cell
+    from xrais.spotfinder import LAB_BEAM
+
+    rng = np.random.default_rng(4)
+    turn = random_rotation(rng)
+    true_cell = CELL @ turn.T
+    nodes = ewald_cap_spots(CELL, turn, d_min=1.8, excitation=0.004)
+    outside = np.linalg.norm(nodes + LAB_BEAM, axis=1) > 1.0  # one side of the sphere only
+    nodes = nodes[outside]
+    s1 = nodes + LAB_BEAM
+    spots = s1 / np.linalg.norm(s1, axis=1, keepdims=True) - LAB_BEAM
+    miller = np.rint(nodes @ true_cell.T).astype(int)
+    whole_fit = np.linalg.inv(np.linalg.lstsq(miller.astype(float), spots, rcond=None)[0]).T
+    assert len(spots) > 50
+    assert np.abs(whole_fit - true_cell).max() > 0.05  # Å: pulled by the one-sided excitation errors
+    for start in (whole_fit, true_cell @ axis_angle_rotation(rng.normal(size=3), np.radians(0.5)).T):
+        assert np.abs(tangential_cell(spots, miller, start) - true_cell).max() < 1e-6
+    # too few spots to fix nine numbers: the cell given is returned
+    assert tangential_cell(spots[:4], miller[:4], whole_fit) is whole_fit
+
+
+def test_a_lattice_turned_as_a_whole_is_not_read_as_a_split(orientations):
+    """One crystal whose indexed cell is turned 0.5° off its spots (every spot off its node the same
+    way): the tangential features measure the spots from the tangential cell, so they read as one
+    crystal, where a 1° split still reads as one."""
+    import dataclasses
+
+    first, turned = orientations
+    rng = np.random.default_rng(2)
+    spots = _spots([first], on_sphere=True)
+    spots += rng.normal(size=spots.shape) * 3e-4 * np.linalg.norm(spots, axis=1, keepdims=True)  # 0.017°
+    result = index_lattices(spots)
+    lattice = result.lattices[0]
+    tilted = dataclasses.replace(lattice, real_vectors=lattice.real_vectors
+                                 @ axis_angle_rotation(np.array([0.3, -1.0, 0.5]), np.radians(0.5)).T)
+    evidence = lattice_evidence(dataclasses.replace(result, lattices=[tilted]))
+    assert evidence["tangential_p90_deg"] < 0.05 and evidence["split_explained"] < 0.5
+    assert evidence["split_separation"] < 4
+    split = lattice_evidence(index_lattices(_spots([first, turned[1.0]], on_sphere=True)))
+    assert split["tangential_p90_deg"] > 0.05

@@ -23,7 +23,8 @@ values for the same crystal):
   one of the same cell; 90° when their cells differ, 0 with one lattice);
 * ``tangential_median_deg``, ``tangential_p90_deg``: over the first lattice's outer half of spots,
   the offset of each spot from its node, r − h·B, less its component along the Ewald sphere's
-  normal at the spot, over |r|, in degrees (median, 90th percentile). A still's spot lies on the
+  normal at the spot, over |r|, in degrees (median, 90th percentile); B the first lattice's cell
+  fitted to those tangential offsets (:func:`tangential_cell`; so are the ``split_…`` features'). A still's spot lies on the
   sphere and its node off it by the excitation error, so one lattice's offsets are along the normal
   (and grow outwards: what ``outer_excess`` cannot tell from a split); a second lattice turned by α
   moves its nodes by ≈ α·|r| in every direction, so the tangential offset over |r| reads α;
@@ -97,6 +98,34 @@ def _tangential_basis(vectors: np.ndarray):
     return usable, normal / np.linalg.norm(normal, axis=1, keepdims=True)
 
 
+def tangential_cell(vectors: np.ndarray, miller: np.ndarray, real_vectors: np.ndarray) -> np.ndarray:
+    """The cell (rows, Å) whose nodes h·B best fit spots r (Å⁻¹) indexed as ``miller`` in the
+    directions along the Ewald sphere: B (rows a*, b*, c*) minimising Σ |Pᵢ(rᵢ − h·B)|² / |rᵢ|², Pᵢ
+    the projector off the sphere's normal at rᵢ (:func:`_tangential_basis`); a linear least-squares
+    problem in B's nine numbers. The indexing fits the cell on the whole offsets, excitation errors
+    along the normal included: a still's or a rotation frame's nodes lie off the sphere by those,
+    unevenly, and that fit turns the cell by up to tenths of a degree about where the spots sit on
+    the sphere (the measured EIGER2 thaumatin frame: 0.6°, every spot on one side). The tangential
+    features measure offsets from this cell, so that a turn of the whole lattice is not read as a
+    split. ``real_vectors`` is returned where fewer than 5 usable spots, or their Miller indices,
+    cannot fix B."""
+    usable, normal = _tangential_basis(vectors)
+    vectors, miller = vectors[usable], np.asarray(miller, float)[usable]
+    if len(vectors) < 5 or np.linalg.matrix_rank(miller) < 3:
+        return real_vectors
+    weight = 1.0 / np.einsum("ij,ij->i", vectors, vectors)  # 1/|r|²
+    projector = np.eye(3)[None] - normal[:, :, None] * normal[:, None, :]
+    # node = Hᵢ x with x = B.ravel() (row-major): node[j] = Σₖ hₖ B[k, j]
+    design = np.einsum("nk,ij->nikj", miller, np.eye(3)).reshape(len(miller), 3, 9)
+    projected = np.einsum("nij,njk->nik", projector, design)
+    normal_matrix = np.einsum("n,nji,njk->ik", weight, design, projected)
+    right = np.einsum("n,nji,nj->i", weight, projected, vectors)
+    if np.linalg.cond(normal_matrix) > 1e12:
+        return real_vectors
+    reciprocal = np.linalg.solve(normal_matrix, right).reshape(3, 3)
+    return np.linalg.inv(reciprocal).T
+
+
 def two_sided_rotation(vectors: np.ndarray, miller: np.ndarray, real_vectors: np.ndarray,
                        iterations: int = 12) -> tuple:
     """(explained share, separation, ω in radians) of the model rᵢ − nodeᵢ ≈ sᵢ·ω × nodeᵢ (sᵢ = ±1),
@@ -163,8 +192,9 @@ def lattice_evidence(result: IndexingResult, settings: IndexingSettings = Indexi
     inner_error = error[~outer].mean() if (~outer).any() else 0.0
     _, counts = np.unique(first.miller[mine], axis=0, return_counts=True)
     angles = [90.0 if math.isnan(angle) else angle for angle in result.misorientation_deg()]
-    tangential = tangential_offsets_deg(vectors[mine][outer], first.miller[mine][outer], first.real_vectors)
-    explained, separation, _, signs, usable = _two_sided(vectors[mine], first.miller[mine], first.real_vectors)
+    cell = tangential_cell(vectors[mine], first.miller[mine], first.real_vectors)
+    tangential = tangential_offsets_deg(vectors[mine][outer], first.miller[mine][outer], cell)
+    explained, separation, _, signs, usable = _two_sided(vectors[mine], first.miller[mine], cell)
     pairing = 0.0 if signs is None else float(np.mean(signs != signs[nearest_neighbours(vectors[mine][usable])]))
     features.update(
         fraction_first=result.fraction_indexed,

@@ -12,6 +12,26 @@ from torch import nn
 from ..models.evidence import EvidenceArchitecture, EvidenceNet
 
 
+#: Centroid scatter of the lattice-evidence training spots (``scripts/multilattice_evidence.py
+#: --centroid-scatter``): σ per image log-uniform between these (detector pixels).
+CENTROID_SCATTER_PX = (0.05, 1.0)
+
+
+def scatter_centroids(vectors: np.ndarray, distance_mm: float, wavelength_a: float, sigma_mm: float,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Scattering vectors (n, 3; Å⁻¹) of spots whose centroids on a flat detector ⊥ the beam at
+    ``distance_mm`` are moved by an isotropic Gaussian of ``sigma_mm`` each: what a measured spot's
+    centroid carries beyond the photon noise a simulated image gives it (charge shared between
+    pixels, the sensor's parallax, the point-spread's tails, pixel response, a spot cut by the
+    threshold). Exact for positions on the detector (mapped as
+    :func:`xrais.spotfinder.vectors_at` maps them)."""
+    from ..lattice.refinement import detector_positions
+    from ..spotfinder import vectors_at
+
+    positions = detector_positions(vectors, distance_mm, wavelength_a)
+    return vectors_at(positions + rng.normal(0.0, sigma_mm, positions.shape), distance_mm, wavelength_a)
+
+
 def fit_evidence_net(features: np.ndarray, labels: np.ndarray,
                      architecture: EvidenceArchitecture = EvidenceArchitecture(), epochs: int = 400,
                      learning_rate: float = 0.02, weight_decay: float = 1e-3, seed: int = 0) -> EvidenceNet:
