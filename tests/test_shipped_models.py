@@ -249,3 +249,16 @@ def test_a_measured_frame_and_its_turned_copy_are_told_apart(shared_data):
     assert single["n_lattices_indexed"] == 1 and double["n_lattices_indexed"] == 2
     assert double["lattice_misorientation_deg"][0] == pytest.approx(5.0, abs=0.1)
     assert double["p_multilattice"] > max(0.5, single["p_multilattice"])
+
+
+def test_measured_single_crystals_of_the_diamond_beamlines_are_called_single(shared_data):
+    """The DLS I03 rotation frame and the weak EIGER2 thaumatin frame, one crystal each (each indexes
+    one lattice of its own cell): called single. Both read multi-lattice (p 0.55 and 0.68) while the
+    tangential features measured the spots from the indexing's cell, which the uneven excitation
+    errors turn (the EIGER2 frame's by 0.64°); from the tangential cell they read p 0.14 and 0.08."""
+    frames = [shared_data / "image_examples" / name for name in
+              ("DLS_I03_smargon_0001.cbf.gz", "dlsnxs2cbf_therm_0001.cbf.gz")]
+    results = Predictor(predictors=("multilattice", "indexing"), device="cpu").predict([str(f) for f in frames])
+    assert all(r["n_lattices_indexed"] == 1 for r in results)
+    assert all(r["multilattice"] is False and r["p_multilattice"] < 0.4 for r in results), \
+        [r["p_multilattice"] for r in results]
