@@ -286,17 +286,19 @@ def candidate_vectors(vectors: np.ndarray, max_cell: float, settings: IndexingSe
     directions = hemisphere_directions(step)
     width = 1.0 / (4.0 * max_cell)  # Å⁻¹ per bin: ≥ 4 bins per period of the longest cell edge
     n_bins = fft_length(int(math.ceil(2.0 * reach / width)) + 1)  # zeros beyond the reach: padding
-    spectra = np.empty((len(directions), n_bins // 2 + 1), np.float32)
+    lengths = np.arange(n_bins // 2 + 1) / (n_bins * width)  # Å: frequency k ↔ |t| = k/(n·width)
+    # the frequencies of lengths min_cell…max_cell, one run of k: only they are kept
+    allowed = np.flatnonzero((lengths >= settings.min_cell) & (lengths <= max_cell))
+    first_k, last_k = (int(allowed[0]), int(allowed[-1]) + 1) if len(allowed) else (0, 1)
+    spectra = np.zeros((len(directions), last_k - first_k), np.float32)
     for start in range(0, len(directions), 1024):
         histograms = _projection_histograms(directions[start:start + 1024], vectors, reach, width, n_bins)
-        spectra[start:start + len(histograms)] = np.abs(np.fft.rfft(histograms, axis=1))
-    lengths = np.arange(spectra.shape[1]) / (n_bins * width)  # Å: frequency k ↔ |t| = k/(n·width)
-    allowed = (lengths >= settings.min_cell) & (lengths <= max_cell)
-    spectra[:, ~allowed] = 0.0
+        if len(allowed):
+            spectra[start:start + len(histograms)] = np.abs(np.fft.rfft(histograms, axis=1)[:, first_k:last_k])
     # A lattice vector's multiples 2t, 3t… make every r·t whole too and peak as high: take the
     # fundamental, the shortest length whose peak is within 80 % of the direction's highest.
     strength = spectra.max(axis=1)
-    best_k = np.argmax(spectra >= 0.8 * strength[:, None], axis=1)
+    best_k = first_k + np.argmax(spectra >= 0.8 * strength[:, None], axis=1)
     near = math.cos(3.0 * step)  # peaks closer in direction than 3 steps are one
     chosen: List[np.ndarray] = []
     visited = np.empty((2 * MAX_PEAKS_PER_CANDIDATE * settings.n_candidates, 3))  # unit vectors of every peak refined
