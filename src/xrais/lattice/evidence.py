@@ -23,11 +23,12 @@ values for the same crystal):
   one of the same cell; 90° when their cells differ, 0 with one lattice);
 * ``tangential_median_deg``, ``tangential_p90_deg``: over the first lattice's outer half of spots,
   the offset of each spot from its node, r − h·B, less its component along the Ewald sphere's
-  normal at the spot, over |r|, in degrees (median, 90th percentile); B the first lattice's cell
-  fitted to those tangential offsets (:func:`tangential_cell`; so are the ``split_…`` features'). A still's spot lies on the
-  sphere and its node off it by the excitation error, so one lattice's offsets are along the normal
-  (and grow outwards: what ``outer_excess`` cannot tell from a split); a second lattice turned by α
-  moves its nodes by ≈ α·|r| in every direction, so the tangential offset over |r| reads α;
+  normal at the spot, over |r|, in degrees (median, 90th percentile), B the first lattice's cell
+  fitted to the tangential offsets (:func:`tangential_cell`; the ``split_…`` features measure from
+  it too). A still's spot lies on the sphere and its node off it by the excitation error, so one
+  lattice's offsets are along the normal (and grow outwards: what ``outer_excess`` cannot tell from
+  a split); a second lattice turned by α moves its nodes by ≈ α·|r| in every direction, so the
+  tangential offset over |r| reads α;
 * ``nn_spread``: the 10th over the 50th percentile of the spots' nearest-neighbour distances, found
   lattice or not (one lattice's spots keep their distance, ≥ its node spacing; a second lattice
   puts spots beside the first's: a low ratio);
