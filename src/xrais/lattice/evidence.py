@@ -99,10 +99,17 @@ def _tangential_basis(vectors: np.ndarray):
     return usable, normal / np.linalg.norm(normal, axis=1, keepdims=True)
 
 
+def _tangential_projectors(vectors: np.ndarray):
+    """(usable spots, (n, 3, 3) projectors I − n̂n̂ᵀ off the Ewald sphere's normal at them:
+    :func:`_tangential_basis`)."""
+    usable, normal = _tangential_basis(vectors)
+    return usable, np.eye(3)[None] - normal[:, :, None] * normal[:, None, :]
+
+
 def tangential_cell(vectors: np.ndarray, miller: np.ndarray, real_vectors: np.ndarray) -> np.ndarray:
     """The cell (rows, Å) whose nodes h·B best fit spots r (Å⁻¹) indexed as ``miller`` in the
     directions along the Ewald sphere: B (rows a*, b*, c*) minimising Σ |Pᵢ(rᵢ − h·B)|² / |rᵢ|², Pᵢ
-    the projector off the sphere's normal at rᵢ (:func:`_tangential_basis`); a linear least-squares
+    the projector off the sphere's normal at rᵢ (:func:`_tangential_projectors`); a linear least-squares
     problem in B's nine numbers. The indexing fits the cell on the whole offsets, excitation errors
     along the normal included: a still's or a rotation frame's nodes lie off the sphere by those,
     unevenly, and that fit turns the cell by up to tenths of a degree about where the spots sit on
@@ -110,12 +117,11 @@ def tangential_cell(vectors: np.ndarray, miller: np.ndarray, real_vectors: np.nd
     features measure offsets from this cell, so that a turn of the whole lattice is not read as a
     split. ``real_vectors`` is returned where fewer than 5 usable spots, or their Miller indices,
     cannot fix B."""
-    usable, normal = _tangential_basis(vectors)
+    usable, projector = _tangential_projectors(vectors)
     vectors, miller = vectors[usable], np.asarray(miller, float)[usable]
     if len(vectors) < 5 or np.linalg.matrix_rank(miller) < 3:
         return real_vectors
     weight = 1.0 / np.einsum("ij,ij->i", vectors, vectors)  # 1/|r|²
-    projector = np.eye(3)[None] - normal[:, :, None] * normal[:, None, :]
     # node = Hᵢ x with x = B.ravel() (row-major): node[j] = Σₖ hₖ B[k, j]
     design = np.einsum("nk,ij->nikj", miller, np.eye(3)).reshape(len(miller), 3, 9)
     projected = np.einsum("nij,njk->nik", projector, design)
@@ -142,12 +148,11 @@ def _two_sided(vectors, miller, real_vectors, iterations: int = 12) -> tuple:
     """:func:`two_sided_rotation`'s (explained, separation, ω) and the signs sᵢ of the spots it
     used (None with fewer than 6) and which those are (boolean over ``vectors``): the signs give
     ``split_pairing``."""
-    usable, normal = _tangential_basis(vectors)
+    usable, projector = _tangential_projectors(vectors)
     vectors, miller = vectors[usable], miller[usable]
     if len(vectors) < 6:
         return 0.0, 0.0, np.zeros(3), None, usable
     nodes = miller @ np.linalg.inv(real_vectors).T
-    projector = np.eye(3)[None] - normal[:, :, None] * normal[:, None, :]
     radius = np.linalg.norm(vectors, axis=1)[:, None]
     offsets = np.einsum("nij,nj->ni", projector, vectors - nodes) / radius
     skew = np.zeros((len(nodes), 3, 3))  # ω × q = −[q]× ω
