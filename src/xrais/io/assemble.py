@@ -233,9 +233,15 @@ def _as_it_is(path, single: _Placed, beam: np.ndarray, shapes, frame) -> Layout:
     beam_centre = (float(offset @ single.fast) / single.pixel_fast, float(offset @ single.slow) / single.pixel_slow)
     if single.tilt_deg <= FACING_TILT_DEG:  # facing the beam: the in-plane orientation changes no result
         return Layout(shapes[0], perpendicular, beam_centre, single.pixel_fast, None, shapes)
-    to_lab = _turning(beam, BEAM_DIRECTION)
     return Layout(shapes[0], perpendicular, beam_centre, single.pixel_fast, None, shapes,
-                  tuple(float(v) for v in to_lab @ single.fast), tuple(float(v) for v in to_lab @ single.slow))
+                  *_lab_axes(beam, single.fast, single.slow))
+
+
+def _lab_axes(beam: np.ndarray, fast: np.ndarray, slow: np.ndarray) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """An image's fast and slow axes turned from the file's lab frame (its beam ``beam``) into
+    xrais's (:mod:`xrais.io.geometry`: beam along −z)."""
+    to_lab = _turning(beam, BEAM_DIRECTION)
+    return tuple(float(v) for v in to_lab @ fast), tuple(float(v) for v in to_lab @ slow)
 
 
 def _turning(start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -317,9 +323,7 @@ def _resampled(path, placed: List[_Placed], beam: np.ndarray, plane: np.ndarray,
     beam_centre = ((float(hit @ fast_axis) - u0) / step, (float(hit @ slow_axis) - v0) / step)
     if plane is beam:
         return Layout((height, width), distance, beam_centre, step, source, shapes)
-    to_lab = _turning(beam, BEAM_DIRECTION)
-    return Layout((height, width), distance, beam_centre, step, source, shapes,
-                  tuple(float(v) for v in to_lab @ fast_axis), tuple(float(v) for v in to_lab @ slow_axis))
+    return Layout((height, width), distance, beam_centre, step, source, shapes, *_lab_axes(beam, fast_axis, slow_axis))
 
 
 @numba.njit(cache=True, nogil=True)
