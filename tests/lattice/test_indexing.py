@@ -186,6 +186,35 @@ def test_lattice_sums_and_neighbour_distances_follow_their_definitions():
     np.testing.assert_allclose(result.nearest, distances.min(axis=1), rtol=1e-12)  # in the input's order
 
 
+def test_grid_lattice_sums_are_the_lattice_sums_of_the_grid_points():
+    from xrais.lattice.indexing import GRID_OFFSETS, grid_lattice_sums, lattice_sum
+
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(0.0, 0.2, (250, 3))
+    centre = np.array([30.0, -55.0, 80.0])
+    steps = rng.normal(0.0, 0.5, (3, 3))
+    grid = np.array([centre + np.array([i, j, k]) @ steps for i in GRID_OFFSETS for j in GRID_OFFSETS
+                     for k in GRID_OFFSETS])
+    sums = grid_lattice_sums(vectors, centre, steps)
+    assert sums.shape == (5, 5, 5)
+    np.testing.assert_allclose(sums.ravel(), lattice_sum(vectors, grid), rtol=1e-9, atol=1e-12)
+
+
+def test_the_basis_search_reach_resolves_the_longest_edge_and_holds_enough_spots():
+    """Spots reaching 0.8 Å⁻¹: for a 250 Å edge Steller's step (0.029 rad) resolves r·t to
+    2/(0.029 × 250) = 0.276 Å⁻¹; fewer spots than MIN_SEARCH_SPOTS within it stretch the reach to
+    the nearest ones; a short edge's reach stops at the farthest spot."""
+    from xrais.lattice.indexing import MIN_SEARCH_SPOTS, search_reach
+
+    settings = IndexingSettings()
+    radii = np.linspace(0.01, 0.8, 1000)
+    assert search_reach(radii, 250.0, settings) == pytest.approx(2.0 / (0.029 * 250.0))
+    assert search_reach(radii, 20.0, settings) == pytest.approx(0.8)
+    sparse = np.concatenate([np.linspace(0.01, 0.2, MIN_SEARCH_SPOTS // 2), np.linspace(0.5, 0.8, 500)])
+    reach = search_reach(sparse, 250.0, settings)
+    assert np.sum(sparse <= reach) == MIN_SEARCH_SPOTS
+
+
 def test_a_cell_longer_than_the_neighbour_estimate_is_found_by_the_wider_search():
     """109 × 109 × 192 Å stills whose cap holds no nodes along the 192 Å edge's reciprocal axis: the
     nearest-neighbour estimate of the longest edge (~142 Å) falls short, the search up to it finds a
