@@ -162,6 +162,35 @@ def measured_rows(scores, data):
     return row
 
 
+def seed_spread(train, seeds, test, nanobragg, measured):
+    """Rows, one per training seed 0…seeds−1 (every training row each time): the held-out AUC, the
+    nanoBragg stills' AUC without σ = 0.1°, and on measured frames each single's p (null where no
+    lattice indexes) and the semi-real AUC and share called: how far the figures move with the
+    network's initialisation and batch order alone."""
+    rows = []
+    print(f"\nseed spread (every training row, seeds 0–{seeds - 1}):")
+    for seed in range(seeds):
+        network = fit_evidence_net(train["features"], train["is_multi"].astype(float), seed=seed)
+        row = {"seed": seed, "held_out_auc": table(probabilities(network, test["features"]), test)["auc"]}
+        if nanobragg is not None:
+            row["nanobragg_auc_without_sigma_0.1deg"] = nanobragg_rows(
+                probabilities(network, nanobragg["features"]), nanobragg)["auc_without_sigma_0.1deg"]
+        if measured is not None:
+            scores = probabilities(network, measured["features"])
+            n_lattices = measured["features"][:, list(measured["feature_names"]).index("n_lattices")]
+            singles = measured["known"].astype(bool) & ~measured["is_multi"].astype(bool)
+            row["singles_p"] = {str(measured["name"][i]): (None if n_lattices[i] == 0 else float(scores[i]))
+                                for i in np.flatnonzero(singles)}
+            rows_measured = measured_rows(scores, measured)
+            row["semireal_auc"] = rows_measured["semireal_auc"]
+            row["semireal_called_multi"] = rows_measured["semireal_called_multi"]
+        rows.append(row)
+        print("  " + json.dumps({k: (round(v, 3) if isinstance(v, float) else
+                                     {n: (None if p is None else round(p, 2)) for n, p in v.items()} if isinstance(v, dict)
+                                     else v) for k, v in row.items()}))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", required=True, nargs="+", help="feature files, concatenated")
@@ -183,6 +212,9 @@ def main():
                                           "measured on the same sets with its own features, e.g. the one shipped "
                                           "before: git show bfc9514:src/xrais/models/weights/multilattice_evidence.json "
                                           "(and .pt) into a folder")
+    parser.add_argument("--seed-spread", type=int, default=0, metavar="N",
+                        help="also train N networks on every training row with seeds 0…N−1 and print how the "
+                             "held-out, nanoBragg and measured figures move with the seed (training noise)")
     parser.add_argument("--export", help="train on every training row and write the model (a registry name "
                                          "writes into the shipped weights folder)")
     args = parser.parse_args()
@@ -274,12 +306,14 @@ def main():
             print(f"  {name} multi {bool(multi)!s:5} σ {sigma:4.1f}°  p {p:.3f}")
     print("final:", json.dumps(final))
     features_side_by_side = feature_table(test, measured) if measured is not None else None
+    spread = seed_spread(train, args.seed_spread, test, nanobragg, measured) if args.seed_spread else None
     if args.compare:
         compare(args.compare, {"held-out": (test, table), "nanobragg": (nanobragg, nanobragg_rows),
                                "rotation": (rotation, rotation_rows), "measured": (measured, measured_rows)})
     if args.json:
         json.dump({"curve": curve, "final": final, "held_out_per_scale": per_scale,
-                   "held_out_per_mosaic_spread": detectable, "features_measured_vs_simulated": features_side_by_side},
+                   "held_out_per_mosaic_spread": detectable, "features_measured_vs_simulated": features_side_by_side,
+                   "seed_spread": spread},
                   open(args.json, "w"), indent=1)
     if args.plot:
         plot(curve, args.plot)

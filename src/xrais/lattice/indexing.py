@@ -489,20 +489,22 @@ def _fractional_error(vectors: np.ndarray, real_vectors: np.ndarray) -> Tuple[np
 
 def best_triplet(vectors: np.ndarray, candidates: np.ndarray, tolerance: float) -> Optional[np.ndarray]:
     """The cell (3×3 rows, Å) from three candidates that indexes most spots, the smallest volume
-    among those within 5 % of the most; None when no three candidates make a cell."""
-    cells = []  # (spots indexed, volume Å³, cell) of every triplet that makes a cell
-    for i, j, k in itertools.combinations(range(len(candidates)), 3):
-        cell = candidates[[i, j, k]]
-        volume = abs(np.linalg.det(cell))
-        lengths = np.linalg.norm(cell, axis=1)
-        if volume < 0.2 * lengths.prod():  # too flat to be a cell (angles near 0° or 180°)
-            continue
-        cells.append((int((_fractional_error(vectors, cell)[1] <= tolerance).sum()), volume, cell))
-    if not cells:
+    among those within 5 % of the most; None when no three candidates make a cell. Each candidate
+    is tested on every spot once (|r·t − round| ≤ tolerance), and a triplet indexes the spots all
+    three pass."""
+    triplets = np.array(list(itertools.combinations(range(len(candidates)), 3)), int).reshape(-1, 3)
+    cells = candidates[triplets]  # (m, 3, 3)
+    volumes = np.abs(np.linalg.det(cells)) if len(cells) else np.zeros(0)
+    flat = volumes < 0.2 * np.linalg.norm(cells, axis=2).prod(axis=1)  # angles near 0° or 180°: no cell
+    fractional = vectors @ candidates.T
+    passes = np.abs(fractional - np.rint(fractional)) <= tolerance  # (n spots, candidates)
+    counts = (passes[:, triplets[:, 0]] & passes[:, triplets[:, 1]] & passes[:, triplets[:, 2]]).sum(axis=0)
+    usable = np.flatnonzero(~flat)
+    if not len(usable):
         return None
-    most = max(n_indexed for n_indexed, _, _ in cells)
-    near_best = [(volume, number) for number, (n_indexed, volume, _) in enumerate(cells) if n_indexed >= 0.95 * most]
-    return cells[min(near_best)[1]][2]
+    most = counts[usable].max()
+    near_best = usable[counts[usable] >= 0.95 * most]
+    return cells[near_best[np.argmin(volumes[near_best])]]
 
 
 def refine_lattice(vectors: np.ndarray, cell: np.ndarray, settings: IndexingSettings) -> IndexedLattice:

@@ -114,12 +114,26 @@ def refine_geometry(vectors: np.ndarray, lattice: IndexedLattice, distance_mm: f
     def objective(parameters):
         return np.concatenate([residuals(parameters), weight * parameters[:3]])
 
-    steps = np.concatenate([[1e-3, 1e-3, 1e-3 * distance_mm / 100.0], np.full(9, 1e-7)])
+    geometry_steps = np.array([1e-3, 1e-3, 1e-3 * distance_mm / 100.0])  # mm
+
+    def jacobian_at(parameters: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """Forward differences for the three geometry parameters; the residuals are linear in
+        the basis B (offset r − h·B), so its nine columns are exact: −hₖ·P[:, l]/|r| for Bₖₗ,
+        P the projector off the sphere's normal at r."""
+        geometry = [(objective(parameters + step * unit) - current) / step
+                     for step, unit in zip(geometry_steps, np.eye(len(parameters))[:3])]
+        moved = vectors_at(positions[mine] - parameters[:2][None, :], distance_mm + parameters[2], wavelength_a)
+        normal = moved + BEAM[None, :] / wavelength_a
+        normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+        projector = np.eye(3)[None] - normal[:, :, None] * normal[:, None, :]
+        basis = -np.einsum("ik,ial,i->iakl", miller, projector, 1.0 / np.linalg.norm(moved, axis=1))
+        basis = np.concatenate([basis.reshape(-1, 9), np.zeros((3, 9))])  # the restraints hold no basis
+        return np.concatenate([np.stack(geometry, axis=1), basis], axis=1)
+
     parameters, damping = start, 1e-3
     current = objective(parameters)
     for _ in range(settings.cycles):
-        jacobian = np.stack([(objective(parameters + step * unit) - current) / step
-                             for step, unit in zip(steps, np.eye(len(parameters)))], axis=1)
+        jacobian = jacobian_at(parameters, current)
         normal = jacobian.T @ jacobian
         gradient = jacobian.T @ current
         improved = False
