@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from xrais.sim.recipes import RECIPE_VERSIONS
+from xrais.models.evidence import EvidenceArchitecture
 from xrais.training.evidence import CENTROID_SCATTER_PX, TARGETS, fit_evidence_net, targets_missed
 from xrais.training.metrics import roc_auc
 
@@ -162,15 +163,17 @@ def measured_rows(scores, data):
     return row
 
 
-def seed_spread(train, seeds, test, nanobragg, measured):
-    """Rows, one per training seed 0…seeds−1 (every training row each time): the held-out AUC, the
+def seed_spread(train, architecture, seeds, test, nanobragg, measured):
+    """Rows, one per training seed 0…seeds−1 (every training row each time; a model of several
+    members draws member i of seed s with s × members + i): the held-out AUC, the
     nanoBragg stills' AUC without σ = 0.1°, and on measured frames each single's p (null where no
     lattice indexes) and the semi-real AUC and share called: how far the figures move with the
     network's initialisation and batch order alone."""
     rows = []
     print(f"\nseed spread (every training row, seeds 0–{seeds - 1}):")
     for seed in range(seeds):
-        network = fit_evidence_net(train["features"], train["is_multi"].astype(float), seed=seed)
+        network = fit_evidence_net(train["features"], train["is_multi"].astype(float), architecture,
+                                   seed=seed * architecture.members)
         row = {"seed": seed, "held_out_auc": table(probabilities(network, test["features"]), test)["auc"]}
         if nanobragg is not None:
             row["nanobragg_auc_without_sigma_0.1deg"] = nanobragg_rows(
@@ -212,6 +215,9 @@ def main():
                                           "measured on the same sets with its own features, e.g. the one shipped "
                                           "before: git show bfc9514:src/xrais/models/weights/multilattice_evidence.json "
                                           "(and .pt) into a folder")
+    parser.add_argument("--members", type=int, default=1,
+                        help="networks per model, trained apart from different initial weights; the model "
+                             "averages their probabilities (xrais.models.evidence.EvidenceArchitecture.members)")
     parser.add_argument("--seed-spread", type=int, default=0, metavar="N",
                         help="also train N networks on every training row with seeds 0…N−1 and print how the "
                              "held-out, nanoBragg and measured figures move with the seed (training noise)")
@@ -226,6 +232,7 @@ def main():
     rotation = load(args.nanobragg_rotation) if args.nanobragg_rotation else None
     measured = load(args.measured) if args.measured else None
     names = list(train["feature_names"])
+    architecture = EvidenceArchitecture(features=tuple(names), members=args.members)
     print("features:", ", ".join(names))
 
     print("\nsingle features (AUC; held-out simulated | nanoBragg without σ = 0.1°):")
@@ -242,7 +249,8 @@ def main():
         size = min(size, len(train["is_multi"]))
         for repeat in range(args.repeats):
             pick = rng.choice(len(train["is_multi"]), size, replace=False)
-            network = fit_evidence_net(train["features"][pick], train["is_multi"][pick].astype(float), seed=repeat)
+            network = fit_evidence_net(train["features"][pick], train["is_multi"][pick].astype(float), architecture,
+                                       seed=repeat * args.members)
             row = {"size": size, "repeat": repeat, "test": table(probabilities(network, test["features"]), test)}
             if nanobragg is not None:
                 row["nanobragg"] = nanobragg_rows(probabilities(network, nanobragg["features"]), nanobragg)
@@ -253,7 +261,7 @@ def main():
             curve.append(row)
             print(f"n={size:5d} #{repeat}: held-out {json.dumps({k: round(v, 3) for k, v in row['test'].items()})}"
                   + (f"  nanoBragg {json.dumps({k: round(v, 3) for k, v in row['nanobragg'].items()})}" if nanobragg is not None else ""))
-    network = fit_evidence_net(train["features"], train["is_multi"].astype(float))
+    network = fit_evidence_net(train["features"], train["is_multi"].astype(float), architecture)
     test_scores = probabilities(network, test["features"])
     print("\nper detector (held-out, all training images):")
     for detector in sorted(set(test["detector"])):
@@ -306,7 +314,7 @@ def main():
             print(f"  {name} multi {bool(multi)!s:5} σ {sigma:4.1f}°  p {p:.3f}")
     print("final:", json.dumps(final))
     features_side_by_side = feature_table(test, measured) if measured is not None else None
-    spread = seed_spread(train, args.seed_spread, test, nanobragg, measured) if args.seed_spread else None
+    spread = seed_spread(train, architecture, args.seed_spread, test, nanobragg, measured) if args.seed_spread else None
     if args.compare:
         compare(args.compare, {"held-out": (test, table), "nanobragg": (nanobragg, nanobragg_rows),
                                "rotation": (rotation, rotation_rows), "measured": (measured, measured_rows)})

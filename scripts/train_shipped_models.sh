@@ -112,7 +112,7 @@ multilattice() {
     --test data/ml_evidence/test_s1_v5.npz --test-spots data/ml_spots/test_s1_v5.npz \
     --nanobragg data/ml_evidence/nanobragg_mlg.npz --nanobragg-rotation data/ml_evidence/nanobragg_rotation_ml.npz \
     --measured data/ml_evidence/measured.npz --sizes 250 500 1000 2000 3000 --repeats 3 \
-    --seed-spread 5 --json docs/multilattice_evidence_study.json --plot docs/multilattice_evidence_curve.png --export multilattice
+    --members 5 --seed-spread 5 --json docs/multilattice_evidence_study.json --plot docs/multilattice_evidence_curve.png --export multilattice
 }
 
 # The paper's quadrant classifier, shipped as multilattice_resnet for comparison (made with

@@ -1,5 +1,8 @@
 """Multi-lattice evidence of indexed stills (xrais.lattice.evidence) and the lattice-evidence
 network (xrais.models.evidence): physics on reflections of known lattices."""
+import hashlib
+import json
+
 import numpy as np
 import pytest
 
@@ -95,6 +98,37 @@ def test_the_evidence_network_learns_the_label_from_the_features():
     assert architecture == network.architecture and isinstance(EvidenceNet(architecture), EvidenceNet)
     with pytest.raises(ValueError, match="unknown evidence features"):
         EvidenceArchitecture(features=("brightness",))
+
+
+def test_an_evidence_ensemble_averages_its_members_probabilities_and_reads_one_network_weights(tmp_path):
+    """Members trained apart (seed + i) give the mean of the single networks' probabilities; the
+    weights of a network written before members existed (``layers.*``) load as a one-member model."""
+    import torch
+
+    from xrais.models.evidence import EvidenceArchitecture
+    from xrais.models.registry import export, load_network
+    from xrais.training.evidence import fit_evidence_net
+
+    rng = np.random.default_rng(1)
+    rows = rng.normal(size=(300, len(FEATURE_NAMES)))
+    labels = (rows[:, 0] - rows[:, 3] + 0.5 * rng.normal(size=300) > 0).astype(float)
+    evidence = [dict(zip(FEATURE_NAMES, row)) for row in rows[:50]]
+    ensemble = fit_evidence_net(rows, labels, EvidenceArchitecture(members=3), epochs=100, seed=7)
+    singles = [fit_evidence_net(rows, labels, epochs=100, seed=seed) for seed in (7, 8, 9)]
+    mean = np.mean([network.probability(evidence) for network in singles], axis=0)
+    np.testing.assert_allclose(ensemble.probability(evidence), mean, atol=1e-5)
+    assert np.ptp([network.probability(evidence) for network in singles], axis=0).max() > 1e-3  # members differ
+    assert "mean probability of 3" in ensemble.architecture.label
+
+    single = singles[0]
+    path = export(single, str(tmp_path / "one_network"), {"description": "one network"})
+    state = {key.replace("members.0.", "layers."): value for key, value in single.state_dict().items()}
+    torch.save(state, tmp_path / "one_network.pt")  # as written before members existed
+    card = json.loads(open(path).read())
+    card["sha256"] = hashlib.sha256((tmp_path / "one_network.pt").read_bytes()).hexdigest()
+    open(path, "w").write(json.dumps(card))
+    loaded, _ = load_network(path)
+    np.testing.assert_allclose(loaded.probability(evidence), single.probability(evidence), rtol=1e-6)
 
 
 def test_a_split_shows_as_two_populations_turned_by_half_its_angle():

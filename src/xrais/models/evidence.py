@@ -26,12 +26,16 @@ from .network import ArchitectureFields
 @dataclasses.dataclass(frozen=True)
 class EvidenceArchitecture(ArchitectureFields):
     """Everything needed to rebuild an :class:`EvidenceNet`: the features it reads (names of
-    :data:`xrais.lattice.FEATURE_NAMES`, in order) and the width of its hidden layer."""
+    :data:`xrais.lattice.FEATURE_NAMES`, in order), the width of its hidden layer and how many
+    such networks, trained apart from different initial weights, it averages (members: their
+    probabilities' mean; a few dozen measured frames move with one network's seed, the mean of
+    several does not)."""
 
     kind: str = "multilattice"
     family: str = "evidence"
     features: Tuple[str, ...] = FEATURE_NAMES
     hidden: int = 16
+    members: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "features", tuple(self.features))
@@ -40,17 +44,19 @@ class EvidenceArchitecture(ArchitectureFields):
         unknown = [name for name in self.features if name not in FEATURE_NAMES]
         if unknown or not self.features:
             raise ValueError(f"unknown evidence features {unknown}; known: {', '.join(FEATURE_NAMES)}")
-        if self.hidden < 1:
-            raise ValueError("hidden must be positive")
+        if self.hidden < 1 or self.members < 1:
+            raise ValueError("hidden and members must be positive")
 
     @property
     def label(self) -> str:
-        return f"lattice evidence, {len(self.features)} features → {self.hidden} tanh → 1"
+        return (f"lattice evidence, {len(self.features)} features → {self.hidden} tanh → 1"
+                + (f", the mean probability of {self.members} such networks" if self.members > 1 else ""))
 
 
 class EvidenceNet(nn.Module):
     """``forward(features (B, n))`` → logits (B,) of several lattices; the features are
-    standardised inside by the training set's mean and standard deviation (stored buffers)."""
+    standardised inside by the training set's mean and standard deviation (stored buffers). With
+    several members, the logit of their probabilities' mean."""
 
     def __init__(self, architecture: EvidenceArchitecture = EvidenceArchitecture()):
         super().__init__()
@@ -58,10 +64,23 @@ class EvidenceNet(nn.Module):
         n = len(architecture.features)
         self.register_buffer("mean", torch.zeros(n))
         self.register_buffer("scale", torch.ones(n))
-        self.layers = nn.Sequential(nn.Linear(n, architecture.hidden), nn.Tanh(), nn.Linear(architecture.hidden, 1))
+        self.members = nn.ModuleList(
+            nn.Sequential(nn.Linear(n, architecture.hidden), nn.Tanh(), nn.Linear(architecture.hidden, 1))
+            for _ in range(architecture.members))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layers((features - self.mean) / self.scale)[:, 0]
+        standard = (features - self.mean) / self.scale
+        if len(self.members) == 1:
+            return self.members[0](standard)[:, 0]
+        probability = torch.stack([torch.sigmoid(member(standard)[:, 0]) for member in self.members]).mean(0)
+        return torch.logit(probability, eps=1e-7)
+
+    @staticmethod
+    def stored_state(state: dict) -> dict:
+        """A weights file's state dict as this class names it: weights written before networks had
+        members (one network's ``layers.*``) are member 0's."""
+        return {("members.0." + key[len("layers."):] if key.startswith("layers.") else key): value
+                for key, value in state.items()}
 
     def feature_rows(self, evidence: Sequence[dict]) -> np.ndarray:
         """(B, n) float32 rows of this network's features from :func:`lattice_evidence` dicts."""
@@ -71,4 +90,3 @@ class EvidenceNet(nn.Module):
         """Probability of several lattices for each :func:`lattice_evidence` dict."""
         with torch.inference_mode():
             return torch.sigmoid(self(torch.from_numpy(self.feature_rows(evidence)))).numpy().astype(float)
-

@@ -178,6 +178,8 @@ def load_network(name_or_path: Union[str, Path]) -> tuple:
     except Exception as exc:  # torch raises many types for unreadable files
         raise ModelError(f"{weights}: cannot read the weights: {exc}") from None
     network = network_class(architecture)
+    if isinstance(state, dict) and hasattr(network_class, "stored_state"):  # a family's older names
+        state = network_class.stored_state(state)
     problem = state_dict_mismatch(network, state)
     if problem:
         raise ModelError(f"{weights}: weights do not fit the architecture declared in {card['path']} "

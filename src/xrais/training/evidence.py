@@ -37,18 +37,24 @@ def fit_evidence_net(features: np.ndarray, labels: np.ndarray,
                      learning_rate: float = 0.02, weight_decay: float = 1e-3, seed: int = 0) -> EvidenceNet:
     """An :class:`EvidenceNet` fitted to feature rows (n_images, n_features, in the architecture's
     order) and labels (1: several lattices) by full-batch Adam on the binary cross-entropy, with
-    weight decay; deterministic for a seed. Returned in eval mode."""
-    torch.manual_seed(seed)
+    weight decay; each of the architecture's members on its own, member i from initial weights
+    drawn with seed ``seed + i``: deterministic for a seed. Returned in eval mode."""
     x = torch.as_tensor(np.asarray(features, np.float32))
     y = torch.as_tensor(np.asarray(labels, np.float32))
     network = EvidenceNet(architecture)
     network.mean.copy_(x.mean(0))
     network.scale.copy_(x.std(0) + 1e-6)
-    optimiser = torch.optim.Adam(network.layers.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    for _ in range(epochs):
-        optimiser.zero_grad()
-        nn.functional.binary_cross_entropy_with_logits(network(x), y).backward()
-        optimiser.step()
+    standard = (x - network.mean) / network.scale
+    for number, member in enumerate(network.members):
+        torch.manual_seed(seed + number)
+        for layer in member:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+        optimiser = torch.optim.Adam(member.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        for _ in range(epochs):
+            optimiser.zero_grad()
+            nn.functional.binary_cross_entropy_with_logits(member(standard)[:, 0], y).backward()
+            optimiser.step()
     return network.eval()
 
 
