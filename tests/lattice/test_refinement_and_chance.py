@@ -97,6 +97,46 @@ def test_a_known_cell_is_oriented_from_a_dozen_spots():
     assert hits >= 3
 
 
+def test_a_cell_with_one_long_edge_is_oriented_from_a_dozen_high_resolution_spots():
+    """Thaumatin's cell (58 × 58 × 151 Å) known, 12 of a second crystal's reflections out to
+    1.4 Å: the search resolves only the two short edges (a grid for the 151 Å edge at that reach
+    takes three times the directions), and the orientation found is still the crystal's."""
+    from xrais.lattice.indexing import lattice_misorientation_deg, orient_known_cell, reduced_basis
+
+    cell = np.diag([58.5, 58.5, 151.0])
+    rng = np.random.default_rng(17)
+    hits = 0
+    for _ in range(5):
+        rotation = random_rotation(rng)
+        spots = ewald_cap_spots(cell, rotation, d_min=1.4, excitation=0.0008, on_sphere=True)
+        spots = spots[rng.permutation(len(spots))[:12]]
+        found = orient_known_cell(spots, cell @ random_rotation(rng).T)
+        if found is not None and found.n_indexed == 12:
+            angle = lattice_misorientation_deg(reduced_basis(cell @ rotation.T), reduced_basis(found.real_vectors))
+            hits += angle < 0.1
+    assert hits >= 3
+
+
+def test_a_second_crystal_of_another_cell_needs_enough_leftover_spots_to_be_searched():
+    """A crystal and 25 reflections of a second one of another cell: with fewer leftovers than
+    ``min_other_cell_spots`` (30) no free search is made (a chance lattice indexes ~80 % of 25
+    points), so the frame reads as one lattice and its leftovers; allowed from 20, the search finds
+    the second crystal's lattice in them."""
+    from xrais.lattice import IndexingSettings
+
+    rng = np.random.default_rng(2)
+    first = ewald_cap_spots(CELL, random_rotation(rng), d_min=1.8, on_sphere=True)
+    other = ewald_cap_spots(np.diag([30.0, 34.0, 41.0]), random_rotation(rng), d_min=1.6, excitation=0.003,
+                            on_sphere=True)
+    assert len(other) >= 25
+    other = other[rng.permutation(len(other))[:25]]
+    vectors = np.concatenate([first, other])
+    assert index_lattices(vectors).n_lattices == 1
+    searched = index_lattices(vectors, settings=IndexingSettings(min_other_cell_spots=20))
+    assert searched.n_lattices == 2 and searched.lattices[1].indexed[len(first):].sum() >= 22
+    np.testing.assert_allclose(sorted(searched.lattices[1].cell[:3]), [30.0, 34.0, 41.0], rtol=0.02)
+
+
 def test_a_known_cell_fits_random_points_rarely_and_far_below_a_free_search():
     """The best orientation of a known cell in random points (no lattice): of 20 draws of 10, 20
     and 40 points, at most one passes as a lattice (the table is a 99th percentile), and on average

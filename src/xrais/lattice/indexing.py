@@ -25,8 +25,9 @@ LABELIT, DIALS ``fft1d``), written here in numpy and numba:
    again. First for the first lattice's cell in another orientation (a split crystal, or several
    crystals of one protein: :func:`orient_known_cell`, three parameters), kept when it indexes at
    least :data:`MIN_KNOWN_CELL_INDEXED` of them and clearly more than the best orientation of a
-   known cell in random points does (:data:`CHANCE_INDEXED_KNOWN_CELL`); else for any cell (the
-   basis search again, nine parameters), kept when it indexes at least
+   known cell in random points does (:data:`CHANCE_INDEXED_KNOWN_CELL`); else, in at least
+   :attr:`IndexingSettings.min_other_cell_spots` leftovers, for any cell (the basis search
+   again, nine parameters), kept when it indexes at least
    :attr:`IndexingSettings.min_lattice_spots` of them and clearly more than a lattice found by
    chance would (:func:`chance_indexed`). The known cell finds a weak second crystal from a dozen
    spots, where a free search needs several dozen to beat chance.
@@ -70,7 +71,10 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
     strongest spots the basis search uses (all are indexed; a few hundred spots sample a 200 Å
     cell's periodicity too sparsely to find it); tolerance: largest |r·t − round|
     of an indexed spot; min_spots: fewest spots a search is tried on; min_lattice_spots: fewest a
-    lattice must index; min_known_cell_spots: fewest leftover spots searched for a further lattice
+    lattice must index; min_other_cell_spots: fewest leftover spots (off the ice rings) searched
+    for a further lattice of any cell (below ~30 a chance lattice indexes 63–100 % of them, so a
+    real one could hardly be told from it: :data:`CHANCE_INDEXED`); min_known_cell_spots: fewest
+    leftover spots searched for a further lattice
     of the first lattice's cell (:func:`orient_known_cell`); min_fraction: least fraction of all
     spots the first lattice must index (a best cell of random points, no lattice, indexes 15–22 %
     of them at tolerance 0.2); max_lattices: most lattices looked for; min_separation_deg: a further lattice
@@ -91,6 +95,7 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
     tolerance: float = 0.2
     min_spots: int = 20
     min_lattice_spots: int = 15
+    min_other_cell_spots: int = 30
     min_known_cell_spots: int = 8
     min_fraction: float = 0.3
     max_lattices: int = 3
@@ -277,10 +282,13 @@ def fft_length(n: int) -> int:
     return best
 
 
-def candidate_vectors(vectors: np.ndarray, max_cell: float, settings: IndexingSettings) -> np.ndarray:
+def candidate_vectors(vectors: np.ndarray, max_cell: float, settings: IndexingSettings,
+                      resolved_cell: Optional[float] = None) -> np.ndarray:
     """(k, 3) candidate real-space lattice vectors (Å), best first: the 1-D FFT peaks over the
     hemisphere's directions (local maxima over the directions), distinct in direction, each refined
-    by the lattice sum.
+    by the lattice sum. resolved_cell (Å; default ``max_cell``): the longest vector the direction
+    grid must resolve; longer ones, to ``max_cell``, are found where the spots within the reach
+    that grid resolves show them (a known cell's orientation needs its two shortest edges only).
 
     Coarse to fine: a direction grid of step δ blurs the peak of a vector t when the spots reach
     beyond ~2/(δ·|t|), so the search uses the spots within :func:`search_reach` (Steller's step for
@@ -291,10 +299,12 @@ def candidate_vectors(vectors: np.ndarray, max_cell: float, settings: IndexingSe
     vectors = np.asarray(vectors, float)
     radii = np.linalg.norm(vectors, axis=1)
     reach = float(radii.max())
-    near_reach = search_reach(radii, max_cell, settings)
+    resolved_cell = max_cell if resolved_cell is None else min(resolved_cell, max_cell)
+    near_reach = search_reach(radii, resolved_cell, settings)
     searched = vectors[radii <= near_reach]
-    # Steller's step, finer when even the searched spots reach far enough that it would blur a max-cell vector.
-    step = min(settings.angular_step, 2.0 / (near_reach * max_cell))
+    # Steller's step, finer when even the searched spots reach far enough that it would blur the
+    # longest vector to resolve
+    step = min(settings.angular_step, 2.0 / (near_reach * resolved_cell))
     directions = hemisphere_directions(step)
     bin_width = 1.0 / (4.0 * max_cell)  # Å⁻¹: ≥ 4 bins per period of the longest cell edge
     n_bins = fft_length(int(math.ceil(2.0 * near_reach / bin_width)) + 1)  # zeros beyond the reach: padding
@@ -615,10 +625,13 @@ def orient_known_cell(vectors: np.ndarray, real_vectors: np.ndarray,
     if len(vectors) < settings.min_known_cell_spots:
         return None
     known = short_lattice_vectors(real_vectors)
-    # the cell's edges are the candidates to find, whatever the leftovers' spacing suggests
-    longest_edge = float(np.linalg.norm(reduced_basis(real_vectors), axis=1).max())
-    max_cell = min((1.0 + KNOWN_CELL_LENGTH_TOLERANCE) * longest_edge, settings.max_cell_limit)
-    candidates = candidate_vectors(vectors[:settings.max_search_spots], max_cell, settings)
+    # the cell's edges are the candidates to find, whatever the leftovers' spacing suggests; two
+    # fix the orientation, so the direction grid need resolve only the two shortest (a search
+    # resolving a 150 Å edge in 23 spots to 1.3 Å takes 23,000 directions, one resolving 60 Å, 7,500)
+    edges = np.sort(np.linalg.norm(reduced_basis(real_vectors), axis=1))
+    max_cell, resolved_cell = (min((1.0 + KNOWN_CELL_LENGTH_TOLERANCE) * edge, settings.max_cell_limit)
+                               for edge in (edges[2], edges[1]))
+    candidates = candidate_vectors(vectors[:settings.max_search_spots], max_cell, settings, resolved_cell)
     if len(candidates) < 2:
         return None
     known_lengths = np.linalg.norm(known, axis=1)
@@ -803,7 +816,7 @@ def _further_lattice(vectors: np.ndarray, ice: np.ndarray, first_cell: np.ndarra
             same_cell.n_indexed > settings.chance_margin * chance_indexed(n, CHANCE_INDEXED_KNOWN_CELL):
         return same_cell
     off_ice = int((~ice).sum())
-    other = index_lattice(vectors[~ice], settings, max_cell) if off_ice >= settings.min_spots else None
+    other = index_lattice(vectors[~ice], settings, max_cell) if off_ice >= settings.min_other_cell_spots else None
     if other is None or other.n_indexed <= settings.chance_margin * chance_indexed(off_ice):
         return None
     return refine_lattice(vectors, other.real_vectors, settings)
