@@ -397,8 +397,11 @@ def model_card_markdown(card: dict) -> str:
 def _architecture_lines(card: dict) -> List[str]:
     a = card["architecture"]
     if a.get("family") == "evidence":
+        members = a.get("members", 1)
         return [f"- Lattice evidence (xrais.models.evidence): the features {', '.join(a['features'])}, "
-                f"standardised, a tanh layer of {a['hidden']}, a logit", f"- {card['parameters']:,} parameters"]
+                f"standardised, a tanh layer of {a['hidden']}, a logit"
+                + (f"; {members} such networks trained from different initial weights, their probabilities "
+                   "averaged" if members > 1 else ""), f"- {card['parameters']:,} parameters"]
     if a.get("family") == "profile":
         return [f"- Shell profile (xrais.models.profile): per shell of s = 1/d, coverage, background and the "
                 f"fractions of spot pixels above photon thresholds; four convolutions of {a['channels']} "
