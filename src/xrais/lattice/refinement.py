@@ -75,11 +75,16 @@ def detector_positions(vectors: np.ndarray, distance_mm: float, wavelength_a: fl
     return np.stack([(s1 @ FAST) * along, (s1 @ SLOW) * along], axis=1)
 
 
+def sphere_normals(vectors: np.ndarray, wavelength_a: float) -> np.ndarray:
+    """(n, 3) unit normals of the Ewald sphere at scattering vectors r (Å⁻¹): along s₁ = r + s₀."""
+    normal = vectors + BEAM[None, :] / wavelength_a
+    return normal / np.linalg.norm(normal, axis=1, keepdims=True)
+
+
 def tangential_offsets(vectors: np.ndarray, nodes: np.ndarray, wavelength_a: float) -> np.ndarray:
     """(n, 3) offsets r − node (Å⁻¹) less their component along the Ewald sphere's normal at r
-    (the direction of s₁ = r + s₀)."""
-    normal = vectors + BEAM[None, :] / wavelength_a
-    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    (the direction of s₁ = r + s₀: :func:`sphere_normals`)."""
+    normal = sphere_normals(vectors, wavelength_a)
     offset = vectors - nodes
     return offset - np.einsum("ij,ij->i", offset, normal)[:, None] * normal
 
@@ -96,10 +101,13 @@ def refine_geometry(vectors: np.ndarray, lattice: IndexedLattice, distance_mm: f
     positions = detector_positions(vectors, distance_mm, wavelength_a)
     miller = lattice.miller[mine].astype(float)
 
+    def moved_at(parameters: np.ndarray) -> np.ndarray:
+        """The indexed spots' scattering vectors with the beam shifted and the distance changed."""
+        return vectors_at(positions[mine] - parameters[:2][None, :], distance_mm + parameters[2], wavelength_a)
+
     def residuals(parameters: np.ndarray) -> np.ndarray:
-        shift, change, basis = parameters[:2], parameters[2], parameters[3:].reshape(3, 3)
-        moved = vectors_at(positions[mine] - shift[None, :], distance_mm + change, wavelength_a)
-        offsets = tangential_offsets(moved, miller @ basis, wavelength_a)
+        moved = moved_at(parameters)
+        offsets = tangential_offsets(moved, miller @ parameters[3:].reshape(3, 3), wavelength_a)
         return (offsets / np.linalg.norm(moved, axis=1, keepdims=True)).ravel()
 
     start = np.concatenate([[0.0, 0.0, 0.0], reciprocal.ravel()])
@@ -122,9 +130,8 @@ def refine_geometry(vectors: np.ndarray, lattice: IndexedLattice, distance_mm: f
         P the projector off the sphere's normal at r."""
         geometry = [(objective(parameters + step * unit) - current) / step
                      for step, unit in zip(geometry_steps, np.eye(len(parameters))[:3])]
-        moved = vectors_at(positions[mine] - parameters[:2][None, :], distance_mm + parameters[2], wavelength_a)
-        normal = moved + BEAM[None, :] / wavelength_a
-        normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+        moved = moved_at(parameters)
+        normal = sphere_normals(moved, wavelength_a)
         projector = np.eye(3)[None] - normal[:, :, None] * normal[:, None, :]
         basis = -np.einsum("ik,ial,i->iakl", miller, projector, 1.0 / np.linalg.norm(moved, axis=1))
         basis = np.concatenate([basis.reshape(-1, 9), np.zeros((3, 9))])  # the restraints hold no basis
