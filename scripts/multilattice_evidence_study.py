@@ -180,10 +180,7 @@ def seed_spread(train, architecture, seeds, test, nanobragg, measured):
                 probabilities(network, nanobragg["features"]), nanobragg)["auc_without_sigma_0.1deg"]
         if measured is not None:
             scores = probabilities(network, measured["features"])
-            n_lattices = measured["features"][:, list(measured["feature_names"]).index("n_lattices")]
-            singles = measured["known"].astype(bool) & ~measured["is_multi"].astype(bool)
-            row["singles_p"] = {str(measured["name"][i]): (None if n_lattices[i] == 0 else float(scores[i]))
-                                for i in np.flatnonzero(singles)}
+            row["singles_p"] = single_crystal_p(scores, measured)
             rows_measured = measured_rows(scores, measured)
             row["semireal_auc"] = rows_measured["semireal_auc"]
             row["semireal_called_multi"] = rows_measured["semireal_called_multi"]
@@ -390,17 +387,21 @@ def compare(model, sets) -> None:
             print("  measured singles p: " + ", ".join(f"{n} {p:.2f}" for n, p in zip(data["name"][singles], scores[singles])))
 
 
+def single_crystal_p(scores, measured) -> dict:
+    """Each measured single crystal's probability by frame name, None where no lattice indexes."""
+    n_lattices = measured["features"][:, list(measured["feature_names"]).index("n_lattices")]
+    singles = measured["known"].astype(bool) & ~measured["is_multi"].astype(bool)
+    return {str(measured["name"][i]): (None if n_lattices[i] == 0 else float(scores[i])) for i in np.flatnonzero(singles)}
+
+
 def measured_words(network, measured) -> str:
     """The card's sentence on the measured frames: each single crystal's probability, and the
     thaumatin grid frames' lattices and probabilities."""
-    names = list(measured["feature_names"])
     scores = probabilities(network, measured["features"])
-    lattices = measured["features"][:, names.index("n_lattices")].astype(int)
-    originals = ~measured["is_multi"].astype(bool)
-    singles = originals & measured["known"].astype(bool)
-    grid = originals & ~measured["known"].astype(bool)
-    single_words = ", ".join(f"{name.split('.')[0]} " + (f"{p:.2f}" if n else "null") for name, p, n in
-                             zip(measured["name"][singles], scores[singles], lattices[singles]))
+    lattices = measured["features"][:, list(measured["feature_names"]).index("n_lattices")].astype(int)
+    grid = ~measured["is_multi"].astype(bool) & ~measured["known"].astype(bool)
+    single_words = ", ".join(f"{name.split('.')[0]} " + ("null" if p is None else f"{p:.2f}")
+                             for name, p in single_crystal_p(scores, measured).items())
     grid_words = ", ".join(f"{int(name.split('_')[-1].split('.')[0])}: {n} lattice{'s' * int(n != 1)}, p {p:.2f}"
                            for name, p, n in zip(measured["name"][grid], scores[grid], lattices[grid]))
     return (f"measured single crystals (p_multilattice): {single_words}. Thaumatin grid frames (one crystal scanned; "
