@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_training_data.py --stream-images 480
 	$(BIN)/python benchmarks/bench_inference.py --archs 18:0.25,34:0.25,50:1 --train
 	$(BIN)/python benchmarks/bench_multilattice.py
+	$(BIN)/python benchmarks/bench_indexing.py cache/bench_indexing.json
 	$(BIN)/python benchmarks/bench_resolution.py
 	$(BIN)/python benchmarks/bench_throughput.py
 	$(BIN)/python benchmarks/bench_monitor.py
