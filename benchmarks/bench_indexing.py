@@ -75,6 +75,7 @@ def main():
     parser.add_argument("--compare", help="an earlier run's JSON, compared with this one")
     args = parser.parse_args()
     rows = measure()
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as stream:
         json.dump(rows, stream, indent=1)
     if args.compare:
