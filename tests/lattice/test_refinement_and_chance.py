@@ -193,3 +193,26 @@ def test_reflections_in_ice_ring_bands_are_indexed_and_ice_spots_left_out():
     assert result.kept[:len(crystal)].mean() > 0.95 and result.kept[len(crystal):].mean() < 0.3
     assert result.n_spots == int(result.kept.sum())
     assert result.lattices[0].indexed.mean() > 0.95  # of the spots kept
+
+
+def test_a_weak_second_crystal_beside_spotty_ice_is_found():
+    """A weak second crystal of the first one's cell, 10° away (16 reflections), beside 30 spots of
+    spotty ice: the ice's periodicity drowns the second crystal's in the known-cell search over all
+    the spots left, so it is searched again off the ice-ring bands, and found there, 10° from the first."""
+    from xrais.sim import axis_angle_rotation
+    from xrais.spotfinder import ICE_RINGS_A, LAB_BEAM, LAB_FAST, LAB_SLOW, on_ice_ring
+
+    rng = np.random.default_rng(5)
+    rotation = random_rotation(rng)
+    first = ewald_cap_spots(CELL, rotation, d_min=1.8, on_sphere=True)
+    turned = axis_angle_rotation(rng.normal(size=3), np.radians(10.0)) @ rotation
+    second = ewald_cap_spots(CELL, turned, d_min=1.8, on_sphere=True)
+    second = second[rng.permutation(len(second))[:16]]
+    two_theta = 2.0 * np.arcsin(1.0 / (2.0 * rng.choice([d for d in ICE_RINGS_A if d > 2.0], size=30)))  # λ = 1 Å
+    azimuth = rng.uniform(0.0, 0.5 * np.pi, 30)  # the quadrant of ewald_cap_spots
+    ice = (np.cos(two_theta) - 1.0)[:, None] * LAB_BEAM + (np.sin(two_theta) * np.cos(azimuth))[:, None] * LAB_FAST \
+        + (np.sin(two_theta) * np.sin(azimuth))[:, None] * LAB_SLOW
+    vectors = np.concatenate([first, second, ice])
+    result = index_lattices(vectors, on_ice_ring=on_ice_ring(1.0 / np.linalg.norm(vectors, axis=1)))
+    assert result.n_lattices == 2
+    assert result.misorientation_deg()[0] == pytest.approx(10.0, abs=0.2)

@@ -808,13 +808,19 @@ def _further_lattice(vectors: np.ndarray, ice: np.ndarray, first_cell: np.ndarra
     chance share (:data:`CHANCE_INDEXED_KNOWN_CELL`) and at least :data:`MIN_KNOWN_CELL_INDEXED`
     spots; else a lattice of any cell (:func:`index_lattice`) above ``chance_margin`` ×
     :func:`chance_indexed`, in the spots off the ice rings (those in the bands gather at a few
-    distances from the origin, not at random: a free cell fits them more easily). The mask of the
-    lattice returned is over ``vectors``."""
-    n = len(vectors)
-    same_cell = orient_known_cell(vectors, first_cell, settings)
-    if same_cell is not None and same_cell.n_indexed >= MIN_KNOWN_CELL_INDEXED and \
-            same_cell.n_indexed > settings.chance_margin * chance_indexed(n, CHANCE_INDEXED_KNOWN_CELL):
-        return same_cell
+    distances from the origin, not at random: a free cell fits them more easily). The known cell is
+    searched in all the spots left (a crystal's reflections fall in the bands as anywhere), then,
+    when it is not found and some lie in the bands, in those off them: real ice spots fill the basis
+    search's histograms with their own periodicity (a weak second crystal's 16 spots beside 28 ice
+    spots gave no candidate of its cell); the lattice found there indexes the spots in the bands too.
+    The mask of the lattice returned is over ``vectors``."""
+    for subset in [np.ones(len(vectors), bool)] + ([~ice] if ice.any() else []):
+        n = int(subset.sum())
+        same_cell = orient_known_cell(vectors[subset], first_cell, settings)
+        if same_cell is not None and same_cell.n_indexed >= MIN_KNOWN_CELL_INDEXED and \
+                same_cell.n_indexed > settings.chance_margin * chance_indexed(n, CHANCE_INDEXED_KNOWN_CELL):
+            # found off the bands: the crystal's reflections in them are its own too
+            return same_cell if subset.all() else _refine_orientation(vectors, same_cell.real_vectors, settings)
     off_ice = int((~ice).sum())
     other = index_lattice(vectors[~ice], settings, max_cell) if off_ice >= settings.min_other_cell_spots else None
     if other is None or other.n_indexed <= settings.chance_margin * chance_indexed(off_ice):
