@@ -25,7 +25,8 @@ import torch
 
 from xrais.sim.recipes import RECIPE_VERSIONS
 from xrais.models.evidence import EvidenceArchitecture
-from xrais.training.evidence import CENTROID_SCATTER_PX, TARGETS, fit_evidence_net, targets_missed
+from xrais.training.evidence import (CENTROID_SCATTER_PX, DETECTABLE_SPLIT_MOSAIC, TARGETS, detectable_rows,
+                                     fit_evidence_net, targets_missed)
 from xrais.training.metrics import roc_auc
 
 SPLIT_RANGES = ((0.3, 1.0), (1.0, 3.0), (3.0, 180.0))
@@ -64,6 +65,19 @@ def table(scores, data):
 
 
 MOSAIC_RANGES = ((0.02, 0.08), (0.08, 0.2), (0.2, 0.5))
+
+
+def training_mosaic(spots_paths, parts):
+    """The mosaic spread (degrees) of every training row: the spots files each feature file was
+    computed from, blanks left out as in the features (``parts``: the feature files, in order)."""
+    mosaic = []
+    for path, part in zip(spots_paths, parts):
+        spots = np.load(path)
+        column = spots["label_mosaic_spread_deg"][spots["label_n_lattices"] > 0]
+        if len(column) != len(part["is_multi"]) or len(spots_paths) != len(parts):
+            sys.exit(f"{path} is not the spots of its --train feature file (give --train-spots in --train's order)")
+        mosaic.append(column)
+    return np.concatenate(mosaic)
 
 
 def mosaic_table(scores, data, spots_path):
@@ -218,12 +232,20 @@ def main():
     parser.add_argument("--seed-spread", type=int, default=0, metavar="N",
                         help="also train N networks on every training row with seeds 0…N−1 and print how the "
                              "held-out, nanoBragg and measured figures move with the seed (training noise)")
+    parser.add_argument("--detectable-split", type=float, default=DETECTABLE_SPLIT_MOSAIC, metavar="MULTIPLE",
+                        help="train only on the splits of at least MULTIPLE × the crystal's mosaic spread (read "
+                             "from --train-spots; 0: every split; xrais.training.evidence.detectable_rows)")
     parser.add_argument("--export", help="train on every training row and write the model (a registry name "
                                          "writes into the shipped weights folder)")
     args = parser.parse_args()
     parts = [load(path) for path in args.train]
-    train = {key: np.concatenate([part[key] for part in parts]) for key in ("features", "is_multi")}
+    train = {key: np.concatenate([part[key] for part in parts]) for key in ("features", "is_multi", "split_deg")}
     train["feature_names"] = parts[0]["feature_names"]
+    shown = detectable_rows(train["is_multi"], train["split_deg"], training_mosaic(args.train_spots, parts),
+                            args.detectable_split)
+    print(f"training rows: {len(shown)}; splits under {args.detectable_split:g} × the mosaic spread left out: "
+          f"{int((~shown).sum())}")
+    train = {key: (value[shown] if key != "feature_names" else value) for key, value in train.items()}
     test = load(args.test)
     nanobragg = load(args.nanobragg) if args.nanobragg else None
     rotation = load(args.nanobragg_rotation) if args.nanobragg_rotation else None
@@ -330,7 +352,10 @@ def main():
             "recipe": (f"multilattice v{RECIPE_VERSIONS['multilattice']} (simulated quadrants, stills and rotation "
                        f"frames: {', '.join(args.train)})" + ("; spot centroids scattered by σ log-uniform "
                        "{:g}–{:g} px per image (xrais.training.evidence.scatter_centroids)".format(*CENTROID_SCATTER_PX)
-                       if scatter_option(parts[0]) else "")),
+                       if scatter_option(parts[0]) else "") + (
+                       f"; splits under {args.detectable_split:g} × the crystal's mosaic spread left out of training "
+                       f"({int((~shown).sum())} images; xrais.training.evidence.detectable_rows)"
+                       if args.detectable_split > 0 else "")),
             "training_images": int(len(train["is_multi"])),
             "held_out": final["held-out"], "nanobragg_validation": final.get("nanobragg"),
             "nanobragg_rotation": final.get("rotation"), "measured": final.get("measured"),
