@@ -46,8 +46,9 @@ small_detectors() {
   done
 }
 
-# Candidates on resolution recipe v6 (rotation frames, ice; the small detectors apart), not shipped: on
-# the real thaumatin stills they read past the detector's edge (docs/models.md, "Resolution recipe v6").
+# Candidates on resolution recipe v6 (rotation frames, ice; the small detectors apart), not shipped: two
+# one-network models (v6, v6b) and five networks pooled on v6's data (v6e), scored beside the shipped
+# model (docs/models.md, "Resolution recipe v6").
 resolution_v6() {
   xrais.simulate recipe=resolution n_images=6000 seed=0 nproc=$NPROC output.directory=data/resolution_v6 \
     output.compression=lz4 output.log=data/simulate_resolution_v6.log
@@ -67,17 +68,21 @@ resolution_v6() {
   xrais.train data/resolution_v6 data/resolution_v6_more data/resolution_v6_small/p1m data/resolution_v6_small/p300k \
     data/resolution_v6_small/e1m model.family=profile output.directory=runs/resolution_v6b \
     output.export=runs/resolution_v6b/export/resolution output.log=runs/train_resolution_v6b.log
+  xrais.train data/resolution_v6 data/resolution_v6_small/p1m data/resolution_v6_small/p300k data/resolution_v6_small/e1m \
+    model.family=profile model.members=5 output.directory=runs/resolution_v6e \
+    output.export=runs/resolution_v6e/export/resolution output.log=runs/train_resolution_v6e.log
   python scripts/nanobragg_features.py ../shared/data/nanobragg_validation/res data/study/nanobragg_res
   python scripts/nanobragg_features.py ../shared/data/nanobragg_rotation/res data/study/nanobragg_rot
   python scripts/resolution_profile_study.py --score resolution --score runs/resolution_v6/export/resolution.json \
-    --score runs/resolution_v6b/export/resolution.json --test v6_test=data/resolution_v6_test \
+    --score runs/resolution_v6b/export/resolution.json --score runs/resolution_v6e/export/resolution.json \
+    --test v6_test=data/resolution_v6_test \
     --test small_p1m=data/resolution_v6_small_test/p1m --test small_p300k=data/resolution_v6_small_test/p300k \
     --test small_e1m=data/resolution_v6_small_test/e1m --test small_p100k=data/resolution_v6_small_test/p100k \
     --test rayonix=data/resolution_v6_rayonix \
     --features nanobragg=data/study/nanobragg_res_pooled.npz --features nanobragg_rotation=data/study/nanobragg_rot_pooled.npz \
     --out docs/resolution_v6_candidates
   python scripts/resolution_ice_twins.py resolution runs/resolution_v6/export/resolution.json \
-    runs/resolution_v6b/export/resolution.json
+    runs/resolution_v6b/export/resolution.json runs/resolution_v6e/export/resolution.json
 }
 
 # The paper's network, shipped as resolution_resnet for comparison: made by these commands with

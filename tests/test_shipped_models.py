@@ -45,7 +45,8 @@ def test_card_training_command_trains_the_shipped_architecture(name):
     shipped = card["architecture"]
     if shipped.get("family") == "profile":
         config = train_program.profile_config_from_params(values, inputs)
-        assert dict(config.architecture.as_dict(), kind=card["kind"]) == dict(shipped, kind=card["kind"])
+        # a card written before a field existed holds its default
+        assert config.architecture == type(config.architecture).from_dict(shipped)
         return
     config = train_program.config_from_params(values, inputs).resolved(card["kind"])
     assert (config.depth, config.width, config.norm, config.dropout, config.coordinates) == (

@@ -1,6 +1,7 @@
 """The shell-profile representation (xrais.models.profile) and its network: the geometry of the
 shells, what the features measure, and that the network reads the decay rate of the spots'
 intensity, not their brightness."""
+import hashlib
 import json
 import math
 
@@ -209,3 +210,34 @@ def test_whole_frame_profile_equals_the_pooled_quadrants_on_a_facing_detector(sh
     (_, (mean, sigma)) = model.predict_image(quadrants, geometry, pool=True, per_quadrant=False)
     whole_mean, whole_sigma = model.predict_whole(whole, whole_inverse_d(geometry), geometry)
     assert abs(whole_mean - float(mean[0])) < 0.005 and abs(whole_sigma - float(sigma[0])) < 0.005
+
+
+def test_several_members_pool_as_the_mixture_of_their_gaussians(tmp_path):
+    """Two Wilson-trained networks pooled: the mean of their means, σ² the mean of their σ² plus
+    the variance of their means (so σ grows where they disagree); a model written by one network
+    before models had members loads as member 0 and answers as before."""
+    rng = np.random.default_rng(5)
+    train, test = wilson_set(rng, 200), wilson_set(rng, 40)
+    architecture = profile.ProfileArchitecture(members=2)
+    pooled = train_profile(train, test, architecture, ProfileTraining(epochs=6, batch_size=64, seed=2))
+    assert isinstance(pooled.best_epoch, list) and len(pooled.best_epoch) == 2
+    features, globals_ = torch.from_numpy(test.features), torch.from_numpy(test.globals)
+    with torch.inference_mode():
+        (m0, s0), (m1, s1) = (member(features, globals_) for member in pooled.members)
+        mean, sigma = pooled(features, globals_)
+    assert not torch.allclose(m0, m1)  # seeds 2 and 3: two different networks
+    assert torch.allclose(mean, ((m0 + m1) / 2).clamp_min(0.0), atol=1e-6)
+    assert torch.allclose(sigma ** 2, (s0 ** 2 + s1 ** 2) / 2 + ((m0 - m1) / 2) ** 2, rtol=1e-4)
+    assert torch.all(sigma >= torch.minimum(s0, s1))
+    # one network's weights as written before members: convolutions.* and head.* at the top
+    single = profile.ProfileNet(profile.ProfileArchitecture())
+    single.members[0].load_state_dict(pooled.members[0].state_dict())
+    legacy = {key[len("members.0."):]: value for key, value in single.state_dict().items()}
+    card_path = export(single, tmp_path / "legacy", {})
+    torch.save(legacy, tmp_path / "legacy.pt")
+    card = json.loads(card_path.read_text())
+    card["sha256"] = hashlib.sha256((tmp_path / "legacy.pt").read_bytes()).hexdigest()
+    card_path.write_text(json.dumps(card))
+    with torch.inference_mode():
+        again, _ = load(str(card_path), device="cpu").network(features, globals_)
+    assert torch.allclose(again, m0.clamp_min(0.0), atol=1e-6)

@@ -78,3 +78,19 @@ def test_undetermined_limit_leaves_determined_answers_right():
     # every estimate right: the largest limit of the grid; none right: the smallest
     assert calibrated_undetermined_sigma((target, sigma), target) == UNDETERMINED_GRID[-1]
     assert calibrated_undetermined_sigma((target + 0.2, sigma), target) == UNDETERMINED_GRID[0]
+
+
+def test_train_several_members_and_refuse_members_for_a_resnet(resolution_shards, tmp_path, monkeypatch, capsys):
+    """model.members=2: two networks trained apart (each at its own best epoch), written as one model
+    that pools them; the ResNet family has no members and says so."""
+    monkeypatch.chdir(tmp_path)
+    assert train_program([str(resolution_shards), "model.family=profile", "model.members=2", "epochs=4",
+                          "output.directory=run", "output.log=None", "data.validation_fraction=0.25"]) == 0
+    card = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert card["architecture"]["members"] == 2 and len(card["training"]["epoch"]) == 2
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [entry["member"] for entry in history] == [0] * 4 + [1] * 4
+    assert len(load(str(tmp_path / "run" / "best.json"), device="cpu").network.members) == 2
+    code = train_program([str(resolution_shards), "model.members=2", "output.log=None", "output.directory=run2"])
+    err = capsys.readouterr().err
+    assert code != 0 and "model.members is the shell-profile network's" in err and "Traceback" not in err

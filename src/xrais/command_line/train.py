@@ -14,6 +14,7 @@ import sys
 
 from ..training import TrainConfig, launch_environment, train
 from ..training.config import ConfigError
+from ..models.profile import ProfileArchitecture
 from ..training.profile import ProfileConfig, ProfileTraining, fit
 from ..training.stream import StreamSettings
 from .params import Param
@@ -34,6 +35,8 @@ PARAMS = (
           "only: the shell-profile network on the per-shell histogram of each quadrant in 1/d, with a σ; its features "
           "are computed once and the epochs go over them; the model.* settings below are the ResNet's)", "choice",
           choices=("resnet", "profile")),
+    Param("model.members", 1, "model.family=profile: networks trained apart (seeds data.seed, data.seed + 1, …) and "
+          "pooled as the mixture of their Gaussians", "int", minimum=1),
     Param("model.depth", None, "ResNet depth (None: preset)", "int", choices=("18", "34", "50"), optional=True),
     Param("model.width", None, "channel multiplier, e.g. 0.25 for 16/32/64/128 channels (None: preset)", "float",
           minimum=0.01, optional=True),
@@ -100,6 +103,8 @@ PARAMS = (
 def config_from_params(params, inputs) -> TrainConfig:
     """The :class:`TrainConfig` of the command line."""
     p = params
+    if p.model.members != 1:
+        raise ConfigError("model.members is the shell-profile network's (model.family=profile)")
     return TrainConfig(
         data=list(inputs), output=p.output.directory, kind=None if p.kind == "auto" else p.kind, preset=p.preset,
         depth=p.model.depth, width=p.model.width, norm=p.model.norm, dropout=p.model.dropout, features=p.model.features,
@@ -136,7 +141,8 @@ def profile_config_from_params(params, inputs) -> ProfileConfig:
         stream.check()
     return ProfileConfig(data=list(inputs), stream=stream, output=p.output.directory, export=p.output.export,
                          validation_fraction=p.data.validation_fraction, seed=p.data.seed,
-                         workers=(os.cpu_count() or 1) if p.data.workers is None else p.data.workers, recipe=recipe)
+                         workers=(os.cpu_count() or 1) if p.data.workers is None else p.data.workers, recipe=recipe,
+                         architecture=ProfileArchitecture(members=p.model.members))
 
 
 def run_train(params, inputs) -> int:

@@ -193,7 +193,8 @@ class ProfileArchitecture(ArchitectureFields):
     max-pooled by 2 after the second and the third: 80 → 20 positions of 0.05 Å⁻¹); hidden: the
     fully connected layer; dropout: after it; min_sigma: smallest σ (Å⁻¹) the head reports.
     Small on purpose: a wider head learns the training images' noise (its σ shrinks below its
-    errors on held-out images).
+    errors on held-out images). members: how many such networks, trained apart from different
+    initial weights and batch orders, the model pools (:class:`ProfileNet`).
     """
 
     kind: str = "resolution"
@@ -202,32 +203,31 @@ class ProfileArchitecture(ArchitectureFields):
     hidden: int = 64
     dropout: float = 0.2
     min_sigma: float = 0.005
+    members: int = 1
 
     def __post_init__(self):
         if self.kind != "resolution" or self.family != "profile":
             raise ValueError("the shell-profile network is a resolution network (family 'profile')")
-        if self.channels < 1 or self.hidden < 1 or not self.min_sigma > 0:
-            raise ValueError("channels, hidden and min_sigma must be positive")
+        if self.channels < 1 or self.hidden < 1 or not self.min_sigma > 0 or self.members < 1:
+            raise ValueError("channels, hidden, min_sigma and members must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def label(self) -> str:
-        return f"shell profile, 4×{self.channels}-channel 1-D CNN"
+        return (f"shell profile, 4×{self.channels}-channel 1-D CNN"
+                + (f", {self.members} such networks pooled" if self.members > 1 else ""))
 
 
-
-class ProfileNet(nn.Module):
-    """1-D CNN over the shells of :func:`profile_features`, plus the global inputs.
-
-    ``forward(features (B, N_CHANNELS, N_SHELLS), globals (B, N_GLOBALS))`` → (mean 1/d (B,),
-    σ (B,)), both Å⁻¹; in eval mode the mean is clamped at 0 (no diffraction).
-    """
+class ProfileMember(nn.Module):
+    """One shell-profile network: ``forward(features, globals)`` → (mean 1/d, σ), Å⁻¹, the mean
+    not clamped."""
 
     def __init__(self, architecture: ProfileArchitecture = ProfileArchitecture()):
         super().__init__()
-        self.architecture = a = architecture
+        a = architecture
         c = a.channels
+        self.min_sigma = a.min_sigma
         self.convolutions = nn.Sequential(
             nn.Conv1d(N_CHANNELS, c, 5, padding=2), nn.ReLU(inplace=True),
             nn.Conv1d(c, c, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool1d(2),
@@ -240,9 +240,41 @@ class ProfileNet(nn.Module):
         x = self.convolutions(features.to(torch.float32)).flatten(1)
         out = self.head(torch.cat([x, globals_.to(torch.float32)], dim=1))
         # starting near the middle of the labels' range (0.4 Å⁻¹) with σ ≈ 0.05 Å⁻¹
-        mean = out[:, 0] * 0.5 + 0.4
-        sigma = nn.functional.softplus(out[:, 1] - 3.0) + self.architecture.min_sigma
+        return out[:, 0] * 0.5 + 0.4, nn.functional.softplus(out[:, 1] - 3.0) + self.min_sigma
+
+
+
+class ProfileNet(nn.Module):
+    """The shell-profile model: one :class:`ProfileMember` or several pooled.
+
+    ``forward(features (B, N_CHANNELS, N_SHELLS), globals (B, N_GLOBALS))`` → (mean 1/d (B,),
+    σ (B,)), both Å⁻¹; in eval mode the mean is clamped at 0 (no diffraction). Several members
+    are pooled as the mixture of their Gaussians (deep ensembles, Lakshminarayanan et al. 2017):
+    the mean of their means, and σ² the mean of their σ² plus the variance of their means — where
+    the networks disagree (an image unlike their training images), σ grows and the estimate is
+    reported undetermined.
+    """
+
+    def __init__(self, architecture: ProfileArchitecture = ProfileArchitecture()):
+        super().__init__()
+        self.architecture = architecture
+        self.members = nn.ModuleList(ProfileMember(architecture) for _ in range(architecture.members))
+
+    def forward(self, features: torch.Tensor, globals_: torch.Tensor):
+        if len(self.members) == 1:
+            mean, sigma = self.members[0](features, globals_)
+        else:
+            means, sigmas = (torch.stack(column) for column in zip(*(m(features, globals_) for m in self.members)))
+            mean = means.mean(0)
+            sigma = torch.sqrt((sigmas ** 2).mean(0) + means.var(0, unbiased=False))
         return (mean if self.training else mean.clamp_min(0.0)), sigma
+
+    @staticmethod
+    def stored_state(state: dict) -> dict:
+        """A weights file's state dict as this class names it: weights written before the model
+        had members (one network's ``convolutions.*`` and ``head.*``) are member 0's."""
+        return {("members.0." + key if key.startswith(("convolutions.", "head.")) else key): value
+                for key, value in state.items()}
 
 
 def gaussian_nll(mean: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -101,11 +101,27 @@ def train_profile(train: FeatureSet, validation: Optional[FeatureSet] = None,
                   architecture: ProfileArchitecture = ProfileArchitecture(),
                   recipe: ProfileTraining = ProfileTraining(),
                   on_epoch: Optional[Callable[[dict], None]] = None) -> ProfileNet:
-    """A :class:`ProfileNet` trained on ``train``; ``on_epoch`` gets {epoch, loss, validation…}.
+    """A :class:`ProfileNet` trained on ``train``; ``on_epoch`` gets {epoch, loss, validation…}
+    (and ``member``, the network's number, for a model of several).
 
     With a ``validation`` set, the network returned is that of the epoch of least validation
     loss (Gaussian likelihood: the mean and σ together), its number in ``network.best_epoch``: past
-    it the network learns its training images' noise, and its σ shrinks below its errors."""
+    it the network learns its training images' noise, and its σ shrinks below its errors. A model
+    of several members (``architecture.members``) trains each on its own, member i with the seed
+    ``recipe.seed + i`` (initial weights and batch order), each at its own best epoch
+    (``best_epoch`` then lists them)."""
+    if architecture.members > 1:
+        single = dataclasses.replace(architecture, members=1)
+        network = ProfileNet(architecture)
+        epochs = []
+        for number, member in enumerate(network.members):
+            report = None if on_epoch is None else (lambda entry, number=number: on_epoch({**entry, "member": number}))
+            trained = train_profile(train, validation, single, dataclasses.replace(recipe, seed=recipe.seed + number),
+                                    report)
+            member.load_state_dict(trained.members[0].state_dict())
+            epochs.append(trained.best_epoch)
+        network.best_epoch = epochs
+        return network.eval()
     torch.manual_seed(recipe.seed)
     generator = torch.Generator().manual_seed(recipe.seed)
     network = ProfileNet(architecture)
@@ -351,7 +367,8 @@ def fit(config: ProfileConfig, progress: Optional[Callable[[int, str], object]] 
 
     def on_epoch(entry: dict) -> None:
         history.append(entry)
-        log.info("epoch %d/%d: loss %.4f, validation accuracy %.4f, MAE %.4f Å⁻¹, within 1σ %.3f", entry["epoch"],
+        log.info("%sepoch %d/%d: loss %.4f, validation accuracy %.4f, MAE %.4f Å⁻¹, within 1σ %.3f",
+                 f"member {entry['member']}, " if "member" in entry else "", entry["epoch"],
                  config.recipe.epochs, entry["loss"], entry["accuracy"], entry["mae"], entry["within_1sigma"])
         with open(os.path.join(config.output, "history.json"), "w", encoding="utf-8") as handle:
             json.dump(history, handle, indent=1)
@@ -368,7 +385,7 @@ def fit(config: ProfileConfig, progress: Optional[Callable[[int, str], object]] 
         "recipe": "resolution",
         "training_data": source,
         "validation_images": len(validation),
-        "epoch": int(network.best_epoch),
+        "epoch": network.best_epoch if isinstance(network.best_epoch, list) else int(network.best_epoch),
         "epochs_planned": r.epochs,
         "selected_by": "validation loss (Gaussian likelihood of the mean and σ)",
         "optimizer": f"adamw lr {r.learning_rate:g}, weight decay {r.weight_decay:g}",
@@ -384,6 +401,6 @@ def fit(config: ProfileConfig, progress: Optional[Callable[[int, str], object]] 
     }
     best = str(export(network, os.path.join(config.output, "best"), card))
     exported = str(export(network, config.export, card)) if config.export else None
-    log.info("epoch %d (least validation loss): validation accuracy %.4f, MAE %.4f Å⁻¹, within 1σ %.3f, 2σ %.3f; "
+    log.info("epoch %s (least validation loss): validation accuracy %.4f, MAE %.4f Å⁻¹, within 1σ %.3f, 2σ %.3f; "
              "model %s%s", network.best_epoch, final["accuracy"], final["mae"], final["within_1sigma"], final["within_2sigma"], best, f", exported to {exported}" if exported else "")
     return {"model": best, "exported": exported, "validation": final, "history": history, "training_data": source}
