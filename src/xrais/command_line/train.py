@@ -12,9 +12,9 @@ import logging
 import os
 import sys
 
+from ..models.profile import ProfileArchitecture
 from ..training import TrainConfig, launch_environment, train
 from ..training.config import ConfigError
-from ..models.profile import ProfileArchitecture
 from ..training.profile import ProfileConfig, ProfileTraining, fit
 from ..training.stream import StreamSettings
 from .params import Param

@@ -243,7 +243,6 @@ class ProfileMember(nn.Module):
         return out[:, 0] * 0.5 + 0.4, nn.functional.softplus(out[:, 1] - 3.0) + self.min_sigma
 
 
-
 class ProfileNet(nn.Module):
     """The shell-profile model: one :class:`ProfileMember` or several pooled.
 
