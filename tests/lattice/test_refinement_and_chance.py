@@ -154,18 +154,34 @@ def test_a_known_cell_fits_random_points_rarely_and_far_below_a_free_search():
         assert np.mean(counts) < chance_indexed(n) / 3
 
 
+def _crystal_and_weak_twin(rng, angle_deg, n_recorded):
+    """Spots (Å⁻¹) of a crystal of CELL in a random orientation, and of a second of the same cell
+    turned by ``angle_deg`` about a random axis, of which only ``n_recorded`` reflections were recorded."""
+    from xrais.sim import axis_angle_rotation
+
+    rotation = random_rotation(rng)
+    first = ewald_cap_spots(CELL, rotation, d_min=1.8, on_sphere=True)
+    turned = axis_angle_rotation(rng.normal(size=3), np.radians(angle_deg)) @ rotation
+    second = ewald_cap_spots(CELL, turned, d_min=1.8, on_sphere=True)
+    return first, second[rng.permutation(len(second))[:n_recorded]]
+
+
+def _ice_spots(rng, n):
+    """n spots (Å⁻¹, λ = 1 Å) of spotty ice: on the ice rings beyond 2 Å, at random azimuths in the
+    quadrant of ewald_cap_spots."""
+    from xrais.spotfinder import ICE_RINGS_A, LAB_BEAM, LAB_FAST, LAB_SLOW
+
+    two_theta = 2.0 * np.arcsin(1.0 / (2.0 * rng.choice([d for d in ICE_RINGS_A if d > 2.0], size=n)))
+    azimuth = rng.uniform(0.0, 0.5 * np.pi, n)
+    return (np.cos(two_theta) - 1.0)[:, None] * LAB_BEAM + (np.sin(two_theta) * np.cos(azimuth))[:, None] * LAB_FAST \
+        + (np.sin(two_theta) * np.sin(azimuth))[:, None] * LAB_SLOW
+
+
 def test_a_weak_second_crystal_of_the_same_cell_is_found():
     """A strong crystal and, 3° away, a second of the same cell of which only 14 reflections were
     recorded (too few for a free search to beat chance): two lattices, 3° apart, the second
     indexing its own spots."""
-    from xrais.sim import axis_angle_rotation
-
-    rng = np.random.default_rng(3)
-    rotation = random_rotation(rng)
-    first = ewald_cap_spots(CELL, rotation, d_min=1.8, on_sphere=True)
-    turned = axis_angle_rotation(rng.normal(size=3), np.radians(3.0)) @ rotation
-    second = ewald_cap_spots(CELL, turned, d_min=1.8, on_sphere=True)
-    second = second[rng.permutation(len(second))[:14]]
+    first, second = _crystal_and_weak_twin(np.random.default_rng(3), 3.0, 14)
     result = index_lattices(np.concatenate([first, second]))
     assert result.n_lattices == 2
     assert result.misorientation_deg()[0] == pytest.approx(3.0, abs=0.1)
@@ -177,15 +193,11 @@ def test_reflections_in_ice_ring_bands_are_indexed_and_ice_spots_left_out():
     them): they are indexed with the rest. 40 spots of spotty ice on the rings (at random azimuths)
     grow no lattice and are left out of the result, but for the few that happen to lie within
     the tolerance of a node of the crystal (8 of these 40)."""
-    from xrais.spotfinder import ICE_RINGS_A, LAB_BEAM, LAB_FAST, LAB_SLOW, on_ice_ring
+    from xrais.spotfinder import on_ice_ring
 
     rng = np.random.default_rng(8)
     crystal = ewald_cap_spots(CELL, random_rotation(rng), d_min=2.0, on_sphere=True)
-    two_theta = 2.0 * np.arcsin(1.0 / (2.0 * rng.choice([d for d in ICE_RINGS_A if d > 2.0], size=40)))  # λ = 1 Å
-    azimuth = rng.uniform(0.0, 0.5 * np.pi, 40)  # the quadrant of ewald_cap_spots
-    ice = (np.cos(two_theta) - 1.0)[:, None] * LAB_BEAM + (np.sin(two_theta) * np.cos(azimuth))[:, None] * LAB_FAST \
-        + (np.sin(two_theta) * np.sin(azimuth))[:, None] * LAB_SLOW
-    vectors = np.concatenate([crystal, ice])
+    vectors = np.concatenate([crystal, _ice_spots(rng, 40)])
     flagged = on_ice_ring(1.0 / np.linalg.norm(vectors, axis=1))
     assert flagged[len(crystal):].all() and 0.1 < flagged[:len(crystal)].mean() < 0.5
     result = index_lattices(vectors, on_ice_ring=flagged)
@@ -199,20 +211,11 @@ def test_a_weak_second_crystal_beside_spotty_ice_is_found():
     """A weak second crystal of the first one's cell, 10° away (16 reflections), beside 30 spots of
     spotty ice: the ice's periodicity drowns the second crystal's in the known-cell search over all
     the spots left, so it is searched again off the ice-ring bands, and found there, 10° from the first."""
-    from xrais.sim import axis_angle_rotation
-    from xrais.spotfinder import ICE_RINGS_A, LAB_BEAM, LAB_FAST, LAB_SLOW, on_ice_ring
+    from xrais.spotfinder import on_ice_ring
 
     rng = np.random.default_rng(5)
-    rotation = random_rotation(rng)
-    first = ewald_cap_spots(CELL, rotation, d_min=1.8, on_sphere=True)
-    turned = axis_angle_rotation(rng.normal(size=3), np.radians(10.0)) @ rotation
-    second = ewald_cap_spots(CELL, turned, d_min=1.8, on_sphere=True)
-    second = second[rng.permutation(len(second))[:16]]
-    two_theta = 2.0 * np.arcsin(1.0 / (2.0 * rng.choice([d for d in ICE_RINGS_A if d > 2.0], size=30)))  # λ = 1 Å
-    azimuth = rng.uniform(0.0, 0.5 * np.pi, 30)  # the quadrant of ewald_cap_spots
-    ice = (np.cos(two_theta) - 1.0)[:, None] * LAB_BEAM + (np.sin(two_theta) * np.cos(azimuth))[:, None] * LAB_FAST \
-        + (np.sin(two_theta) * np.sin(azimuth))[:, None] * LAB_SLOW
-    vectors = np.concatenate([first, second, ice])
+    first, second = _crystal_and_weak_twin(rng, 10.0, 16)
+    vectors = np.concatenate([first, second, _ice_spots(rng, 30)])
     result = index_lattices(vectors, on_ice_ring=on_ice_ring(1.0 / np.linalg.norm(vectors, axis=1)))
     assert result.n_lattices == 2
     assert result.misorientation_deg()[0] == pytest.approx(10.0, abs=0.2)
