@@ -761,6 +761,12 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
     return IndexingResult(lattices, vectors, max_cell, nearest, refined, None if kept.all() else kept)
 
 
+def _all_then_off_ice(ice: np.ndarray) -> List[np.ndarray]:
+    """The spots a search tries, in order (boolean masks): all of them, then, when some lie in
+    ice-ring bands (``ice``), those off the bands."""
+    return [np.ones(len(ice), bool)] + ([~ice] if ice.any() else [])
+
+
 def _first_of(vectors: np.ndarray, ice: np.ndarray, settings: IndexingSettings,
               max_cell: Optional[float]) -> Tuple[Optional[IndexedLattice], Optional[float]]:
     """(the first lattice, indexing all the spots, or None; the longest cell edge searched): searched
@@ -768,8 +774,7 @@ def _first_of(vectors: np.ndarray, ice: np.ndarray, settings: IndexingSettings,
     ``min_fraction`` and ``chance_margin`` × :func:`chance_indexed` of the spots searched; when it
     does not and some spots lie in the bands, searched again in those off the bands (heavy ice:
     the rings' spots drown the lattice's)."""
-    subsets = [np.ones(len(vectors), bool)] + ([~ice] if ice.any() else [])
-    for subset in subsets:
+    for subset in _all_then_off_ice(ice):
         n = int(subset.sum())
         if n < settings.min_spots:
             continue
@@ -814,7 +819,7 @@ def _further_lattice(vectors: np.ndarray, ice: np.ndarray, first_cell: np.ndarra
     search's histograms with their own periodicity (a weak second crystal's 16 spots beside 28 ice
     spots gave no candidate of its cell); the lattice found there indexes the spots in the bands too.
     The mask of the lattice returned is over ``vectors``."""
-    for subset in [np.ones(len(vectors), bool)] + ([~ice] if ice.any() else []):
+    for subset in _all_then_off_ice(ice):
         n = int(subset.sum())
         same_cell = orient_known_cell(vectors[subset], first_cell, settings)
         if same_cell is not None and same_cell.n_indexed >= MIN_KNOWN_CELL_INDEXED and \
