@@ -12,8 +12,10 @@ lattice indexes (0 when none is found).
 ``--known-cell``: the same for a further lattice of a cell already found
 (``xrais.lattice.indexing.orient_known_cell``, behind ``CHANCE_INDEXED_KNOWN_CELL``): the best
 orientation of a known cell (small, thaumatin-like and long) in n random points, down to 8 points.
+``--known-cell --pairs``: the same for the pair search that orients a known cell without a basis
+search (``orient_known_cell_from_pairs``, behind ``CHANCE_INDEXED_KNOWN_CELL_PAIRS``).
 
-    python scripts/chance_lattices.py [--draws 24] [--quantile 0.99] [--seed 0] [--known-cell]
+    python scripts/chance_lattices.py [--draws 24] [--quantile 0.99] [--seed 0] [--known-cell [--pairs]]
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def random_cap(n: int, rng: np.random.Generator, inverse_wavelength: float = 1.0
 
 def main():
     from xrais.lattice import IndexingSettings, index_lattice
-    from xrais.lattice.indexing import orient_known_cell
+    from xrais.lattice.indexing import orient_known_cell, orient_known_cell_from_pairs
     from xrais.sim import random_rotation
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -52,7 +54,10 @@ def main():
     parser.add_argument("--quantile", type=float, default=0.99)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--known-cell", action="store_true", help="a known cell's best orientation instead")
+    parser.add_argument("--pairs", action="store_true", help="with --known-cell: found by the pair search")
     args = parser.parse_args()
+    if args.pairs and not args.known_cell:
+        parser.error("--pairs calibrates a known cell's search: give --known-cell too")
     # every lattice, however few it indexes: the chance distribution itself
     settings = dataclasses.replace(IndexingSettings(), min_lattice_spots=0, min_spots=COUNTS[0])
     rng = np.random.default_rng(args.seed)
@@ -64,7 +69,8 @@ def main():
 
     def search(points, column):
         if args.known_cell:
-            return orient_known_cell(points, np.diag(column) @ random_rotation(rng).T, settings)
+            orient = orient_known_cell_from_pairs if args.pairs else orient_known_cell
+            return orient(points, np.diag(column) @ random_rotation(rng).T, settings)
         return index_lattice(points, settings, column)
 
     table = {}
@@ -76,7 +82,8 @@ def main():
             row.append(float(np.quantile(fractions, args.quantile)))
         table[n] = row
         print(f"{n:5d}" + "".join(f"{value:16.3f}" for value in row), flush=True)
-    print(f"({time.time() - started:.0f} s) as CHANCE_INDEXED{'_KNOWN_CELL' if args.known_cell else ''}:")
+    name = "CHANCE_INDEXED" + ("_KNOWN_CELL" if args.known_cell else "") + ("_PAIRS" if args.pairs else "")
+    print(f"({time.time() - started:.0f} s) as {name}:")
     print("{" + ", ".join(f"{n}: ({', '.join(f'{v:.2f}' for v in row)})" for n, row in table.items()) + "}")
 
 

@@ -12,6 +12,11 @@ apart, label unknown (``known`` False). Written to one ``.npz`` in the form of
 source, weight, known).
 
     python scripts/multilattice_measured.py data/ml_evidence/measured.npz [--shared ../shared/data]
+        [--known-cells]
+
+``--known-cells``: every frame indexed with its crystal's cell given (``IndexingSettings.known_cell``,
+as ``known_symmetry.unit_cell=`` of the programs): :data:`KNOWN_CELLS`, the literature cells of the
+crystals, not fitted to these frames.
 
 No model is trained or calibrated on these images: they are reported only.
 """
@@ -33,19 +38,35 @@ UNKNOWN = "thaumatin_grid/thau_3_2_00[01][0-9].cbf.bz2"  # frames 1–15 (16–1
 #: but a copy turned by θ adds a lattice θ away whatever it is: the pairs are multi-lattice).
 BRIGHT_SOURCES = ("thaumatin_grid/thau_3_2_0003.cbf.bz2", "thaumatin_grid/thau_3_2_0009.cbf.bz2")
 
+#: The crystals' cells (a, b, c Å, α, β, γ °; space group), by the frame's folder or name: thermolysin
+#: P6₁22 (Hattne et al. 2014: a = b ≈ 93, c ≈ 130.5 Å) for the CS-PAD stills; thaumatin P4₁2₁2
+#: (a = b ≈ 58.5, c ≈ 151 Å, the issue's) for the thaumatin grid, the EIGER2 frame (its README:
+#: thaumatin) and the DLS I03 frame (not named by its README; its free indexing finds thaumatin's cell).
+THERMOLYSIN = ((93.0, 93.0, 130.5, 90.0, 90.0, 120.0), "P6122")
+THAUMATIN = ((58.5, 58.5, 151.0, 90.0, 90.0, 90.0), "P41212")
+KNOWN_CELLS = {"thermolysin_cspad": THERMOLYSIN, "thaumatin_grid": THAUMATIN,
+               "DLS_I03_smargon_0001.cbf.gz": THAUMATIN, "dlsnxs2cbf_therm_0001.cbf.gz": THAUMATIN}
+
+
+def known_cell_of(path: str):
+    """(cell, space group) of a frame of :data:`SINGLES`, :data:`UNKNOWN` or :data:`BRIGHT_SOURCES`."""
+    return next(value for key, value in KNOWN_CELLS.items() if key in path)
+
 
 def features_of(job):
     """(feature row, n_spots, name, angle, weight) of one measured frame (angle None) or of its
-    semi-real pair at (angle, weight)."""
+    semi-real pair at (angle, weight); indexed with the frame's known cell when ``use_cell``."""
     import xrais
-    from xrais.lattice import FEATURE_NAMES, index_frame, lattice_evidence
+    from xrais.lattice import FEATURE_NAMES, IndexingSettings, index_frame, lattice_evidence
     from xrais.training.semireal import semireal_pairs
 
-    path, angle, weight = job
+    path, angle, weight, use_cell = job
     frame = xrais.open_image(path)
     if angle is not None:
         (_, _, frame), = semireal_pairs(frame, [angle], [weight])
-    result = index_frame(frame.pixels, frame.mask, frame.geometry)
+    cell, space_group = known_cell_of(path) if use_cell else (None, None)
+    settings = IndexingSettings(known_cell=cell, known_space_group=space_group)
+    result = index_frame(frame.pixels, frame.mask, frame.geometry, settings=settings)
     features = lattice_evidence(result)
     return [features[name] for name in FEATURE_NAMES], result.n_spots, os.path.basename(path), angle, weight
 
@@ -59,6 +80,7 @@ def main():
     parser.add_argument("--angles", type=float, nargs="+", default=[0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 90.0])
     parser.add_argument("--weights", type=float, nargs="+", default=[0.3, 0.6, 1.0])
     parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument("--known-cells", action="store_true", help="index each frame with its crystal's cell")
     args = parser.parse_args()
     singles = [os.path.join(args.shared, name) for name in SINGLES]
     missing = [path for path in singles if not os.path.isfile(path)]
@@ -66,8 +88,9 @@ def main():
         raise SystemExit(f"measured frames not found: {', '.join(missing)}")
     unknown = sorted(glob.glob(os.path.join(args.shared, UNKNOWN)))[:15]
     sources = singles + [os.path.join(args.shared, name) for name in BRIGHT_SOURCES]
-    jobs = ([(path, None, None) for path in singles + unknown]
-            + [(path, angle, weight) for path in sources for angle in args.angles for weight in args.weights])
+    jobs = ([(path, None, None, args.known_cells) for path in singles + unknown]
+            + [(path, angle, weight, args.known_cells) for path in sources for angle in args.angles
+               for weight in args.weights])
     started = time.time()
     with multiprocessing.get_context("spawn").Pool(args.nproc) as workers:
         rows = workers.map(features_of, jobs, chunksize=1)

@@ -5,7 +5,7 @@ from typing import Optional
 
 from ..io.geometry import GeometryOverride
 from ..plugins.builtin_predictors import MULTILATTICE_THRESHOLD, MultilatticeResnetPredictor, ResolutionPredictor
-from .params import Param
+from .params import Param, ParameterError
 
 GEOMETRY_PARAMS = (
     Param("geometry.distance", None, "override the sample-to-detector distance (mm)", "float", minimum=1e-6, optional=True),
@@ -25,6 +25,32 @@ QUADRANTS_PARAM = Param(
 MULTILATTICE_THRESHOLD_PARAM = Param(
     "multilattice_threshold", MULTILATTICE_THRESHOLD, "probability above which an image counts as "
     "multi-lattice (the multilattice and multilattice_resnet columns and the summary's fractions)", "float", minimum=0.0, maximum=1.0)
+
+
+#: The crystal's cell when the user knows it, as DIALS ``known_symmetry`` (the multi-lattice indexing).
+KNOWN_SYMMETRY_PARAMS = (
+    Param("known_symmetry.unit_cell", None, "the crystal's unit cell when known: a,b,c,alpha,beta,gamma (Å, degrees, "
+          "conventional setting); the first lattice of every frame is then this cell oriented (found in fewer, looser "
+          "spots than a free search; a frame it does not index gets no lattice)", "floats", length=6, optional=True),
+    Param("known_symmetry.space_group", None, "space group of known_symmetry.unit_cell (a symbol, e.g. P6122, C2, "
+          "I222, H3): its lattice letter gives the centring; default P", "str", optional=True),
+)
+
+
+def known_symmetry(params) -> dict:
+    """The Predictor's ``known_cell`` and ``known_space_group`` from the ``known_symmetry.*`` parameters,
+    checked (ParameterError naming the problem: a cell that is none, a space group without a cell)."""
+    from ..lattice.cell import known_cell_vectors
+
+    cell, space_group = params.known_symmetry.unit_cell, params.known_symmetry.space_group
+    if cell is None and space_group is not None:
+        raise ParameterError(f"known_symmetry.space_group={space_group} needs known_symmetry.unit_cell too")
+    if cell is not None:
+        try:
+            known_cell_vectors(cell, space_group)
+        except ValueError as exc:
+            raise ParameterError(f"known_symmetry: {exc}") from None
+    return {"known_cell": cell, "known_space_group": space_group}
 
 
 def quadrants_choice(value: str) -> Optional[int]:

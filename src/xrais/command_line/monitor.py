@@ -17,7 +17,8 @@ from typing import Dict, List, Optional, Sequence
 
 from .. import monitor
 from ..monitor.protocol import resolve_token
-from .common import MULTILATTICE_THRESHOLD_PARAM, QUADRANTS_PARAM, quadrants_choice
+from .common import (KNOWN_SYMMETRY_PARAMS, MULTILATTICE_THRESHOLD_PARAM, QUADRANTS_PARAM, known_symmetry,
+                     quadrants_choice)
 from .params import Param, ParameterError
 from .program import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Program
 
@@ -59,7 +60,7 @@ _WORKER_PARAMS = (
           choices=("auto", "cpu", "cuda")),
     Param("nproc", 1, "CPU threads per worker (reading, conditioning, torch)", "int", minimum=1),
     Param("prefetch", 1, "frames a worker holds at once (also its batch size; more suits a GPU)", "int", minimum=1),
-)
+) + KNOWN_SYMMETRY_PARAMS
 
 
 def stop_on_signals() -> threading.Event:
@@ -108,7 +109,7 @@ def run_worker(params, inputs) -> int:
     predictor = Predictor(predictors=params.predictors, device=params.device,
                           quadrants=quadrants_choice(params.quadrants),
                           multilattice_threshold=params.multilattice_threshold, batch_size=params.prefetch,
-                          nproc=params.nproc)
+                          nproc=params.nproc, **known_symmetry(params))
     monitor.Worker(predictor, connect=params.connect, prefetch=params.prefetch, token=resolve_token(params.token),
                    name=params.name).run(stop)
     return EXIT_OK
@@ -139,6 +140,7 @@ def _words(values: Dict[str, object]) -> List[str]:
 
 def run_everything(params, inputs) -> int:
     token = resolve_token(params.token)
+    known_symmetry(params)  # the workers' cell, checked before any process starts
     _feeder(params, params.ingest)  # checks the feeder's configuration before any process starts
     monitor.Collector(params.database, ingest=params.ingest, http_host=params.http.host, http_port=params.http.port,
                       token=token)  # and the collector's
@@ -157,7 +159,9 @@ def run_everything(params, inputs) -> int:
                      }) + [log_word("xrais.monitor.feeder")]
     workers = [_words({"connect": params.work, "predictors": params.predictors, "quadrants": params.quadrants,
                        "multilattice_threshold": params.multilattice_threshold, "device": params.device,
-                       "nproc": params.nproc, "prefetch": params.prefetch})
+                       "nproc": params.nproc, "prefetch": params.prefetch,
+                       "known_symmetry.unit_cell": params.known_symmetry.unit_cell,
+                       "known_symmetry.space_group": params.known_symmetry.space_group})
                + [log_word(f"xrais.monitor.worker.{n}")] for n in range(1, params.workers + 1)]
     env = dict(os.environ)
     if token:

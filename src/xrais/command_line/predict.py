@@ -12,8 +12,8 @@ from typing import Dict, List, Tuple
 
 from ..predict import Predictor, summarise
 from ..results import plot_results, result_label, summary_lines, table_lines, write_csv, write_json
-from .common import (GEOMETRY_PARAMS, MULTILATTICE_THRESHOLD_PARAM, QUADRANTS_PARAM, geometry_override,
-                     quadrants_choice)
+from .common import (GEOMETRY_PARAMS, KNOWN_SYMMETRY_PARAMS, MULTILATTICE_THRESHOLD_PARAM, QUADRANTS_PARAM,
+                     geometry_override, known_symmetry, quadrants_choice)
 from .params import Param, ParameterError
 from .program import EXIT_FAILED, EXIT_OK, Program, Progress, report_failed_image
 
@@ -30,7 +30,7 @@ def _params(stem: str, predictors: str, resolution_params: Tuple[Param, ...]) ->
               "resolution, resolution_resnet, multilattice, multilattice_resnet, spots, decay, indexing, or any installed plugin", "strs"),
         QUADRANTS_PARAM,
         MULTILATTICE_THRESHOLD_PARAM,
-    ) + resolution_params + (
+    ) + KNOWN_SYMMETRY_PARAMS + resolution_params + (
         Param("nproc", 1, "threads reading and conditioning images (also torch threads on the CPU)", "int", minimum=1),
         Param("device", "auto", "where the networks run: auto (GPU if present), cpu, cuda", "choice",
               choices=("auto", "cpu", "cuda")),
@@ -57,7 +57,8 @@ def run_predictions(params, inputs) -> int:
     predictor = Predictor(predictors=params.predictors, device=params.device,
                           quadrants=quadrants_choice(params.quadrants),
                           multilattice_threshold=params.multilattice_threshold, batch_size=params.batch_size,
-                          nproc=params.nproc, geometry=geometry_override(params), shard=(rank, size))
+                          nproc=params.nproc, geometry=geometry_override(params), shard=(rank, size),
+                          **known_symmetry(params))
     if rank == 0:
         log.info("predictors on %s: %s%s", predictor.device, ", ".join(
             f"{name} ({len(predictor.plugin_quadrants[name])} quadrants)" if predictor.plugin_quadrants.get(name)

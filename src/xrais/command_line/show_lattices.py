@@ -13,8 +13,9 @@ import textwrap
 from ..io import open_images
 from ..plots import save_lattice_png
 from ..plugins.base import PredictionInput
-from ..plugins.builtin_predictors import MultilatticePredictor, frame_indexing, frame_spots, no_lattice_reason
-from .common import GEOMETRY_PARAMS, MULTILATTICE_THRESHOLD_PARAM, geometry_override
+from ..plugins.builtin_predictors import (MultilatticePredictor, frame_indexing, frame_spots, item_indexing_settings,
+                                          no_lattice_reason)
+from .common import GEOMETRY_PARAMS, KNOWN_SYMMETRY_PARAMS, MULTILATTICE_THRESHOLD_PARAM, geometry_override, known_symmetry
 from .params import Param, ParameterError
 from .program import EXIT_FAILED, EXIT_OK, Program, report_failed_image
 
@@ -23,13 +24,14 @@ log = logging.getLogger(__name__)
 PARAMS = (
     Param("output.directory", ".", "folder for the pictures (one PNG per frame: <image name>_lattices.png)", "path"),
     MULTILATTICE_THRESHOLD_PARAM,
-) + GEOMETRY_PARAMS
+) + KNOWN_SYMMETRY_PARAMS + GEOMETRY_PARAMS
 
 
-def describe(indexing, p_multilattice) -> str:
-    """One line: spots, lattices with their share of the spots and cells, misorientations, the call."""
+def describe(indexing, p_multilattice, settings=None) -> str:
+    """One line: spots, lattices with their share of the spots and cells, misorientations, the call.
+    settings: the indexing's (the defaults when None), which explain a frame with no lattice."""
     if not indexing.lattices:
-        return f"{no_lattice_reason(indexing)}: no multi-lattice probability"
+        return f"{no_lattice_reason(indexing, settings)}: no multi-lattice probability"
     parts = [f"{indexing.n_spots} spots"]
     for number, lattice in enumerate(indexing.lattices):
         cell = " × ".join(f"{v:.1f}" for v in lattice.cell[:3])
@@ -47,6 +49,7 @@ def describe(indexing, p_multilattice) -> str:
 def run_show_lattices(params, inputs) -> int:
     if not inputs:
         raise ParameterError("no input images given")
+    symmetry = known_symmetry(params)
     os.makedirs(params.output.directory, exist_ok=True)
     predictor = MultilatticePredictor()
     failed = 0
@@ -56,10 +59,10 @@ def run_show_lattices(params, inputs) -> int:
             failed += 1
             continue
         item = PredictionInput(frame.geometry, None, (), frame=frame,
-                               settings={"multilattice_threshold": params.multilattice_threshold})
+                               settings={"multilattice_threshold": params.multilattice_threshold, **symmetry})
         spots, indexing = frame_spots(item), frame_indexing(item)
         p = predictor.predict([item])[0]["p_multilattice"]
-        line = describe(indexing, p)
+        line = describe(indexing, p, item_indexing_settings(item))
         stem = os.path.basename(frame.source).split(".")[0] + (f"_{frame.index}" if frame.metadata.get("multi_frame") else "")
         path = os.path.join(params.output.directory, f"{stem}_lattices.png")
         title = "\n".join([os.path.basename(frame.label)] + textwrap.wrap(line, 110))

@@ -1,4 +1,4 @@
-"""Indexing without a known cell: lattices in a still's reciprocal-space spots, one after another.
+"""Indexing, without a known cell or with one: lattices in a still's reciprocal-space spots, one after another.
 
 The spots' scattering vectors r (Å⁻¹, :func:`xrais.spotfinder.scattering_vectors`) of one crystal
 lie on (or, in a still, within their excitation error of) the nodes of its reciprocal lattice, so
@@ -32,6 +32,12 @@ LABELIT, DIALS ``fft1d``), written here in numpy and numba:
    chance would (:func:`chance_indexed`). The known cell finds a weak second crystal from a dozen
    spots, where a free search needs several dozen to beat chance.
 
+**A known cell** (:attr:`IndexingSettings.known_cell`, as DIALS ``known_symmetry`` and cctbx.xfel's
+target cell) replaces steps 1–3 for the first lattice: the cell's primitive vectors
+(:mod:`xrais.lattice.cell`) oriented by :func:`orient_known_cell` or, where that finds none, by
+matching spot pairs with node pairs (:func:`orient_known_cell_from_pairs`), each judged against
+its own chance share; the geometry refinement and further lattices follow as without it.
+
 **Significance.** The best cell of any points indexes a share of them, and a large share of few
 points: of 20 random spots on the Ewald cap, up to ~80 %; of 50, ~45 %; of 200, ~23 %
 (:data:`CHANCE_INDEXED`, from ``scripts/chance_lattices.py``). A frame's leftover spots are few, so
@@ -54,6 +60,7 @@ from typing import List, Optional, Tuple
 import numba
 import numpy as np
 
+from .cell import known_cell_vectors
 from .refinement import GeometryRefinement, GeometryRefinementSettings, refine_geometry
 
 
@@ -83,7 +90,12 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
     chance_margin: a lattice must index more than this times the spots a chance lattice indexes
     (:func:`chance_indexed`); refine_cycles: least-squares cycles;
     wider_search_below: when the estimated max_cell's best lattice indexes less than this fraction of
-    the spots, the search is repeated with a longer max_cell (:func:`_first_lattice`).
+    the spots, the search is repeated with a longer max_cell (:func:`_first_lattice`);
+    known_cell: the crystal's cell when known (a, b, c Å, α, β, γ °, the conventional setting of
+    ``known_space_group``, whose lattice letter gives the centring: DIALS ``known_symmetry``): the
+    first lattice is then that cell oriented (:func:`_first_of_known_cell`), three parameters where a
+    free search fits nine, so it is found in fewer and looser spots, and a frame it does not index
+    gives no lattice (further lattices are searched as without it).
     """
 
     max_cell: Optional[float] = None
@@ -103,6 +115,15 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
     chance_margin: float = 1.1
     refine_cycles: int = 4
     wider_search_below: float = 0.9
+    known_cell: Optional[Tuple[float, float, float, float, float, float]] = None
+    known_space_group: Optional[str] = None
+
+    def known_cell_vectors(self) -> Optional[np.ndarray]:
+        """The known cell's primitive vectors (rows, Å; :func:`xrais.lattice.cell.known_cell_vectors`),
+        or None without one."""
+        if self.known_cell is None:
+            return None
+        return known_cell_vectors(self.known_cell, self.known_space_group)
 
 
 @dataclasses.dataclass
@@ -672,6 +693,171 @@ def orient_known_cell(vectors: np.ndarray, real_vectors: np.ndarray,
     return lattice if lattice.n_indexed >= 3 else None
 
 
+#: The pair search (:func:`orient_known_cell_from_pairs`): its anchor spots are the
+#: ``PAIR_ANCHORS`` of smallest |r| among the ``PAIR_ANCHOR_POOL`` strongest (few nodes lie at low
+#: resolution, so few node pairs match); it counts the indexed spots among the
+#: ``PAIR_COUNTED_SPOTS`` strongest; a node matches a spot within ``PAIR_RADIAL_TOLERANCE`` of its
+#: |r| (relative: a header's distance off by 1–2 % scales every |r| so) and a node pair a spot pair
+#: within ``PAIR_ANGLE_TOLERANCE_DEG`` of its angle (mosaic spread, beam centre error).
+PAIR_ANCHORS = 8
+PAIR_ANCHOR_POOL = 24
+#: Anchors whose |r| shell holds more nodes than about this are not used (the work grows as the product
+#: of two shells: at 4.8 Å a thermolysin cell's shell holds ~3,400 nodes, at 2 Å twenty times more).
+PAIR_MAX_SHELL_NODES = 6000
+PAIR_COUNTED_SPOTS = 100
+PAIR_RADIAL_TOLERANCE = 0.025
+PAIR_ANGLE_TOLERANCE_DEG = 0.8
+
+
+def orient_known_cell_from_pairs(vectors: np.ndarray, real_vectors: np.ndarray,
+                                 settings: IndexingSettings = IndexingSettings()) -> Optional[IndexedLattice]:
+    """The orientation of a known cell (rows, Å) that indexes most of the scattering vectors (n, 3;
+    Å⁻¹, strongest first), found without a basis search, or None: every pair of anchor spots
+    (:data:`PAIR_ANCHORS`, low resolution) is matched with every pair of the cell's reciprocal
+    nodes of the same lengths and angle (:data:`PAIR_RADIAL_TOLERANCE`,
+    :data:`PAIR_ANGLE_TOLERANCE_DEG`); each match fixes a rotation, which is scored by the spots it
+    indexes (:data:`PAIR_COUNTED_SPOTS` strongest); the best is refined, the cell's shape kept
+    (:func:`_refine_orientation`). Where a basis search needs the lattice's periodicity to show in
+    the spots, this needs two of its reflections among the anchors: it finds a crystal in a few
+    dozen spots of which half are strays (the CS-PAD thermolysin still 601), at the cost of a higher
+    chance share (:data:`CHANCE_INDEXED_KNOWN_CELL_PAIRS`)."""
+    vectors = np.asarray(vectors, float)
+    if len(vectors) < settings.min_known_cell_spots:
+        return None
+    cell = np.asarray(real_vectors, float)
+    pool = vectors[:PAIR_ANCHOR_POOL]
+    anchors = pool[np.argsort(np.linalg.norm(pool, axis=1), kind="stable")[:PAIR_ANCHORS]]
+    anchor_lengths = np.linalg.norm(anchors, axis=1)
+    # no anchor beyond the reach where its shell holds PAIR_MAX_SHELL_NODES: 4π r²·2εr·V nodes (V: cell volume)
+    volume = abs(np.linalg.det(cell))
+    shell_reach = (PAIR_MAX_SHELL_NODES / (8.0 * math.pi * PAIR_RADIAL_TOLERANCE * volume)) ** (1.0 / 3.0)
+    anchors, anchor_lengths = anchors[anchor_lengths <= shell_reach], anchor_lengths[anchor_lengths <= shell_reach]
+    if len(anchors) < 2:
+        return None
+    reach = anchor_lengths.max() * (1.0 + PAIR_RADIAL_TOLERANCE)
+    steps = np.ceil(reach * np.linalg.norm(cell, axis=1)).astype(int)  # |h_k| = |r·a_k| ≤ |r|·|a_k|
+    miller = np.stack(np.meshgrid(*[np.arange(-m, m + 1) for m in steps], indexing="ij"), -1).reshape(-1, 3)
+    nodes = miller @ np.linalg.inv(cell).T
+    lengths = np.linalg.norm(nodes, axis=1)
+    keep = (lengths > 0) & (lengths <= reach)
+    order = np.argsort(lengths[keep], kind="stable")
+    nodes, lengths = nodes[keep][order], lengths[keep][order]
+    low = np.searchsorted(lengths, anchor_lengths * (1.0 - PAIR_RADIAL_TOLERANCE), side="left")
+    high = np.searchsorted(lengths, anchor_lengths * (1.0 + PAIR_RADIAL_TOLERANCE), side="right")
+    # R and R·g (g a rotation of the lattice onto itself) turn the cell alike: the first node of a
+    # pair need only be one of each set of nodes the lattice's rotations map onto each other
+    first_node = _first_of_symmetry_copies(nodes, cell)
+    count, rotation = _best_pair_rotation(anchors, low, high, nodes / lengths[:, None], first_node,
+                                          vectors[:PAIR_COUNTED_SPOTS], cell, settings.tolerance,
+                                          math.radians(PAIR_ANGLE_TOLERANCE_DEG))
+    if count < 3:
+        return None
+    # the cell's shape kept: in few spots with strays among them, a free cell (nine parameters)
+    # takes the strays in and turns away from the crystal (1.3° in a test of 16 reflections and 14 strays)
+    lattice = _refine_orientation(vectors, cell @ rotation.T, settings)
+    return lattice if lattice.n_indexed >= 3 else None
+
+
+def lattice_rotations(real_vectors: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
+    """The rotations (k, 3, 3; Cartesian, proper) that map the lattice of the cell's rows (Å) onto
+    itself — its holohedry's rotations, the identity first: the integer matrices M (entries −1…1, on
+    the reduced basis) with det 1 that keep the metric A·Aᵀ within ``tolerance`` (relative to the
+    longest edge²: a given cell's a = b is exact, while edges 1 % apart are no symmetry), each as Q
+    with M·A = A·Qᵀ (every row turned by Q)."""
+    basis = reduced_basis(np.asarray(real_vectors, float))
+    metric = basis @ basis.T
+    entries = np.array(list(itertools.product((-1, 0, 1), repeat=9))).reshape(-1, 3, 3)
+    entries = entries[np.rint(np.linalg.det(entries)).astype(int) == 1]
+    kept = np.abs(entries @ metric @ np.transpose(entries, (0, 2, 1)) - metric).max(axis=(1, 2)) \
+        <= tolerance * metric.diagonal().max()
+    inverse = np.linalg.inv(basis)
+    rotations = np.transpose(inverse @ entries[kept] @ basis, (0, 2, 1))
+    identity = np.argmin(np.abs(rotations - np.eye(3)).max(axis=(1, 2)))
+    return np.concatenate([rotations[identity:identity + 1], np.delete(rotations, identity, axis=0)])
+
+
+def _first_of_symmetry_copies(nodes: np.ndarray, real_vectors: np.ndarray) -> np.ndarray:
+    """Boolean mask of the nodes (rows, Å⁻¹) that come first, by their Miller indices on the cell's
+    rows, among their images under the lattice's rotations (:func:`lattice_rotations`): one node
+    of each set the rotations map onto each other, where ``nodes`` is a ball (which they map onto
+    itself)."""
+    cell = np.asarray(real_vectors, float)
+    rotations = lattice_rotations(cell)
+    own = np.rint(nodes @ cell.T).astype(np.int64)
+    first = np.ones(len(nodes), bool)
+    for rotation in rotations[1:]:
+        image = np.rint(nodes @ rotation.T @ cell.T).astype(np.int64)
+        # lexicographic: the image comes before the node when its first differing index is larger
+        differ = image != own
+        position = np.argmax(differ, axis=1)
+        larger = np.take_along_axis(image - own, position[:, None], axis=1)[:, 0] > 0
+        first &= ~(differ.any(axis=1) & larger)
+    return first
+
+
+@numba.njit(cache=True, nogil=True)
+def _triad(first, second):
+    """Orthonormal columns of the frame a pair of vectors fixes (as :func:`_triads`, one pair)."""
+    frame = np.zeros((3, 3))
+    e1 = first / np.sqrt(np.sum(first * first))
+    e3 = np.cross(first, second)
+    e3 = e3 / np.sqrt(np.sum(e3 * e3))
+    e2 = np.cross(e3, e1)
+    for k in range(3):
+        frame[k, 0], frame[k, 1], frame[k, 2] = e1[k], e2[k], e3[k]
+    return frame
+
+
+@numba.njit(cache=True, nogil=True)
+def _best_pair_rotation(anchors, low, high, units, first_node, spots, cell, tolerance, angle_tolerance):
+    """(spots indexed, rotation) of the best rotation R taking node pairs onto anchor-spot pairs
+    (the nodes' unit vectors ``units``, sorted by length; low[i]:high[i] match anchor i by length;
+    the pair's first node only where ``first_node``); a spot counts as indexed when the cell's rows
+    turned by R, a' = R a, give whole r·a' within ``tolerance``. Stops early once a rotation indexes
+    nine in ten of the spots."""
+    best, best_rotation = 0, np.eye(3)
+    n_spots = spots.shape[0]
+    enough = int(0.9 * n_spots)
+    for i in range(anchors.shape[0]):
+        for j in range(i + 1, anchors.shape[0]):
+            ri, rj = anchors[i], anchors[j]
+            cosine = np.sum(ri * rj) / np.sqrt(np.sum(ri * ri) * np.sum(rj * rj))
+            if abs(cosine) > 0.995:
+                continue
+            angle = math.acos(min(1.0, max(-1.0, cosine)))
+            upper, lower = math.cos(max(0.0, angle - angle_tolerance)), math.cos(min(math.pi, angle + angle_tolerance))
+            spot_frame = _triad(ri, rj)
+            local = spots @ spot_frame  # the spots in the pair's frame: w = Fᵀ r
+            for a in range(low[i], high[i]):
+                if not first_node[a]:
+                    continue
+                ua = units[a]
+                for b in range(low[j], high[j]):
+                    ub = units[b]
+                    node_cosine = ua[0] * ub[0] + ua[1] * ub[1] + ua[2] * ub[2]
+                    if node_cosine > upper or node_cosine < lower or abs(node_cosine) > 0.995:
+                        continue
+                    # R = F_spots · F_nodesᵀ; r·(R a) = (F_nodesᵀ a)·(F_spotsᵀ r): the cell in the node frame
+                    node_frame = _triad(ua, ub)
+                    turned = cell @ node_frame
+                    count = 0
+                    for s in range(n_spots):
+                        if count + n_spots - s <= best:
+                            break
+                        worst = 0.0
+                        for k in range(3):
+                            h = turned[k, 0] * local[s, 0] + turned[k, 1] * local[s, 1] + turned[k, 2] * local[s, 2]
+                            worst = max(worst, abs(h - round(h)))
+                        if worst <= tolerance:
+                            count += 1
+                    if count > best:
+                        best = count
+                        best_rotation = spot_frame @ node_frame.T
+                        if best >= enough:
+                            return best, best_rotation
+    return best, best_rotation
+
+
 def _same_shape(first: np.ndarray, second: np.ndarray) -> bool:
     """Whether two cells (rows, Å) have reduced edges within :data:`KNOWN_CELL_LENGTH_TOLERANCE`
     of each other and angles within :data:`KNOWN_CELL_ANGLE_TOLERANCE_DEG` (as |cos|: a reduced
@@ -719,6 +905,7 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
     nearest = nearest_neighbour_distances(vectors) if len(vectors) >= 2 else None
     max_cell = settings.max_cell or (estimate_max_cell(vectors, settings.max_cell_limit, nearest)
                                      if len(vectors) >= settings.min_spots else None)
+    known = settings.known_cell_vectors()
     lattices: List[IndexedLattice] = []
     refined = None
     left = np.ones(len(vectors), bool)
@@ -726,6 +913,8 @@ def index_lattices(vectors: np.ndarray, intensities: Optional[np.ndarray] = None
             left.sum() >= (settings.min_known_cell_spots if lattices else settings.min_spots):
         if lattices:
             found = _further_lattice(vectors[left], ice[left], lattices[0].real_vectors, settings, max_cell)
+        elif known is not None:
+            found = _first_of_known_cell(vectors, ice, known, settings)
         else:
             found, max_cell = _first_of(vectors, ice, settings, max_cell)
         if found is None:
@@ -783,6 +972,26 @@ def _first_of(vectors: np.ndarray, ice: np.ndarray, settings: IndexingSettings,
                                                        settings.chance_margin * chance_indexed(n)):
             return (found if subset.all() else refine_lattice(vectors, found.real_vectors, settings)), searched
     return None, max_cell
+
+
+def _first_of_known_cell(vectors: np.ndarray, ice: np.ndarray, known: np.ndarray,
+                         settings: IndexingSettings) -> Optional[IndexedLattice]:
+    """The first lattice as the known cell (rows, Å) oriented, indexing all the spots, or None:
+    searched in all the spots, then off the ice-ring bands (:func:`_all_then_off_ice`), first by
+    :func:`orient_known_cell` (from the basis search's vectors), then, where that finds none, by
+    :func:`orient_known_cell_from_pairs` (from spot pairs: slower, surer in few and stray-ridden
+    spots); kept when it indexes at least ``min_lattice_spots`` and ``min_fraction`` of the spots
+    searched and more than ``chance_margin`` × what that search finds in random points
+    (:data:`CHANCE_INDEXED_KNOWN_CELL`, :data:`CHANCE_INDEXED_KNOWN_CELL_PAIRS`)."""
+    for search, chance in ((orient_known_cell, CHANCE_INDEXED_KNOWN_CELL),
+                           (orient_known_cell_from_pairs, CHANCE_INDEXED_KNOWN_CELL_PAIRS)):
+        for subset in _all_then_off_ice(ice):
+            n = int(subset.sum())
+            found = search(vectors[subset], known, settings) if n >= settings.min_spots else None
+            if found is not None and found.n_indexed >= settings.min_lattice_spots and found.n_indexed > max(
+                    settings.min_fraction * n, settings.chance_margin * chance_indexed(n, chance)):
+                return found if subset.all() else _refine_orientation(vectors, found.real_vectors, settings)
+    return None
 
 
 def _first_lattice(vectors: np.ndarray, settings: IndexingSettings, max_cell: float,
@@ -859,6 +1068,12 @@ def chance_indexed(n_spots: int, table: Optional[dict] = None) -> float:
 #: :data:`CHANCE_INDEXED`: three parameters fitted, not nine.
 CHANCE_INDEXED_KNOWN_CELL = {8: 0.30, 10: 0.30, 15: 0.30, 20: 0.30, 30: 0.24, 50: 0.19, 80: 0.15, 120: 0.15,
                              200: 0.12}
+#: The same for the pair search (:func:`orient_known_cell_from_pairs`), which tries every match of
+#: two low-resolution spots with two nodes and so fits random points better (one and a half to two
+#: times :data:`CHANCE_INDEXED_KNOWN_CELL`): the largest over the same three cells, ``python
+#: scripts/chance_lattices.py --draws 48 --known-cell --pairs`` (n: share).
+CHANCE_INDEXED_KNOWN_CELL_PAIRS = {8: 0.88, 10: 0.75, 15: 0.60, 20: 0.50, 30: 0.40, 50: 0.31, 80: 0.26, 120: 0.21,
+                                   200: 0.17}
 #: Fewest spots a further lattice of a known cell must index (two fix its orientation; random
 #: points reach 6 of 20 in a few draws of a hundred).
 MIN_KNOWN_CELL_INDEXED = 8

@@ -18,7 +18,8 @@ class PredictionInput:
     """One image handed to predictors: its geometry, its conditioned quadrants (float32
     (Q, 512, 512), quadrant numbers in ``quadrant_indices``) and — for predictors that need it —
     the raw frame — the run's settings (``multilattice_threshold``: the probability above which
-    an image counts as multi-lattice), and ``shared``: one dict per image that every predictor's
+    an image counts as multi-lattice; ``known_cell`` and ``known_space_group``: the crystal's cell
+    when the user knows it, for indexing), and ``shared``: one dict per image that every predictor's
     input for that image holds, where predictors keep work others reuse (the frame's spots…)."""
 
     geometry: Geometry

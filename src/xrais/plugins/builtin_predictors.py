@@ -287,17 +287,25 @@ def frame_indexing(item: PredictionInput):
     if "indexing" not in item.shared:
         from ..lattice import index_spots
 
-        item.shared["indexing"] = index_spots(frame_spots(item), item.frame.geometry, indexing_settings())
+        item.shared["indexing"] = index_spots(frame_spots(item), item.frame.geometry, item_indexing_settings(item))
     return item.shared["indexing"]
 
 
-@functools.lru_cache(maxsize=1)
-def indexing_settings():
+def item_indexing_settings(item: PredictionInput):
+    """The indexing settings of an image (:func:`indexing_settings`), with the run's known cell
+    (``known_cell``, ``known_space_group`` in its settings) when it gives one."""
+    return indexing_settings(item.settings.get("known_cell"), item.settings.get("known_space_group"))
+
+
+@functools.lru_cache(maxsize=8)
+def indexing_settings(known_cell: Optional[tuple] = None, known_space_group: Optional[str] = None):
     """The indexing settings of the predictors (:func:`frame_indexing`), which
-    :func:`no_lattice_reason` explains a frame's missing lattice by: the defaults."""
+    :func:`no_lattice_reason` explains a frame's missing lattice by: the defaults, with the known
+    cell (a, b, c Å, α, β, γ °) and space group when given."""
     from ..lattice import IndexingSettings
 
-    return IndexingSettings()
+    return IndexingSettings(known_cell=None if known_cell is None else tuple(float(v) for v in known_cell),
+                            known_space_group=known_space_group)
 
 
 class SpotsPredictor(PredictorPlugin):
@@ -441,18 +449,26 @@ class MultilatticePredictor(PredictorPlugin):
             p = float(self._network.probability([lattice_evidence(indexing)])[0]) if indexing.n_lattices else None
             results.append({"p_multilattice": None if p is None else round(p, 4),
                             "multilattice": None if p is None else bool(p > _threshold(item)),
-                            "multilattice_undetermined": None if p is not None else no_lattice_reason(indexing)})
+                            "multilattice_undetermined": None if p is not None else
+                            no_lattice_reason(indexing, item_indexing_settings(item))})
         return results
 
 
-def no_lattice_reason(indexing) -> str:
-    """Why a frame's spots gave no lattice, and so no multi-lattice answer: one sentence."""
-    from ..lattice.indexing import chance_indexed
+def no_lattice_reason(indexing, settings=None) -> str:
+    """Why a frame's spots gave no lattice, and so no multi-lattice answer: one sentence.
+    settings: the indexing's (:func:`item_indexing_settings`; the defaults when None)."""
+    from ..lattice.indexing import CHANCE_INDEXED_KNOWN_CELL, chance_indexed
 
-    settings = indexing_settings()
+    settings = settings or indexing_settings()
     n = indexing.n_spots if indexing.kept is None else len(indexing.kept)  # searched: ice-ring spots too
     if n < settings.min_spots:
         return f"no lattice indexed: {n} spots, fewer than the {settings.min_spots} a search needs"
+    if settings.known_cell is not None:
+        least = max(settings.min_fraction, settings.chance_margin * chance_indexed(n, CHANCE_INDEXED_KNOWN_CELL) / n,
+                    settings.min_lattice_spots / n)
+        cell = ", ".join(f"{v:g}" for v in settings.known_cell)
+        return (f"no lattice indexed: no orientation of the known cell ({cell}) indexes more than {least:.0%} of "
+                f"the {n} spots (what one found by chance in spots of no crystal would, or too few)")
     least = max(settings.min_fraction, settings.chance_margin * chance_indexed(n) / n)
     return (f"no lattice indexed: no lattice of the {n} spots indexes more than {least:.0%} of them "
             "(what a lattice found by chance in spots of no crystal would)")

@@ -12,6 +12,8 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
+from ..lattice.cell import cell_volume, default_orientation
+
 #: Lattice-transform shapes. "square", "round", "gauss" and "tophat" are nanoBragg's
 #: -square_xtal, -round_xtal, -gauss_xtal and -tophat_spots exactly as coded (the gauss and tophat
 #: widths scale with 1/(Na·Nb·Nc) in Å⁻¹, a nanoBragg quirk); "gauss_hkl" is a Gaussian in
@@ -101,36 +103,6 @@ def rotation_exposure(mosaic: np.ndarray, wedge_deg: float, spindle_axis, rng: n
 def reciprocal_vectors(real_vectors) -> np.ndarray:
     """Reciprocal vectors (rows a*, b*, c*, Å⁻¹) of real-space vectors (rows a, b, c, Å)."""
     return np.linalg.inv(np.asarray(real_vectors, dtype=float)).T
-
-
-def cell_volume(cell) -> float:
-    """Volume (Å³) of a cell (a, b, c, α, β, γ; Å, degrees)."""
-    cosines = [math.cos(math.radians(float(angle))) for angle in cell[3:]]
-    factor = 1.0 - sum(c * c for c in cosines) + 2.0 * cosines[0] * cosines[1] * cosines[2]
-    return float(cell[0]) * float(cell[1]) * float(cell[2]) * math.sqrt(max(0.0, factor))
-
-
-def default_orientation(cell) -> np.ndarray:
-    """Real-space vectors (rows a, b, c; Å) of a cell (a, b, c, α, β, γ; Å, degrees) in
-    nanoBragg's default orientation: a* along x, b* in the x–y plane."""
-    a, b, c = (float(v) for v in cell[:3])
-    alpha, beta, gamma = np.radians(np.asarray(cell[3:], dtype=float))
-    volume = cell_volume(cell)
-    if volume <= 0.0:
-        raise ValueError(f"impossible unit cell {tuple(cell)}")
-    a_star, b_star, c_star = (b * c * math.sin(alpha) / volume, c * a * math.sin(beta) / volume,
-                              a * b * math.sin(gamma) / volume)
-    cos_alpha_star = (math.cos(beta) * math.cos(gamma) - math.cos(alpha)) / (math.sin(beta) * math.sin(gamma))
-    cos_beta_star = (math.cos(gamma) * math.cos(alpha) - math.cos(beta)) / (math.sin(gamma) * math.sin(alpha))
-    cos_gamma_star = (math.cos(alpha) * math.cos(beta) - math.cos(gamma)) / (math.sin(alpha) * math.sin(beta))
-    sin_gamma_star = math.sqrt(1.0 - cos_gamma_star ** 2)
-    reciprocal = np.array([
-        [a_star, 0.0, 0.0],
-        [b_star * cos_gamma_star, b_star * sin_gamma_star, 0.0],
-        [c_star * cos_beta_star, c_star * (cos_alpha_star - cos_beta_star * cos_gamma_star) / sin_gamma_star, 0.0],
-    ])
-    reciprocal[2, 2] = math.sqrt(max(0.0, c_star ** 2 - reciprocal[2, 0] ** 2 - reciprocal[2, 1] ** 2))
-    return np.linalg.inv(reciprocal).T
 
 
 def cells_per_domain(cell, domain_size_A: float) -> Tuple[int, int, int]:

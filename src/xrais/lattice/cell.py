@@ -1,0 +1,94 @@
+"""Unit cells from their parameters: volume, real-space vectors, and the primitive cell of a
+centred one (what indexing with a known cell searches for).
+
+A crystallographer gives a cell as (a, b, c in Å, α, β, γ in degrees) in the conventional setting
+of its space group (DIALS ``known_symmetry.unit_cell`` and ``known_symmetry.space_group``). A
+centred lattice (A, B, C, I, F, or R in hexagonal axes) has further lattice points inside that
+cell; a still's spots index on its primitive cell, whose volume is the conventional one divided by
+the points per cell (2, 4 or 3), so that is the cell the orientation search fits
+(:func:`known_cell_vectors`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+#: Primitive basis vectors (rows, in units of the conventional a, b, c) of each lattice type, as
+#: International Tables (R: the obverse rhombohedral cell in hexagonal axes).
+CENTRING_BASES = {
+    "P": ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+    "A": ((1, 0, 0), (0, 0.5, 0.5), (0, -0.5, 0.5)),
+    "B": ((0.5, 0, 0.5), (0, 1, 0), (-0.5, 0, 0.5)),
+    "C": ((0.5, 0.5, 0), (-0.5, 0.5, 0), (0, 0, 1)),
+    "I": ((-0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.5, 0.5, -0.5)),
+    "F": ((0, 0.5, 0.5), (0.5, 0, 0.5), (0.5, 0.5, 0)),
+    "R": ((2 / 3, 1 / 3, 1 / 3), (-1 / 3, 1 / 3, 1 / 3), (-1 / 3, -2 / 3, 1 / 3)),
+}
+
+
+def cell_volume(cell) -> float:
+    """Volume (Å³) of a cell (a, b, c, α, β, γ; Å, degrees)."""
+    cosines = [math.cos(math.radians(float(angle))) for angle in cell[3:]]
+    factor = 1.0 - sum(c * c for c in cosines) + 2.0 * cosines[0] * cosines[1] * cosines[2]
+    return float(cell[0]) * float(cell[1]) * float(cell[2]) * math.sqrt(max(0.0, factor))
+
+
+def default_orientation(cell) -> np.ndarray:
+    """Real-space vectors (rows a, b, c; Å) of a cell (a, b, c, α, β, γ; Å, degrees) in
+    nanoBragg's default orientation: a* along x, b* in the x–y plane."""
+    a, b, c = (float(v) for v in cell[:3])
+    alpha, beta, gamma = np.radians(np.asarray(cell[3:], dtype=float))
+    volume = cell_volume(cell)
+    if volume <= 0.0:
+        raise ValueError(f"impossible unit cell {tuple(cell)}")
+    a_star, b_star, c_star = (b * c * math.sin(alpha) / volume, c * a * math.sin(beta) / volume,
+                              a * b * math.sin(gamma) / volume)
+    cos_alpha_star = (math.cos(beta) * math.cos(gamma) - math.cos(alpha)) / (math.sin(beta) * math.sin(gamma))
+    cos_beta_star = (math.cos(gamma) * math.cos(alpha) - math.cos(beta)) / (math.sin(gamma) * math.sin(alpha))
+    cos_gamma_star = (math.cos(alpha) * math.cos(beta) - math.cos(gamma)) / (math.sin(alpha) * math.sin(beta))
+    sin_gamma_star = math.sqrt(1.0 - cos_gamma_star ** 2)
+    reciprocal = np.array([
+        [a_star, 0.0, 0.0],
+        [b_star * cos_gamma_star, b_star * sin_gamma_star, 0.0],
+        [c_star * cos_beta_star, c_star * (cos_alpha_star - cos_beta_star * cos_gamma_star) / sin_gamma_star, 0.0],
+    ])
+    reciprocal[2, 2] = math.sqrt(max(0.0, c_star ** 2 - reciprocal[2, 0] ** 2 - reciprocal[2, 1] ** 2))
+    return np.linalg.inv(reciprocal).T
+
+
+def lattice_centring(space_group: Optional[str]) -> str:
+    """The lattice letter (P, A, B, C, I, F or R) of a Hermann–Mauguin space-group symbol ("P 61 2 2",
+    "C2", "I222", "H3" and "R3:H" for R in hexagonal axes; None: P). ValueError otherwise: space-group
+    numbers are not read (give the symbol)."""
+    if space_group is None:
+        return "P"
+    symbol = str(space_group).strip()
+    letter = symbol[:1].upper()
+    if letter == "H":
+        letter = "R"
+    if letter not in CENTRING_BASES:
+        raise ValueError(f"space group {space_group!r}: give a Hermann-Mauguin symbol that begins with its lattice "
+                         "letter (P, A, B, C, I, F, R or H), as P6122 or 'C 1 2 1'")
+    return letter
+
+
+def known_cell_vectors(cell: Sequence[float], space_group: Optional[str] = None) -> np.ndarray:
+    """Real-space vectors (rows, Å) of the primitive cell of a crystal given by its conventional
+    cell (a, b, c Å, α, β, γ °) and space group (its lattice letter: :data:`CENTRING_BASES`; an R
+    group given in rhombohedral axes, a = b = c and α = β = γ, is primitive already), in
+    :func:`default_orientation`. ValueError, naming the problem, for a cell that is none: six
+    numbers, edges > 0, angles strictly between 0 and 180° that close a cell (a volume of at least
+    10⁻³ a·b·c)."""
+    values = [float(v) for v in cell]
+    if len(values) != 6:
+        raise ValueError(f"unit cell {tuple(cell)}: give six numbers, a,b,c (Å),alpha,beta,gamma (degrees)")
+    if min(values[:3]) <= 0.0 or not all(0.0 < angle < 180.0 for angle in values[3:]) or cell_volume(values) <= 1e-3 * values[0] * values[1] * values[2]:
+        raise ValueError(f"unit cell {tuple(values)}: edges must be positive and the angles (0-180 degrees) "
+                         "must close a cell")
+    letter = lattice_centring(space_group)
+    rhombohedral_axes = letter == "R" and np.allclose(values[:3], values[0], rtol=1e-3) and \
+        np.allclose(values[3:], values[3], atol=0.1) and abs(values[3] - 90.0) > 0.1
+    basis = np.eye(3) if rhombohedral_axes else np.array(CENTRING_BASES[letter], float)
+    return basis @ default_orientation(values)
