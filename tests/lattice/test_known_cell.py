@@ -148,3 +148,27 @@ def test_the_multilattice_program_takes_a_known_cell_and_refuses_one_that_is_non
     assert row_known["fraction_indexed"] >= row["fraction_indexed"] - 0.05
     lengths = sorted(row_known["cell_indexed"][:3])
     assert np.allclose(lengths, sorted(row["cell_indexed"][:3]), rtol=0.02)
+
+
+def test_the_pair_search_fits_random_points_no_better_than_its_chance_table():
+    """The pair search's best orientation of a known cell in random points (no lattice): of 16 draws
+    of 20 and 40 points, at most one indexes more than its chance share
+    (:data:`CHANCE_INDEXED_KNOWN_CELL_PAIRS`, a 99th percentile) and a first lattice's threshold,
+    which no draw passes; and it does search them (a search that found nothing would pass the
+    rest): its mean count is above half the basis-search route's 99th percentile."""
+    from xrais.lattice.indexing import (CHANCE_INDEXED_KNOWN_CELL, CHANCE_INDEXED_KNOWN_CELL_PAIRS, chance_indexed,
+                                        orient_known_cell_from_pairs)
+
+    rng = np.random.default_rng(5)
+    cell = known_cell_vectors((58.5, 58.5, 151.0, 90.0, 90.0, 90.0), "P41212")
+    settings = IndexingSettings()
+    for n in (20, 40):
+        counts = []
+        for _ in range(16):
+            found = orient_known_cell_from_pairs(_random_cap(n, rng), cell @ random_rotation(rng).T)
+            counts.append(0 if found is None else found.n_indexed)
+        least = 1.1 * chance_indexed(n, CHANCE_INDEXED_KNOWN_CELL_PAIRS)
+        assert sum(count > least for count in counts) <= 1
+        first_lattice = max(least, settings.min_lattice_spots, settings.min_fraction * n)
+        assert max(counts) <= first_lattice
+        assert np.mean(counts) > chance_indexed(n, CHANCE_INDEXED_KNOWN_CELL) / 2
