@@ -50,7 +50,7 @@ def main():
             continue
         now = lattice_evidence(result)
         as_before = evidence.tangential_cell
-        evidence.tangential_cell = lambda vectors, miller, real_vectors: real_vectors  # the indexing's cell
+        evidence.tangential_cell = lambda vectors, miller, real_vectors, *_: real_vectors  # the indexing's cell
         try:
             before = lattice_evidence(result)
         finally:

@@ -74,15 +74,15 @@ def shortest_node_spacing(real_vectors: np.ndarray) -> float:
     return float(np.linalg.norm(steps @ reciprocal, axis=1).min())
 
 
-def tangential_offsets_deg(vectors: np.ndarray, miller: np.ndarray, real_vectors: np.ndarray) -> np.ndarray:
+def tangential_offsets_deg(vectors: np.ndarray, miller: np.ndarray, real_vectors: np.ndarray,
+                           projectors=None) -> np.ndarray:
     """For spots r (Å⁻¹, the lab frame of :func:`xrais.spotfinder.scattering_vectors`) indexed as
     ``miller`` by the cell ``real_vectors``: |offset from the node, tangential to the Ewald sphere|
     / |r|, in degrees (the sphere's normal from :func:`_tangential_basis`; spots at r·b ≈ 0 are
-    left out)."""
-    usable, normal = _tangential_basis(vectors)
+    left out). projectors: :func:`tangential_projectors` of ``vectors``, when made already."""
+    usable, projector = tangential_projectors(vectors) if projectors is None else projectors
     vectors, miller = vectors[usable], miller[usable]
-    offset = vectors - miller @ np.linalg.inv(real_vectors).T
-    tangential = offset - np.einsum("ij,ij->i", offset, normal)[:, None] * normal
+    tangential = np.einsum("nij,nj->ni", projector[usable], vectors - miller @ np.linalg.inv(real_vectors).T)
     return np.degrees(np.linalg.norm(tangential, axis=1) / np.linalg.norm(vectors, axis=1))
 
 
@@ -99,17 +99,22 @@ def _tangential_basis(vectors: np.ndarray):
     return usable, normal / np.linalg.norm(normal, axis=1, keepdims=True)
 
 
-def _tangential_projectors(vectors: np.ndarray):
-    """(usable spots, (n, 3, 3) projectors I − n̂n̂ᵀ off the Ewald sphere's normal at them:
-    :func:`_tangential_basis`)."""
+def tangential_projectors(vectors: np.ndarray):
+    """(usable spots, (n, 3, 3) projectors I − n̂n̂ᵀ off the Ewald sphere's normal at every spot:
+    :func:`_tangential_basis`; zero where not usable). Made once per frame and handed to the
+    tangential features (any subset of spots takes its rows)."""
     usable, normal = _tangential_basis(vectors)
-    return usable, np.eye(3)[None] - normal[:, :, None] * normal[:, None, :]
+    projector = np.zeros((len(vectors), 3, 3))
+    projector[usable] = np.eye(3)[None] - normal[:, :, None] * normal[:, None, :]
+    return usable, projector
 
 
-def tangential_cell(vectors: np.ndarray, miller: np.ndarray, real_vectors: np.ndarray) -> np.ndarray:
+def tangential_cell(vectors: np.ndarray, miller: np.ndarray, real_vectors: np.ndarray,
+                    projectors=None) -> np.ndarray:
     """The cell (rows, Å) whose nodes h·B best fit spots r (Å⁻¹) indexed as ``miller`` in the
     directions along the Ewald sphere: B (rows a*, b*, c*) minimising Σ |Pᵢ(rᵢ − h·B)|² / |rᵢ|², Pᵢ
-    the projector off the sphere's normal at rᵢ (:func:`_tangential_projectors`); a linear least-squares
+    the projector off the sphere's normal at rᵢ (:func:`tangential_projectors`; ``projectors``, when
+    made already); a linear least-squares
     problem in B's nine numbers. The indexing fits the cell on the whole offsets, excitation errors
     along the normal included: a still's or a rotation frame's nodes lie off the sphere by those,
     unevenly, and that fit turns the cell by up to tenths of a degree about where the spots sit on
@@ -117,8 +122,8 @@ def tangential_cell(vectors: np.ndarray, miller: np.ndarray, real_vectors: np.nd
     features measure offsets from this cell, so that a turn of the whole lattice is not read as a
     split. ``real_vectors`` is returned where fewer than 5 usable spots, or their Miller indices,
     cannot fix B."""
-    usable, projector = _tangential_projectors(vectors)
-    vectors, miller = vectors[usable], np.asarray(miller, float)[usable]
+    usable, projector = tangential_projectors(vectors) if projectors is None else projectors
+    vectors, miller, projector = vectors[usable], np.asarray(miller, float)[usable], projector[usable]
     if len(vectors) < 5 or np.linalg.matrix_rank(miller) < 3:
         return real_vectors
     weight = 1.0 / np.einsum("ij,ij->i", vectors, vectors)  # 1/|r|²
@@ -144,12 +149,12 @@ def two_sided_rotation(vectors: np.ndarray, miller: np.ndarray, real_vectors: np
     return _two_sided(vectors, miller, real_vectors, iterations)[:3]
 
 
-def _two_sided(vectors, miller, real_vectors, iterations: int = 12) -> tuple:
+def _two_sided(vectors, miller, real_vectors, iterations: int = 12, projectors=None) -> tuple:
     """:func:`two_sided_rotation`'s (explained, separation, ω) and the signs sᵢ of the spots it
     used (None with fewer than 6) and which those are (boolean over ``vectors``): the signs give
-    ``split_pairing``."""
-    usable, projector = _tangential_projectors(vectors)
-    vectors, miller = vectors[usable], miller[usable]
+    ``split_pairing``. projectors: :func:`tangential_projectors` of ``vectors``, when made already."""
+    usable, projector = tangential_projectors(vectors) if projectors is None else projectors
+    vectors, miller, projector = vectors[usable], miller[usable], projector[usable]
     if len(vectors) < 6:
         return 0.0, 0.0, np.zeros(3), None, usable
     nodes = miller @ np.linalg.inv(real_vectors).T
@@ -198,9 +203,11 @@ def lattice_evidence(result: IndexingResult, settings: IndexingSettings = Indexi
     inner_error = error[~outer].mean() if (~outer).any() else 0.0
     _, counts = np.unique(first.miller[mine], axis=0, return_counts=True)
     angles = [90.0 if math.isnan(angle) else angle for angle in result.misorientation_deg()]
-    cell = tangential_cell(vectors[mine], first.miller[mine], first.real_vectors)
-    tangential = tangential_offsets_deg(vectors[mine][outer], first.miller[mine][outer], cell)
-    explained, separation, _, signs, usable = _two_sided(vectors[mine], first.miller[mine], cell)
+    projectors = tangential_projectors(vectors[mine])  # once: every tangential feature takes its rows
+    cell = tangential_cell(vectors[mine], first.miller[mine], first.real_vectors, projectors)
+    tangential = tangential_offsets_deg(vectors[mine][outer], first.miller[mine][outer], cell,
+                                        (projectors[0][outer], projectors[1][outer]))
+    explained, separation, _, signs, usable = _two_sided(vectors[mine], first.miller[mine], cell, projectors=projectors)
     pairing = 0.0 if signs is None else float(np.mean(signs != signs[nearest_neighbours(vectors[mine][usable])]))
     features.update(
         fraction_first=result.fraction_indexed,
