@@ -86,9 +86,10 @@ class Predictor:
     every quadrant predictor;
     multilattice_threshold: p_multilattice above which an image counts as multi-lattice;
     batch_size: images per network batch; nproc: threads reading and conditioning;
-    known_cell: the crystal's unit cell (a, b, c Å, α, β, γ °) when known, in the conventional
-    setting of known_space_group (a symbol: P6122, C2…), for the indexing behind multilattice and
-    indexing (:attr:`xrais.lattice.IndexingSettings.known_cell`); ValueError for a cell that is none;
+    known_cell: the crystal's unit cell (a, b, c Å, α, β, γ °; six numbers or their text) when
+    known, in the conventional setting of known_space_group (a symbol: P6122, C2…), for the
+    indexing behind multilattice and indexing (:attr:`xrais.lattice.IndexingSettings.known_cell`);
+    ValueError, naming the problem, for a cell that is none or a space group without a cell;
     geometry: a :class:`~xrais.io.GeometryOverride` (or dict) for files with wrong headers;
     shard: (rank, size) to process only every size-th image starting at rank (MPI).
     """
@@ -102,13 +103,11 @@ class Predictor:
         if not 0.0 <= multilattice_threshold <= 1.0:
             raise ValueError(f"multilattice_threshold must lie between 0 and 1, got {multilattice_threshold}")
         self.settings = {"multilattice_threshold": float(multilattice_threshold)}
-        if known_cell is not None:
-            from .lattice.cell import known_cell_vectors
+        if known_cell is not None or known_space_group is not None:
+            from .lattice.cell import check_known_symmetry, parse_cell
 
-            known_cell_vectors(known_cell, known_space_group)  # a cell that is none: ValueError now
-            self.settings.update(known_cell=tuple(float(v) for v in known_cell), known_space_group=known_space_group)
-        elif known_space_group is not None:
-            raise ValueError(f"a space group ({known_space_group}) without its unit cell: give the cell too")
+            check_known_symmetry(known_cell, known_space_group)  # a cell that is none: ValueError now
+            self.settings.update(known_cell=parse_cell(known_cell), known_space_group=known_space_group)
         self.plugins = resolve_predictors(predictors)
         self.device = _resolve_device(device)
         #: Quadrant numbers each predictor is given, by predictor name.

@@ -44,9 +44,14 @@ def test_a_centred_cells_primitive_vectors_span_its_lattice(letter):
 def test_space_group_symbols_give_their_lattice_letter_and_others_are_refused():
     assert [lattice_centring(s) for s in ("P 61 2 2", "P41212", "C2", "c 1 2 1", "I222", "F23", "H3", "R3:H", None)] \
         == ["P", "P", "C", "C", "I", "F", "R", "R", "P"]
-    for bad in ("19", "", "X2"):
+    for bad in ("19", "", "X2", "Hexagonal", "Pxyz"):
         with pytest.raises(ValueError, match="lattice letter"):
             lattice_centring(bad)
+    # R: hexagonal axes take the centring, rhombohedral ones are primitive, any other cell is refused
+    for not_r in ((80.0, 80.0, 100.0, 90.0, 90.0, 90.0), (50.1, 50.0, 49.9, 80.0, 80.0, 80.0)):
+        with pytest.raises(ValueError, match="hexagonal axes"):
+            known_cell_vectors(not_r, "R3")
+    assert known_cell_vectors("60, 70 80,90,90,90") == pytest.approx(known_cell_vectors((60, 70, 80, 90, 90, 90)))
     # an R cell given in rhombohedral axes is primitive already: the same volume
     rhombohedral = (50.0, 50.0, 50.0, 80.0, 80.0, 80.0)
     assert abs(np.linalg.det(known_cell_vectors(rhombohedral, "R3"))) == pytest.approx(cell_volume(rhombohedral))
@@ -92,6 +97,30 @@ def test_a_known_centred_cell_indexes_a_crystal_a_free_search_cannot_tell_from_c
     assert found_known >= 3
 
 
+def test_the_pair_search_loses_no_orientation_by_the_symmetry_it_skips(monkeypatch):
+    """Trying the first node of a pair once per symmetry set finds as many spots as trying every
+    node (R and R·g index alike), 20 reflections among 10 strays: on a tetragonal cell (where the
+    crystal is found), and on a cell only nearly tetragonal (edges 3 % apart), whose rotations must
+    then be an orthorhombic cell's four, not eight."""
+    from xrais.lattice import indexing
+
+    rng = np.random.default_rng(4)
+    for cell, order in (((58.5, 58.5, 151.0, 90.0, 90.0, 90.0), 8), ((30.0, 31.0, 250.0, 90.0, 90.0, 90.0), 4)):
+        vectors = known_cell_vectors(cell)
+        assert len(indexing.lattice_rotations(vectors)) == order
+        for _ in range(3):
+            spots = ewald_cap_spots(vectors, random_rotation(rng), d_min=2.5, on_sphere=True)
+            spots = np.concatenate([spots[rng.permutation(len(spots))[:20]], _random_cap(10, rng)])
+            turned = vectors @ random_rotation(rng).T
+            reduced = indexing.orient_known_cell_from_pairs(spots, turned)
+            with monkeypatch.context() as patch:
+                patch.setattr(indexing, "_first_of_symmetry_copies", lambda nodes, cell: np.ones(len(nodes), bool))
+                every = indexing.orient_known_cell_from_pairs(spots, turned)
+            assert every is not None and reduced is not None and reduced.n_indexed == every.n_indexed
+            if order == 8:  # and on the tetragonal cell the crystal is found
+                assert reduced.indexed[:20].sum() >= 18
+
+
 def test_the_pair_search_respects_the_lattice_symmetry_it_skips():
     """The pair search tries the first node of a pair in one of each set of nodes the lattice's
     rotations map onto each other: the rotations of a lattice are its holohedry's (hexagonal 12,
@@ -128,9 +157,11 @@ def test_the_multilattice_program_takes_a_known_cell_and_refuses_one_that_is_non
     image = next(path for path in paths() if path.endswith("example_resolution_0.cbf.gz"))  # one crystal
     for words, message in ((["known_symmetry.unit_cell=60,70,80,90,90,200"], "angles"),
                            (["known_symmetry.unit_cell=60,70,80"], "expected 6 values"),
-                           (["known_symmetry.space_group=P212121"], "needs known_symmetry.unit_cell"),
+                           (["known_symmetry.space_group=P212121"], "without its unit cell"),
                            (["known_symmetry.unit_cell=60,70,80,90,90,90", "known_symmetry.space_group=19"],
-                            "lattice letter")):
+                            "lattice letter"),
+                           (["known_symmetry.unit_cell=80,80,100,90,90,90", "known_symmetry.space_group=R3"],
+                            "hexagonal axes")):
         assert multilattice_program([image, "output.log=None", "output.json=None", "output.plot=None"] + words) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) <= 2
@@ -148,6 +179,34 @@ def test_the_multilattice_program_takes_a_known_cell_and_refuses_one_that_is_non
     assert row_known["fraction_indexed"] >= row["fraction_indexed"] - 0.05
     lengths = sorted(row_known["cell_indexed"][:3])
     assert np.allclose(lengths, sorted(row["cell_indexed"][:3]), rtol=0.02)
+    # the cell reaches the indexing: 8 % longer edges index nothing, and the reason names the known cell
+    wrong_cell = ",".join(f"{v * (1.08 if i < 3 else 1.0):.2f}" for i, v in enumerate(row["cell_indexed"]))
+    wrong = tmp_path / "wrong.json"
+    assert multilattice_program([image, "predictors=multilattice,indexing", f"known_symmetry.unit_cell={wrong_cell}",
+                                 f"output.json={wrong}", "output.plot=None", "output.log=None"]) == 0
+    (row_wrong,) = json.loads(wrong.read_text())["images"]
+    assert row_wrong["n_lattices_indexed"] == 0 and row_wrong["p_multilattice"] is None
+    assert "known cell" in row_wrong["multilattice_undetermined"]
+
+
+def test_show_lattices_draws_the_known_cells_lattice(tmp_path, capsys):
+    """xrais.show_lattices with known_symmetry.*: the picture is written and its line gives the lattice
+    of the known cell's edges; with a wrong cell, the reason names the known cell."""
+    from xrais.command_line.show_lattices import program
+    from xrais.examples import paths
+
+    image = next(path for path in paths() if path.endswith("example_resolution_0.cbf.gz"))
+    assert program([image, f"output.directory={tmp_path}", "output.log=None"]) == 0
+    free_line = capsys.readouterr().out
+    assert "lattice 1:" in free_line
+    cell = free_line.split("lattice 1:")[1].split("(")[1].split(" Å")[0]  # "a × b × c"
+    edges = [float(v) for v in cell.split(" × ")]
+    # the reduced cell's angles are not printed: a cell of these edges with right angles may not be
+    # the crystal's; its edges 8 % longer certainly are not
+    wrong = ",".join(f"{1.08 * v:.2f}" for v in edges) + ",90,90,90"
+    assert program([image, f"output.directory={tmp_path}", "output.log=None", f"known_symmetry.unit_cell={wrong}"]) == 0
+    assert "no orientation of the known cell" in capsys.readouterr().out
+    assert list(tmp_path.glob("*_lattices.png"))
 
 
 def test_the_pair_search_fits_random_points_no_better_than_its_chance_table():

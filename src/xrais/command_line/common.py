@@ -40,16 +40,13 @@ KNOWN_SYMMETRY_PARAMS = (
 def known_symmetry(params) -> dict:
     """The Predictor's ``known_cell`` and ``known_space_group`` from the ``known_symmetry.*`` parameters,
     checked (ParameterError naming the problem: a cell that is none, a space group without a cell)."""
-    from ..lattice.cell import known_cell_vectors
+    from ..lattice.cell import check_known_symmetry
 
     cell, space_group = params.known_symmetry.unit_cell, params.known_symmetry.space_group
-    if cell is None and space_group is not None:
-        raise ParameterError(f"known_symmetry.space_group={space_group} needs known_symmetry.unit_cell too")
-    if cell is not None:
-        try:
-            known_cell_vectors(cell, space_group)
-        except ValueError as exc:
-            raise ParameterError(f"known_symmetry: {exc}") from None
+    try:
+        check_known_symmetry(cell, space_group)
+    except ValueError as exc:
+        raise ParameterError(f"known_symmetry: {exc}") from None
     return {"known_cell": cell, "known_space_group": space_group}
 
 

@@ -11,7 +11,7 @@ the points per cell (2, 4 or 3), so that is the cell the orientation search fits
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -58,37 +58,75 @@ def default_orientation(cell) -> np.ndarray:
     return np.linalg.inv(reciprocal).T
 
 
+#: Characters a Hermann–Mauguin symbol may hold after its lattice letter: axes, screw and glide
+#: parts, mirrors, bars, and a setting (":H", ":R", "(1)").
+SYMBOL_CHARACTERS = set("0123456789 -/:_(),mnabcdeHRhr")
+
+
 def lattice_centring(space_group: Optional[str]) -> str:
     """The lattice letter (P, A, B, C, I, F or R) of a Hermann–Mauguin space-group symbol ("P 61 2 2",
-    "C2", "I222", "H3" and "R3:H" for R in hexagonal axes; None: P). ValueError otherwise: space-group
-    numbers are not read (give the symbol)."""
+    "C2", "I222", "Fm-3m", "H3" and "R3:H" for R in hexagonal axes; None: P). ValueError otherwise:
+    space-group numbers and other words are not read (give the symbol)."""
     if space_group is None:
         return "P"
     symbol = str(space_group).strip()
     letter = symbol[:1].upper()
     if letter == "H":
         letter = "R"
-    if letter not in CENTRING_BASES:
+    if letter not in CENTRING_BASES or not set(symbol[1:]) <= SYMBOL_CHARACTERS:
         raise ValueError(f"space group {space_group!r}: give a Hermann-Mauguin symbol that begins with its lattice "
                          "letter (P, A, B, C, I, F, R or H), as P6122 or 'C 1 2 1'")
     return letter
 
 
-def known_cell_vectors(cell: Sequence[float], space_group: Optional[str] = None) -> np.ndarray:
-    """Real-space vectors (rows, Å) of the primitive cell of a crystal given by its conventional
-    cell (a, b, c Å, α, β, γ °) and space group (its lattice letter: :data:`CENTRING_BASES`; an R
-    group given in rhombohedral axes, a = b = c and α = β = γ, is primitive already), in
-    :func:`default_orientation`. ValueError, naming the problem, for a cell that is none: six
-    numbers, edges > 0, angles strictly between 0 and 180° that close a cell (a volume of at least
-    10⁻³ a·b·c)."""
-    values = [float(v) for v in cell]
+def parse_cell(cell) -> Tuple[float, ...]:
+    """Six numbers from a cell given as a sequence or as text ("93,93,130.5,90,90,120", commas or
+    spaces). ValueError naming the cell otherwise."""
+    parts = str(cell).replace(",", " ").split() if isinstance(cell, str) else list(cell)
+    try:
+        values = tuple(float(v) for v in parts)
+    except (TypeError, ValueError):
+        raise ValueError(f"unit cell {cell!r}: give six numbers, a,b,c (Å),alpha,beta,gamma (degrees)") from None
     if len(values) != 6:
-        raise ValueError(f"unit cell {tuple(cell)}: give six numbers, a,b,c (Å),alpha,beta,gamma (degrees)")
-    if min(values[:3]) <= 0.0 or not all(0.0 < angle < 180.0 for angle in values[3:]) or cell_volume(values) <= 1e-3 * values[0] * values[1] * values[2]:
-        raise ValueError(f"unit cell {tuple(values)}: edges must be positive and the angles (0-180 degrees) "
+        raise ValueError(f"unit cell {cell!r}: give six numbers, a,b,c (Å),alpha,beta,gamma (degrees)")
+    return values
+
+
+def check_known_symmetry(cell, space_group: Optional[str]) -> None:
+    """ValueError, naming the problem, unless ``cell`` (or None) and ``space_group`` (or None)
+    describe a crystal :func:`known_cell_vectors` can use: a space group needs its cell."""
+    if cell is None:
+        if space_group is not None:
+            raise ValueError(f"a space group ({space_group}) without its unit cell: give the cell too")
+        return
+    known_cell_vectors(cell, space_group)
+
+
+def known_cell_vectors(cell, space_group: Optional[str] = None) -> np.ndarray:
+    """Real-space vectors (rows, Å) of the primitive cell of a crystal given by its conventional
+    cell (a, b, c Å, α, β, γ °; a sequence or text: :func:`parse_cell`) and space group (its
+    lattice letter: :data:`CENTRING_BASES`), in :func:`default_orientation`. An R group's cell is
+    read in hexagonal axes (a = b, α = β = 90°, γ = 120°: the centring applies) or in rhombohedral
+    axes (a = b = c, α = β = γ: primitive already); any other cell with R is refused. ValueError,
+    naming the problem, for a cell that is none: six numbers, edges > 0, angles strictly between 0
+    and 180° that close a cell (a volume of at least 10⁻³ a·b·c)."""
+    values = parse_cell(cell)
+    if min(values[:3]) <= 0.0 or not all(0.0 < angle < 180.0 for angle in values[3:]) or \
+            cell_volume(values) <= 1e-3 * values[0] * values[1] * values[2]:
+        raise ValueError(f"unit cell {values}: edges must be positive and the angles (0-180 degrees) "
                          "must close a cell")
     letter = lattice_centring(space_group)
-    rhombohedral_axes = letter == "R" and np.allclose(values[:3], values[0], rtol=1e-3) and \
-        np.allclose(values[3:], values[3], atol=0.1) and abs(values[3] - 90.0) > 0.1
-    basis = np.eye(3) if rhombohedral_axes else np.array(CENTRING_BASES[letter], float)
+    basis = np.array(CENTRING_BASES[letter], float)
+    if letter == "R":
+        a, b, c, alpha, beta, gamma = values
+        hexagonal = math.isclose(a, b, rel_tol=1e-3) and all(abs(angle - 90.0) < 0.1 for angle in (alpha, beta)) \
+            and abs(gamma - 120.0) < 0.1
+        rhombohedral = math.isclose(a, b, rel_tol=1e-3) and math.isclose(a, c, rel_tol=1e-3) and \
+            abs(alpha - beta) < 0.1 and abs(alpha - gamma) < 0.1
+        if not (hexagonal or rhombohedral):
+            raise ValueError(f"unit cell {values} with space group {space_group}: an R cell is given in hexagonal "
+                             "axes (a = b, alpha = beta = 90, gamma = 120) or rhombohedral axes (a = b = c, "
+                             "alpha = beta = gamma)")
+        if rhombohedral and not hexagonal:
+            basis = np.eye(3)
     return basis @ default_orientation(values)

@@ -53,6 +53,7 @@ when the first lattice's cell is wrong, a further lattice is searched for with a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from typing import List, Optional, Tuple
@@ -60,7 +61,7 @@ from typing import List, Optional, Tuple
 import numba
 import numpy as np
 
-from .cell import known_cell_vectors
+from .cell import check_known_symmetry, known_cell_vectors
 from .refinement import GeometryRefinement, GeometryRefinementSettings, refine_geometry
 
 
@@ -120,10 +121,9 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
 
     def known_cell_vectors(self) -> Optional[np.ndarray]:
         """The known cell's primitive vectors (rows, Å; :func:`xrais.lattice.cell.known_cell_vectors`),
-        or None without one."""
-        if self.known_cell is None:
-            return None
-        return known_cell_vectors(self.known_cell, self.known_space_group)
+        or None without one (ValueError for a space group without its cell)."""
+        check_known_symmetry(self.known_cell, self.known_space_group)
+        return None if self.known_cell is None else known_cell_vectors(self.known_cell, self.known_space_group)
 
 
 @dataclasses.dataclass
@@ -701,8 +701,9 @@ def orient_known_cell(vectors: np.ndarray, real_vectors: np.ndarray,
 #: within ``PAIR_ANGLE_TOLERANCE_DEG`` of its angle (mosaic spread, beam centre error).
 PAIR_ANCHORS = 8
 PAIR_ANCHOR_POOL = 24
-#: Anchors whose |r| shell holds more nodes than about this are not used (the work grows as the product
-#: of two shells: at 4.8 Å a thermolysin cell's shell holds ~3,400 nodes, at 2 Å twenty times more).
+#: Anchors whose |r| shell (± PAIR_RADIAL_TOLERANCE) holds more nodes than about this, 8π·ε·|r|³·V
+#: for a cell of volume V, are not used: the work grows as the product of two shells (a thermolysin
+#: cell's shell holds ~5,600 nodes at 4.8 Å, 14 times more at 2 Å; anchors beyond 4.7 Å are left out).
 PAIR_MAX_SHELL_NODES = 6000
 PAIR_COUNTED_SPOTS = 100
 PAIR_RADIAL_TOLERANCE = 0.025
@@ -758,20 +759,26 @@ def orient_known_cell_from_pairs(vectors: np.ndarray, real_vectors: np.ndarray,
     return lattice if lattice.n_indexed >= 3 else None
 
 
-def lattice_rotations(real_vectors: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
+def lattice_rotations(real_vectors: np.ndarray, tolerance: float = 1e-6) -> np.ndarray:
     """The rotations (k, 3, 3; Cartesian, proper) that map the lattice of the cell's rows (Å) onto
-    itself — its holohedry's rotations, the identity first: the integer matrices M (entries −1…1, on
-    the reduced basis) with det 1 that keep the metric A·Aᵀ within ``tolerance`` (relative to the
-    longest edge²: a given cell's a = b is exact, while edges 1 % apart are no symmetry), each as Q
-    with M·A = A·Qᵀ (every row turned by Q)."""
-    basis = reduced_basis(np.asarray(real_vectors, float))
-    metric = basis @ basis.T
+    itself — its holohedry's rotations, the identity first: of the integer matrices M (entries
+    −1…1, on the reduced basis) with det 1, each as Q with M·A = A·Qᵀ (every row turned by Q),
+    those whose Q is a rotation within ``tolerance`` (|Q·Qᵀ − I|): a symmetry of the cell as given
+    (a = b typed alike is exact), never one of a cell only nearly symmetric — the pair search that
+    relies on them would lose orientations (:func:`orient_known_cell_from_pairs`)."""
+    return _lattice_rotations(tuple(np.asarray(real_vectors, float).ravel()), tolerance)
+
+
+@functools.lru_cache(maxsize=8)
+def _lattice_rotations(cell: tuple, tolerance: float) -> np.ndarray:
+    """:func:`lattice_rotations` of a cell given as its nine numbers (cached: a known cell is the
+    same on every frame, and the 19,683 matrices take ~10 ms)."""
+    basis = reduced_basis(np.array(cell).reshape(3, 3))
     entries = np.array(list(itertools.product((-1, 0, 1), repeat=9))).reshape(-1, 3, 3)
     entries = entries[np.rint(np.linalg.det(entries)).astype(int) == 1]
-    kept = np.abs(entries @ metric @ np.transpose(entries, (0, 2, 1)) - metric).max(axis=(1, 2)) \
-        <= tolerance * metric.diagonal().max()
-    inverse = np.linalg.inv(basis)
-    rotations = np.transpose(inverse @ entries[kept] @ basis, (0, 2, 1))
+    rotations = np.transpose(np.linalg.inv(basis) @ entries @ basis, (0, 2, 1))
+    orthogonal = np.abs(rotations @ np.transpose(rotations, (0, 2, 1)) - np.eye(3)).max(axis=(1, 2)) <= tolerance
+    rotations = rotations[orthogonal]
     identity = np.argmin(np.abs(rotations - np.eye(3)).max(axis=(1, 2)))
     return np.concatenate([rotations[identity:identity + 1], np.delete(rotations, identity, axis=0)])
 
@@ -797,7 +804,8 @@ def _first_of_symmetry_copies(nodes: np.ndarray, real_vectors: np.ndarray) -> np
 
 @numba.njit(cache=True, nogil=True)
 def _triad(first, second):
-    """Orthonormal columns of the frame a pair of vectors fixes (as :func:`_triads`, one pair)."""
+    """Orthonormal columns of the frame a pair of vectors fixes: :func:`_triads` for one pair, in
+    numba for the pair search's kernel (which cannot call the numpy version)."""
     frame = np.zeros((3, 3))
     e1 = first / np.sqrt(np.sum(first * first))
     e3 = np.cross(first, second)
@@ -1069,8 +1077,8 @@ def chance_indexed(n_spots: int, table: Optional[dict] = None) -> float:
 CHANCE_INDEXED_KNOWN_CELL = {8: 0.30, 10: 0.30, 15: 0.30, 20: 0.30, 30: 0.24, 50: 0.19, 80: 0.15, 120: 0.15,
                              200: 0.12}
 #: The same for the pair search (:func:`orient_known_cell_from_pairs`), which tries every match of
-#: two low-resolution spots with two nodes and so fits random points better (one and a half to two
-#: times :data:`CHANCE_INDEXED_KNOWN_CELL`): the largest over the same three cells, ``python
+#: two low-resolution spots with two nodes and so fits random points better (1.4 to 2.9 times
+#: :data:`CHANCE_INDEXED_KNOWN_CELL`): the largest over the same three cells, ``python
 #: scripts/chance_lattices.py --draws 48 --known-cell --pairs`` (n: share).
 CHANCE_INDEXED_KNOWN_CELL_PAIRS = {8: 0.88, 10: 0.75, 15: 0.60, 20: 0.50, 30: 0.40, 50: 0.31, 80: 0.26, 120: 0.21,
                                    200: 0.17}
