@@ -3,13 +3,15 @@ on the full-resolution frame, indexing (1-D FFT basis search, the beam centre re
 first lattice, further lattices) and the lattice-evidence network.
 
     python benchmarks/bench_multilattice.py [--images FILE ...] [--n 8] [--repeat 3]
+        [--known-cell a,b,c,alpha,beta,gamma [--space-group P6122]]
 
 Images: the files given (any format xrais reads), or else ``--n`` PILATUS 6M multi-lattice images made
 once by ``xrais.simulate`` on the whole detector (kept in ``cache/bench_multilattice/``; needs the
 ``sim`` extra). Reading the file is timed apart and not counted in the prediction. Each stage's time
 is the best of ``--repeat`` runs after a warm-up, on one numba and one torch thread; the table gives
 each image's times (ms), the median and the 95th percentile, and the p95's ratio to the target of
-150 ms per PILATUS 6M image (issue 29).
+150 ms per PILATUS 6M image (issue 29). ``--known-cell``: every frame indexed with that cell given
+(``known_symmetry.unit_cell=`` of the programs).
 """
 import os
 
@@ -46,15 +48,24 @@ def main():
     parser.add_argument("--images", nargs="+", help="image files (default: simulated PILATUS 6M images)")
     parser.add_argument("--n", type=int, default=8, help="simulated images when --images is not given")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--known-cell", help="a,b,c,alpha,beta,gamma (Å, degrees): index with this cell given")
+    parser.add_argument("--space-group", help="with --known-cell: its space group symbol (default P)")
     args = parser.parse_args()
 
     import torch
 
     import xrais
-    from xrais.lattice import index_spots, lattice_evidence
+    from xrais.lattice import IndexingSettings, index_spots, lattice_evidence
+    from xrais.lattice.cell import check_known_symmetry, parse_cell
     from xrais.models.registry import load_network
     from xrais.spotfinder import find_spots
 
+    try:
+        check_known_symmetry(args.known_cell, args.space_group)
+    except ValueError as exc:
+        parser.error(str(exc))
+    settings = IndexingSettings(known_cell=None if args.known_cell is None else parse_cell(args.known_cell),
+                                known_space_group=args.space_group)
     torch.set_num_threads(1)
     network, _ = load_network("multilattice")
     network.eval()
@@ -65,7 +76,7 @@ def main():
     for path in paths:
         read, frame = best_seconds(lambda: xrais.open_image(path), 1)
         spotting, spots = best_seconds(lambda: find_spots(frame.pixels, frame.mask, frame.geometry), args.repeat)
-        indexing, result = best_seconds(lambda: index_spots(spots, frame.geometry), args.repeat)
+        indexing, result = best_seconds(lambda: index_spots(spots, frame.geometry, settings), args.repeat)
         evidence, _ = best_seconds(lambda: network.probability([lattice_evidence(result)]) if result.n_lattices
                                    else None, args.repeat)
         total = spotting + indexing + evidence
