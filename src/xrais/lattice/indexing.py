@@ -717,8 +717,8 @@ def orient_known_cell_from_pairs(vectors: np.ndarray, real_vectors: np.ndarray,
     (:data:`PAIR_ANCHORS`, low resolution) is matched with every pair of the cell's reciprocal
     nodes of the same lengths and angle (:data:`PAIR_RADIAL_TOLERANCE`,
     :data:`PAIR_ANGLE_TOLERANCE_DEG`); each match fixes a rotation, which is scored by the spots it
-    indexes (:data:`PAIR_COUNTED_SPOTS` strongest); the best is refined, the cell's shape kept
-    (:func:`_refine_orientation`). Where a basis search needs the lattice's periodicity to show in
+    indexes (:data:`PAIR_COUNTED_SPOTS` strongest); the best is refined, the cell's shape kept and
+    its size fitted (:func:`_refine_orientation`). Where a basis search needs the lattice's periodicity to show in
     the spots, this needs two of its reflections among the anchors: it finds a crystal in a few
     dozen spots of which half are strays (the CS-PAD thermolysin still 601), at the cost of a higher
     chance share (:data:`CHANCE_INDEXED_KNOWN_CELL_PAIRS`)."""
@@ -753,9 +753,10 @@ def orient_known_cell_from_pairs(vectors: np.ndarray, real_vectors: np.ndarray,
                                           math.radians(PAIR_ANGLE_TOLERANCE_DEG))
     if count < 3:
         return None
-    # the cell's shape kept: in few spots with strays among them, a free cell (nine parameters)
-    # takes the strays in and turns away from the crystal (1.3° in a test of 16 reflections and 14 strays)
-    lattice = _refine_orientation(vectors, cell @ rotation.T, settings)
+    # the cell's shape kept, its size fitted: in few spots with strays among them, a free cell (nine
+    # parameters) takes the strays in and turns away from the crystal (1.3° in a test of 16
+    # reflections and 14 strays), while a header's distance scales the cell on the frame
+    lattice = _refine_orientation(vectors, cell @ rotation.T, settings, scaled=True)
     return lattice if lattice.n_indexed >= 3 else None
 
 
@@ -817,6 +818,21 @@ def _triad(first, second):
 
 
 @numba.njit(cache=True, nogil=True)
+def _fill_triad(first, second, frame):
+    """:func:`_triad` of unit vectors into ``frame`` (3 × 3), in scalars: no arrays made."""
+    e3x = first[1] * second[2] - first[2] * second[1]
+    e3y = first[2] * second[0] - first[0] * second[2]
+    e3z = first[0] * second[1] - first[1] * second[0]
+    norm = math.sqrt(e3x * e3x + e3y * e3y + e3z * e3z)
+    e3x, e3y, e3z = e3x / norm, e3y / norm, e3z / norm
+    frame[0, 0], frame[1, 0], frame[2, 0] = first[0], first[1], first[2]
+    frame[0, 1] = e3y * first[2] - e3z * first[1]
+    frame[1, 1] = e3z * first[0] - e3x * first[2]
+    frame[2, 1] = e3x * first[1] - e3y * first[0]
+    frame[0, 2], frame[1, 2], frame[2, 2] = e3x, e3y, e3z
+
+
+@numba.njit(cache=True, nogil=True)
 def _best_pair_rotation(anchors, low, high, units, first_node, spots, cell, tolerance, angle_tolerance):
     """(spots indexed, rotation) of the best rotation R taking node pairs onto anchor-spot pairs
     (the nodes' unit vectors ``units``, sorted by length; low[i]:high[i] match anchor i by length;
@@ -826,6 +842,7 @@ def _best_pair_rotation(anchors, low, high, units, first_node, spots, cell, tole
     best, best_rotation = 0, np.eye(3)
     n_spots = spots.shape[0]
     enough = int(0.9 * n_spots)
+    node_frame, turned = np.zeros((3, 3)), np.zeros((3, 3))
     for i in range(anchors.shape[0]):
         for j in range(i + 1, anchors.shape[0]):
             ri, rj = anchors[i], anchors[j]
@@ -845,9 +862,13 @@ def _best_pair_rotation(anchors, low, high, units, first_node, spots, cell, tole
                     node_cosine = ua[0] * ub[0] + ua[1] * ub[1] + ua[2] * ub[2]
                     if node_cosine > upper or node_cosine < lower or abs(node_cosine) > 0.995:
                         continue
-                    # R = F_spots · F_nodesᵀ; r·(R a) = (F_nodesᵀ a)·(F_spotsᵀ r): the cell in the node frame
-                    node_frame = _triad(ua, ub)
-                    turned = cell @ node_frame
+                    # R = F_spots · F_nodesᵀ; r·(R a) = (F_nodesᵀ a)·(F_spotsᵀ r): the cell in the node
+                    # frame, written out (no arrays made per candidate: this loop runs ~10⁵ times)
+                    _fill_triad(ua, ub, node_frame)
+                    for k in range(3):
+                        for m in range(3):
+                            turned[k, m] = cell[k, 0] * node_frame[0, m] + cell[k, 1] * node_frame[1, m] + \
+                                cell[k, 2] * node_frame[2, m]
                     count = 0
                     for s in range(n_spots):
                         if count + n_spots - s <= best:
@@ -876,17 +897,24 @@ def _same_shape(first: np.ndarray, second: np.ndarray) -> bool:
                 and np.all(np.abs(cosines[0] - cosines[1]) <= math.sin(math.radians(KNOWN_CELL_ANGLE_TOLERANCE_DEG))))
 
 
-def _refine_orientation(vectors: np.ndarray, cell: np.ndarray, settings: IndexingSettings) -> IndexedLattice:
+def _refine_orientation(vectors: np.ndarray, cell: np.ndarray, settings: IndexingSettings,
+                        scaled: bool = False) -> IndexedLattice:
     """The rotation of the cell (rows, Å; its shape kept) that best puts its nodes on the spots it
     indexes (Kabsch fit of the nodes h·B to the spots r), then the spots indexed again, for
-    ``settings.refine_cycles`` cycles."""
-    for _ in range(settings.refine_cycles):
+    ``settings.refine_cycles`` cycles. scaled: the cell's size too (one factor, least squares): a
+    given cell seen through a header's distance or wavelength off by a percent or two is that much
+    larger or smaller on the frame, and its outer spots fall off their nodes unless it is scaled."""
+    for _ in range(settings.refine_cycles + (2 if scaled else 0)):
         miller, error = _fractional_error(vectors, cell)
         indexed = error <= settings.tolerance
         if indexed.sum() < 3:
             break
         nodes = miller[indexed] @ np.linalg.inv(cell).T
-        cell = cell @ kabsch_rotation(nodes, vectors[indexed]).T
+        rotation = kabsch_rotation(nodes, vectors[indexed])
+        cell = cell @ rotation.T
+        if scaled:  # nodes longer by f: the cell shorter by f
+            turned = nodes @ rotation.T
+            cell = cell * (np.sum(turned * turned) / np.sum(turned * vectors[indexed]))
     return _indexed_by(vectors, cell, settings)
 
 
@@ -1080,7 +1108,7 @@ CHANCE_INDEXED_KNOWN_CELL = {8: 0.30, 10: 0.30, 15: 0.30, 20: 0.30, 30: 0.24, 50
 #: two low-resolution spots with two nodes and so fits random points better (1.4 to 2.9 times
 #: :data:`CHANCE_INDEXED_KNOWN_CELL`): the largest over the same three cells, ``python
 #: scripts/chance_lattices.py --draws 48 --known-cell --pairs`` (n: share).
-CHANCE_INDEXED_KNOWN_CELL_PAIRS = {8: 0.88, 10: 0.75, 15: 0.60, 20: 0.50, 30: 0.40, 50: 0.31, 80: 0.26, 120: 0.21,
+CHANCE_INDEXED_KNOWN_CELL_PAIRS = {8: 0.88, 10: 0.80, 15: 0.60, 20: 0.53, 30: 0.42, 50: 0.31, 80: 0.26, 120: 0.23,
                                    200: 0.17}
 #: Fewest spots a further lattice of a known cell must index (two fix its orientation; random
 #: points reach 6 of 20 in a few draws of a hundred).
