@@ -140,8 +140,9 @@ multilattice_program = _program(
     "dials.xrais_multilattice", "xrais_multilattice", "multilattice", (),
     "Predict for every diffraction image the probability that it holds more than one lattice (split or cracked "
     "crystal, several crystals in the beam) with the shipped lattice-evidence network: the frame's spots, found at "
-    "full resolution, are indexed without a known cell and the network reads how well one lattice explains them "
-    "(p_multilattice; null, with the reason, when no lattice indexes). Add predictors=multilattice,indexing for the "
+    "full resolution, are indexed (without a known cell, or with known_symmetry.unit_cell= as dials.index) and the "
+    "network reads how well one lattice explains them (p_multilattice; null, with the reason, when no lattice "
+    "indexes). Add predictors=multilattice,indexing for the "
     "lattices found (cell, misorientation), multilattice_resnet for the paper's quadrant ResNet; xrais.show_lattices "
     "draws a frame's spots coloured by lattice.")
 run_resolution = resolution_program.main

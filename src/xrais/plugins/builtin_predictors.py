@@ -14,8 +14,8 @@
 * ``decay``: the classical resolution peer from the physics of the label: the fall of the spots'
   intensity with 1/d² (a per-image Wilson fit, :mod:`xrais.decay`) → B with its error, and the
   resolution B = 4·d² + 12 gives;
-* ``indexing``: the classical multi-lattice baseline (the spots indexed without a known cell by a
-  1-D FFT basis search, lattice after lattice, :mod:`xrais.lattice`) → lattices indexed, the
+* ``indexing``: the classical multi-lattice baseline (the spots indexed by a 1-D FFT basis search,
+  or with the run's known cell, lattice after lattice, :mod:`xrais.lattice`) → lattices indexed, the
   fraction of spots the first indexes, its cell, the further lattices' misorientation.
 
 ``spots``, ``decay``, ``indexing`` and ``multilattice`` find one image's spots once, and index them once, between
@@ -378,8 +378,8 @@ def decay_result(fit) -> dict:
 
 class IndexingPredictor(PredictorPlugin):
     name = "indexing"
-    description = ("classical multi-lattice baseline: the spots indexed without a known cell (1-D FFT basis search, "
-                   "as DIALS fft1d), lattice after lattice")
+    description = ("classical multi-lattice baseline: the spots indexed (1-D FFT basis search, as DIALS fft1d, or "
+                   "the known cell oriented), lattice after lattice")
     fields = ("n_lattices_indexed", "fraction_indexed", "fraction_other_lattices", "cell_indexed",
               "lattice_misorientation_deg", "multilattice_indexed")
     needs = "frame"
