@@ -52,6 +52,15 @@ def test_space_group_symbols_give_their_lattice_letter_and_others_are_refused():
         with pytest.raises(ValueError, match="hexagonal axes"):
             known_cell_vectors(not_r, "R3")
     assert known_cell_vectors("60, 70 80,90,90,90") == pytest.approx(known_cell_vectors((60, 70, 80, 90, 90, 90)))
+    # a hexagonal or tetragonal group needs its family's cell; other groups take any
+    for cell, group in (((93.0, 93.0, 130.5, 90.0, 90.0, 90.0), "P6122"), ((58.5, 60.0, 151.0, 90.0, 90.0, 90.0), "P41212"),
+                        ((80.0, 80.0, 100.0, 90.0, 90.0, 90.0), "P 31 2 1")):
+        with pytest.raises(ValueError, match="does not fit space group"):
+            known_cell_vectors(cell, group)
+    for cell, group in (((93.0, 93.0, 130.5, 90.0, 90.0, 120.0), "P 61 2 2"), ((58.5, 58.5, 151.0, 90.0, 90.0, 90.0), "P41212"),
+                        ((80.0, 80.0, 80.0, 90.0, 90.0, 90.0), "P432"), ((60.0, 70.0, 80.0, 90.0, 101.0, 90.0), "C2"),
+                        ((40.0, 50.0, 60.0, 80.0, 85.0, 95.0), "P1")):
+        known_cell_vectors(cell, group)
     # an R cell given in rhombohedral axes is primitive already: the same volume
     rhombohedral = (50.0, 50.0, 50.0, 80.0, 80.0, 80.0)
     assert abs(np.linalg.det(known_cell_vectors(rhombohedral, "R3"))) == pytest.approx(cell_volume(rhombohedral))

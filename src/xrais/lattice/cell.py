@@ -79,6 +79,26 @@ def lattice_centring(space_group: Optional[str]) -> str:
     return letter
 
 
+def axial_family(space_group: Optional[str]) -> Optional[str]:
+    """"hexagonal" (a 6- or 3-fold axis first: P6122, P3121, P-3; hexagonal axes) or "tetragonal" (a
+    4-fold first and no 3-fold: P41212, I4, P-42c) for a symbol whose first axis says so plainly;
+    None for the others (triclinic to orthorhombic need no equal edges, and a short cubic symbol
+    such as P432 cannot be told from a tetragonal one without the tables)."""
+    if space_group is None:
+        return None
+    axes = "".join(ch for ch in str(space_group).strip()[1:].split(":")[0] if ch not in " _()")
+    axes = axes[1:] if axes.startswith("-") else axes
+    if axes[:1] in ("6", "3"):
+        return "hexagonal"
+    if axes[:1] == "4" and "3" not in axes:
+        return "tetragonal"
+    return None
+
+
+#: How far a cell may be from its family's equal edges and right angles: relative, and degrees.
+FAMILY_EDGE_TOLERANCE, FAMILY_ANGLE_TOLERANCE = 0.01, 1.0
+
+
 def parse_cell(cell) -> Tuple[float, ...]:
     """Six numbers from a cell given as a sequence or as text ("93,93,130.5,90,90,120", commas or
     spaces). ValueError naming the cell otherwise."""
@@ -107,7 +127,8 @@ def known_cell_vectors(cell, space_group: Optional[str] = None) -> np.ndarray:
     cell (a, b, c Å, α, β, γ °; a sequence or text: :func:`parse_cell`) and space group (its
     lattice letter: :data:`CENTRING_BASES`), in :func:`default_orientation`. An R group's cell is
     read in hexagonal axes (a = b, α = β = 90°, γ = 120°: the centring applies) or in rhombohedral
-    axes (a = b = c, α = β = γ: primitive already); any other cell with R is refused. ValueError,
+    axes (a = b = c, α = β = γ: primitive already); any other cell with R is refused, as is a cell
+    that does not fit a hexagonal or tetragonal group (:func:`axial_family`). ValueError,
     naming the problem, for a cell that is none: six numbers, edges > 0, angles strictly between 0
     and 180° that close a cell (a volume of at least 10⁻³ a·b·c)."""
     values = parse_cell(cell)
@@ -116,6 +137,14 @@ def known_cell_vectors(cell, space_group: Optional[str] = None) -> np.ndarray:
         raise ValueError(f"unit cell {values}: edges must be positive and the angles (0-180 degrees) "
                          "must close a cell")
     letter = lattice_centring(space_group)
+    family = axial_family(space_group)
+    if family is not None and letter != "R":  # R: its two settings, below
+        a, b, _, alpha, beta, gamma = values
+        wanted = 120.0 if family == "hexagonal" else 90.0
+        if not (math.isclose(a, b, rel_tol=FAMILY_EDGE_TOLERANCE) and abs(alpha - 90.0) <= FAMILY_ANGLE_TOLERANCE
+                and abs(beta - 90.0) <= FAMILY_ANGLE_TOLERANCE and abs(gamma - wanted) <= FAMILY_ANGLE_TOLERANCE):
+            raise ValueError(f"unit cell {values} does not fit space group {space_group} ({family}: a = b, "
+                             f"alpha = beta = 90, gamma = {wanted:g})")
     basis = np.array(CENTRING_BASES[letter], float)
     if letter == "R":
         a, b, c, alpha, beta, gamma = values
