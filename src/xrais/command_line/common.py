@@ -33,7 +33,8 @@ KNOWN_SYMMETRY_PARAMS = (
           "conventional setting); the first lattice of every frame is then this cell oriented (found in fewer, looser "
           "spots than a free search; a frame it does not index gets no lattice)", "floats", length=6, optional=True),
     Param("known_symmetry.space_group", None, "space group of known_symmetry.unit_cell (a symbol, e.g. P6122, C2, "
-          "I222, H3): its lattice letter gives the centring; default P", "str", optional=True),
+          "I222, H3): its lattice letter gives the centring, and a hexagonal or tetragonal group checks the cell's shape; "
+          "default P", "str", optional=True),
 )
 
 
