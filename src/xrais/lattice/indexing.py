@@ -804,22 +804,10 @@ def _first_of_symmetry_copies(nodes: np.ndarray, real_vectors: np.ndarray) -> np
 
 
 @numba.njit(cache=True, nogil=True)
-def _triad(first, second):
-    """Orthonormal columns of the frame a pair of vectors fixes: :func:`_triads` for one pair, in
-    numba for the pair search's kernel (which cannot call the numpy version)."""
-    frame = np.zeros((3, 3))
-    e1 = first / np.sqrt(np.sum(first * first))
-    e3 = np.cross(first, second)
-    e3 = e3 / np.sqrt(np.sum(e3 * e3))
-    e2 = np.cross(e3, e1)
-    for k in range(3):
-        frame[k, 0], frame[k, 1], frame[k, 2] = e1[k], e2[k], e3[k]
-    return frame
-
-
-@numba.njit(cache=True, nogil=True)
 def _fill_triad(first, second, frame):
-    """:func:`_triad` of unit vectors into ``frame`` (3 × 3), in scalars: no arrays made."""
+    """The orthonormal columns of the frame a pair of vectors fixes (as :func:`_triads`, for one
+    pair, in numba for the pair search's kernel), ``first`` a unit vector, written into ``frame``
+    (3 × 3) in scalars: no arrays made."""
     e3x = first[1] * second[2] - first[2] * second[1]
     e3y = first[2] * second[0] - first[0] * second[2]
     e3z = first[0] * second[1] - first[1] * second[0]
@@ -842,7 +830,7 @@ def _best_pair_rotation(anchors, low, high, units, first_node, spots, cell, tole
     best, best_rotation = 0, np.eye(3)
     n_spots = spots.shape[0]
     enough = int(0.9 * n_spots)
-    node_frame, turned = np.zeros((3, 3)), np.zeros((3, 3))
+    spot_frame, node_frame, turned = np.zeros((3, 3)), np.zeros((3, 3)), np.zeros((3, 3))
     for i in range(anchors.shape[0]):
         for j in range(i + 1, anchors.shape[0]):
             ri, rj = anchors[i], anchors[j]
@@ -851,7 +839,7 @@ def _best_pair_rotation(anchors, low, high, units, first_node, spots, cell, tole
                 continue
             angle = math.acos(min(1.0, max(-1.0, cosine)))
             upper, lower = math.cos(max(0.0, angle - angle_tolerance)), math.cos(min(math.pi, angle + angle_tolerance))
-            spot_frame = _triad(ri, rj)
+            _fill_triad(ri / math.sqrt(np.sum(ri * ri)), rj, spot_frame)
             local = spots @ spot_frame  # the spots in the pair's frame: w = Fᵀ r
             for a in range(low[i], high[i]):
                 if not first_node[a]:
