@@ -122,8 +122,10 @@ cells; shorter vectors index a still's low-resolution spots by chance); angular_
     def known_cell_vectors(self) -> Optional[np.ndarray]:
         """The known cell's primitive vectors (rows, Å; :func:`xrais.lattice.cell.known_cell_vectors`),
         or None without one (ValueError for a space group without its cell)."""
-        check_known_symmetry(self.known_cell, self.known_space_group)
-        return None if self.known_cell is None else known_cell_vectors(self.known_cell, self.known_space_group)
+        if self.known_cell is None:
+            check_known_symmetry(None, self.known_space_group)
+            return None
+        return known_cell_vectors(self.known_cell, self.known_space_group)  # checks the cell as it goes
 
 
 @dataclasses.dataclass
@@ -992,10 +994,18 @@ def _first_of(vectors: np.ndarray, ice: np.ndarray, settings: IndexingSettings,
         if n < settings.min_spots:
             continue
         found, searched = _first_lattice(vectors[subset], settings, max_cell, ice[subset])
-        if found is not None and found.n_indexed > max(settings.min_fraction * n,
-                                                       settings.chance_margin * chance_indexed(n)):
+        if found is not None and found.n_indexed > first_lattice_least(n, settings):
             return (found if subset.all() else refine_lattice(vectors, found.real_vectors, settings)), searched
     return None, max_cell
+
+
+def first_lattice_least(n_spots: int, settings: IndexingSettings, table: Optional[dict] = None) -> float:
+    """The count a frame's first lattice, found in ``n_spots`` spots, must exceed: it indexes at
+    least ``min_lattice_spots`` and ``min_fraction`` of them, and more than ``chance_margin`` × what
+    the search finds in random points (:func:`chance_indexed` with ``table``: the free search's by
+    default, a known cell's search's otherwise)."""
+    return max(settings.min_lattice_spots - 1, settings.min_fraction * n_spots,
+               settings.chance_margin * chance_indexed(n_spots, table))
 
 
 def _first_of_known_cell(vectors: np.ndarray, ice: np.ndarray, known: np.ndarray,
@@ -1012,8 +1022,7 @@ def _first_of_known_cell(vectors: np.ndarray, ice: np.ndarray, known: np.ndarray
         for subset in _all_then_off_ice(ice):
             n = int(subset.sum())
             found = search(vectors[subset], known, settings) if n >= settings.min_spots else None
-            if found is not None and found.n_indexed >= settings.min_lattice_spots and found.n_indexed > max(
-                    settings.min_fraction * n, settings.chance_margin * chance_indexed(n, chance)):
+            if found is not None and found.n_indexed > first_lattice_least(n, settings, chance):
                 return found if subset.all() else _refine_orientation(vectors, found.real_vectors, settings)
     return None
 

@@ -457,20 +457,20 @@ class MultilatticePredictor(PredictorPlugin):
 def no_lattice_reason(indexing, settings=None) -> str:
     """Why a frame's spots gave no lattice, and so no multi-lattice answer: one sentence.
     settings: the indexing's (:func:`item_indexing_settings`; the defaults when None)."""
-    from ..lattice.indexing import CHANCE_INDEXED_KNOWN_CELL, CHANCE_INDEXED_KNOWN_CELL_PAIRS, chance_indexed
+    from ..lattice.indexing import CHANCE_INDEXED_KNOWN_CELL, CHANCE_INDEXED_KNOWN_CELL_PAIRS, first_lattice_least
 
     settings = settings or indexing_settings()
     n = indexing.n_spots if indexing.kept is None else len(indexing.kept)  # searched: ice-ring spots too
     if n < settings.min_spots:
         return f"no lattice indexed: {n} spots, fewer than the {settings.min_spots} a search needs"
     if settings.known_cell is not None:
-        least = [max(settings.min_fraction, settings.chance_margin * chance_indexed(n, table) / n,
-                     settings.min_lattice_spots / n) for table in (CHANCE_INDEXED_KNOWN_CELL, CHANCE_INDEXED_KNOWN_CELL_PAIRS)]
+        least = [first_lattice_least(n, settings, table) / n
+                 for table in (CHANCE_INDEXED_KNOWN_CELL, CHANCE_INDEXED_KNOWN_CELL_PAIRS)]
         cell = ", ".join(f"{v:g}" for v in settings.known_cell)
         return (f"no lattice indexed: no orientation of the known cell ({cell}) indexes more than {least[0]:.0%} of "
                 f"the {n} spots from the basis search's vectors, nor {least[1]:.0%} from spot pairs (what each search "
                 "finds by chance in spots of no crystal, or too few)")
-    least = max(settings.min_fraction, settings.chance_margin * chance_indexed(n) / n)
+    least = first_lattice_least(n, settings) / n
     return (f"no lattice indexed: no lattice of the {n} spots indexes more than {least:.0%} of them "
             "(what a lattice found by chance in spots of no crystal would)")
 
