@@ -13,8 +13,7 @@ import textwrap
 from ..io import open_images
 from ..plots import save_lattice_png
 from ..plugins.base import PredictionInput
-from ..plugins.builtin_predictors import (MultilatticePredictor, frame_indexing, frame_spots, item_indexing_settings,
-                                          no_lattice_reason)
+from ..plugins.builtin_predictors import MultilatticePredictor, frame_indexing, frame_spots
 from .common import GEOMETRY_PARAMS, KNOWN_SYMMETRY_PARAMS, MULTILATTICE_THRESHOLD_PARAM, geometry_override, known_symmetry
 from .params import Param, ParameterError
 from .program import EXIT_FAILED, EXIT_OK, Program, report_failed_image
@@ -27,11 +26,12 @@ PARAMS = (
 ) + KNOWN_SYMMETRY_PARAMS + GEOMETRY_PARAMS
 
 
-def describe(indexing, p_multilattice, settings=None) -> str:
-    """One line: spots, lattices with their share of the spots and cells, misorientations, the call.
-    settings: the indexing's (the defaults when None), which explain a frame with no lattice."""
+def describe(indexing, prediction) -> str:
+    """One line: spots, lattices with their share of the spots and cells, misorientations, the call
+    (``prediction``: the multilattice predictor's result for the frame, whose reason explains a
+    frame with no lattice)."""
     if not indexing.lattices:
-        return f"{no_lattice_reason(indexing, settings)}: no multi-lattice probability"
+        return f"{prediction['multilattice_undetermined']}: no multi-lattice probability"
     parts = [f"{indexing.n_spots} spots"]
     for number, lattice in enumerate(indexing.lattices):
         cell = " × ".join(f"{v:.1f}" for v in lattice.cell[:3])
@@ -42,7 +42,7 @@ def describe(indexing, p_multilattice, settings=None) -> str:
     if indexing.geometry_refinement is not None:
         shift = indexing.geometry_refinement.beam_shift_mm
         parts.append(f"beam centre refined by ({shift[0]:+.3f}, {shift[1]:+.3f}) mm")
-    parts.append(f"p_multilattice {p_multilattice:.2f}")
+    parts.append(f"p_multilattice {prediction['p_multilattice']:.2f}")
     return "; ".join(parts)
 
 
@@ -61,8 +61,7 @@ def run_show_lattices(params, inputs) -> int:
         item = PredictionInput(frame.geometry, None, (), frame=frame,
                                settings={"multilattice_threshold": params.multilattice_threshold, **symmetry})
         spots, indexing = frame_spots(item), frame_indexing(item)
-        p = predictor.predict([item])[0]["p_multilattice"]
-        line = describe(indexing, p, item_indexing_settings(item))
+        line = describe(indexing, predictor.predict([item])[0])
         stem = os.path.basename(frame.source).split(".")[0] + (f"_{frame.index}" if frame.metadata.get("multi_frame") else "")
         path = os.path.join(params.output.directory, f"{stem}_lattices.png")
         title = "\n".join([os.path.basename(frame.label)] + textwrap.wrap(line, 110))
