@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from ..models.profile import ICE_SHELL_MODES, ProfileArchitecture
+from ..models.profile import ProfileArchitecture
 from ..training import TrainConfig, launch_environment, train
 from ..training.config import ConfigError
 from ..training.profile import ProfileConfig, ProfileTraining, fit
@@ -37,9 +37,6 @@ PARAMS = (
           choices=("resnet", "profile")),
     Param("model.members", 1, "model.family=profile: networks trained apart (seeds data.seed, data.seed + 1, …) and "
           "pooled as the mixture of their Gaussians", "int", minimum=1),
-    Param("model.ice_shells", "read", "model.family=profile: the shells of the ice rings' bands read like any "
-          "other (read) or replaced by the line between their neighbours outside the bands (bridged), so that "
-          "no ice is read as the crystal's diffraction", "choice", choices=ICE_SHELL_MODES),
     Param("model.depth", None, "ResNet depth (None: preset)", "int", choices=("18", "34", "50"), optional=True),
     Param("model.width", None, "channel multiplier, e.g. 0.25 for 16/32/64/128 channels (None: preset)", "float",
           minimum=0.01, optional=True),
@@ -106,8 +103,8 @@ PARAMS = (
 def config_from_params(params, inputs) -> TrainConfig:
     """The :class:`TrainConfig` of the command line."""
     p = params
-    if p.model.members != 1 or p.model.ice_shells != "read":
-        raise ConfigError("model.members and model.ice_shells are the shell-profile network's (model.family=profile)")
+    if p.model.members != 1:
+        raise ConfigError("model.members is the shell-profile network's (model.family=profile)")
     return TrainConfig(
         data=list(inputs), output=p.output.directory, kind=None if p.kind == "auto" else p.kind, preset=p.preset,
         depth=p.model.depth, width=p.model.width, norm=p.model.norm, dropout=p.model.dropout, features=p.model.features,
@@ -145,7 +142,7 @@ def profile_config_from_params(params, inputs) -> ProfileConfig:
     return ProfileConfig(data=list(inputs), stream=stream, output=p.output.directory, export=p.output.export,
                          validation_fraction=p.data.validation_fraction, seed=p.data.seed,
                          workers=(os.cpu_count() or 1) if p.data.workers is None else p.data.workers, recipe=recipe,
-                         architecture=ProfileArchitecture(members=p.model.members, ice_shells=p.model.ice_shells))
+                         architecture=ProfileArchitecture(members=p.model.members))
 
 
 def run_train(params, inputs) -> int:

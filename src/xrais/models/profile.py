@@ -179,52 +179,6 @@ def profile_features(histogram: np.ndarray, area: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-#: How a :class:`ProfileNet` reads the ice shells: "read" like any other (models trained before
-#: they were bridged), or "bridged": their background and spot channels replaced by the straight
-#: line between the nearest shells on either side outside the bands (:func:`ice_bridge`), as
-#: DIALS's per-image analysis leaves the ice rings' resolution ranges out — ice, smooth or
-#: spotty, then cannot be read as the crystal's diffraction, whatever its strength.
-ICE_SHELL_MODES = ("read", "bridged")
-
-
-def ice_shells() -> np.ndarray:
-    """bool (N_SHELLS,): the shells that any part of the ice Ih rings' bands falls in (the bands the
-    spot finder leaves out, :data:`xrais.spotfinder.ICE_RINGS_A` ±
-    :data:`xrais.spotfinder.ICE_HALF_WIDTH_D_STAR_SQ` in d*² = s²; 19 of the 80 shells, 14 of them
-    between 4.2 and 1.6 Å). A shell a band only grazes is one too: a ring's tails reach beyond the
-    band (a shell a quarter inside one showed a strong ring's spots as the crystal's)."""
-    from ..spotfinder import ICE_HALF_WIDTH_D_STAR_SQ, ICE_RINGS_A
-
-    width = S_MAX / N_SHELLS
-    low_edges = np.arange(N_SHELLS) * width
-    rings = 1.0 / np.square(np.asarray(ICE_RINGS_A, float))
-    band_low = np.sqrt(np.maximum(rings - ICE_HALF_WIDTH_D_STAR_SQ, 0.0))
-    band_high = np.sqrt(rings + ICE_HALF_WIDTH_D_STAR_SQ)
-    inside = np.clip(np.minimum(low_edges[:, None] + width, band_high[None, :])
-                     - np.maximum(low_edges[:, None], band_low[None, :]), 0.0, None).sum(axis=1)
-    return inside > 0.0
-
-
-def ice_bridge(masked: np.ndarray) -> np.ndarray:
-    """float32 (N_SHELLS, N_SHELLS) matrix M such that ``profile @ M.T`` is the profile (any
-    per-shell row) with each ``masked`` shell replaced by the straight line between its nearest
-    unmasked shells on either side (the nearest one where there is none on a side); unmasked shells
-    unchanged."""
-    masked = np.asarray(masked, bool)
-    kept = np.flatnonzero(~masked)
-    bridge = np.eye(N_SHELLS, dtype=np.float64)
-    for shell in np.flatnonzero(masked):
-        bridge[shell, shell] = 0.0
-        left, right = kept[kept < shell], kept[kept > shell]
-        if len(left) and len(right):
-            low, high = left[-1], right[0]
-            bridge[shell, low] = (high - shell) / (high - low)
-            bridge[shell, high] = (shell - low) / (high - low)
-        elif len(left) or len(right):
-            bridge[shell, left[-1] if len(left) else right[0]] = 1.0
-    return bridge.astype(np.float32)
-
-
 def global_inputs(wavelength: float, distance: float, pixel_size: float, downsample: int) -> np.ndarray:
     """float32 (N_GLOBALS,): λ (Å), log10(D / (N·p)), N / 4."""
     return np.array([wavelength, math.log10(distance / (downsample * pixel_size)), downsample / 4.0],
@@ -240,8 +194,7 @@ class ProfileArchitecture(ArchitectureFields):
     fully connected layer; dropout: after it; min_sigma: smallest σ (Å⁻¹) the head reports.
     Small on purpose: a wider head learns the training images' noise (its σ shrinks below its
     errors on held-out images). members: how many such networks, trained apart from different
-    initial weights and batch orders, the model pools (:class:`ProfileNet`). ice_shells: how the
-    shells of the ice rings' bands are read (:data:`ICE_SHELL_MODES`).
+    initial weights and batch orders, the model pools (:class:`ProfileNet`).
     """
 
     kind: str = "resolution"
@@ -251,7 +204,6 @@ class ProfileArchitecture(ArchitectureFields):
     dropout: float = 0.2
     min_sigma: float = 0.005
     members: int = 1
-    ice_shells: str = "read"
 
     def __post_init__(self):
         if self.kind != "resolution" or self.family != "profile":
@@ -260,14 +212,11 @@ class ProfileArchitecture(ArchitectureFields):
             raise ValueError("channels, hidden, min_sigma and members must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.ice_shells not in ICE_SHELL_MODES:
-            raise ValueError(f"ice_shells must be one of {', '.join(ICE_SHELL_MODES)}, got {self.ice_shells!r}")
 
     @property
     def label(self) -> str:
         return (f"shell profile, 4×{self.channels}-channel 1-D CNN"
-                + (f", {self.members} such networks pooled" if self.members > 1 else "")
-                + (", the ice rings' shells bridged" if self.ice_shells == "bridged" else ""))
+                + (f", {self.members} such networks pooled" if self.members > 1 else ""))
 
 
 class ProfileMember(nn.Module):
@@ -302,20 +251,15 @@ class ProfileNet(nn.Module):
     are pooled as the mixture of their Gaussians (deep ensembles, Lakshminarayanan et al. 2017):
     the mean of their means, and σ² the mean of their σ² plus the variance of their means — where
     the networks disagree (an image unlike their training images), σ grows and the estimate is
-    reported undetermined. With ``architecture.ice_shells == "bridged"`` the ice rings' shells are
-    bridged (:func:`ice_bridge`) before the members read the features.
+    reported undetermined.
     """
 
     def __init__(self, architecture: ProfileArchitecture = ProfileArchitecture()):
         super().__init__()
         self.architecture = architecture
         self.members = nn.ModuleList(ProfileMember(architecture) for _ in range(architecture.members))
-        self.register_buffer("bridge", torch.from_numpy(ice_bridge(ice_shells()))
-                             if architecture.ice_shells == "bridged" else None, persistent=False)
 
     def forward(self, features: torch.Tensor, globals_: torch.Tensor):
-        if self.bridge is not None:  # background and spot channels; coverage and shell size are geometry
-            features = torch.cat([features[:, :2], features[:, 2:].to(self.bridge.dtype) @ self.bridge.T], dim=1)
         if len(self.members) == 1:
             mean, sigma = self.members[0](features, globals_)
         else:
