@@ -186,6 +186,29 @@ def test_lattice_sums_and_neighbour_distances_follow_their_definitions():
     np.testing.assert_allclose(result.nearest, distances.min(axis=1), rtol=1e-12)  # in the input's order
 
 
+@pytest.mark.parametrize("thin_axis", [0, 1, 2])
+def test_nearest_neighbours_are_the_brute_force_ones_on_a_cap_with_ties(thin_axis):
+    """The sweep along the widest axis finds what comparing every pair finds: on a still's thin cap
+    of spots lying along any axis, with exact duplicates and equal coordinates (ties go to the first
+    spot in the input's order)."""
+    from xrais.lattice.indexing import nearest_neighbour_distances, nearest_neighbours
+
+    rng = np.random.default_rng(thin_axis)
+    vectors = rng.normal(0.0, 0.3, (700, 3))
+    vectors[:, thin_axis] *= 0.02
+    vectors = np.round(vectors * 4096.0) / 4096.0  # binary fractions: the distances below are exact
+    vectors[[40, 90]] = vectors[12]  # three spots at one place
+    vectors[300, :] = vectors[200] + 1.0 / 256.0  # two spots equally near a third, on either side
+    vectors[301, :] = vectors[200] - 1.0 / 256.0
+    distances = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    np.testing.assert_allclose(nearest_neighbour_distances(vectors), distances.min(axis=1), rtol=1e-12, atol=1e-15)
+    which = nearest_neighbours(vectors)
+    np.testing.assert_allclose(distances[np.arange(len(vectors)), which], distances.min(axis=1), rtol=1e-12, atol=1e-15)
+    assert which[12] == 40 and which[40] == 12 and which[90] == 12
+    assert which[200] == 300
+
+
 def test_grid_lattice_sums_are_the_lattice_sums_of_the_grid_points():
     from xrais.lattice.indexing import GRID_OFFSETS, grid_lattice_sums, lattice_sum
 

@@ -237,20 +237,41 @@ def nearest_neighbours(vectors: np.ndarray) -> np.ndarray:
     return _nearest_squared(np.ascontiguousarray(vectors, np.float64))[1]
 
 
+def _nearest_squared(vectors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(squared distance to the nearest other vector, its index) of each of ≥ 2 (n, 3) vectors:
+    exact, by a sweep along the axis of widest spread (:func:`_nearest_sweep`)."""
+    axis = int(np.argmax(np.ptp(vectors, axis=0)))
+    order = np.argsort(vectors[:, axis], kind="stable")
+    squared, which = _nearest_sweep(np.ascontiguousarray(vectors[order]), axis, order)
+    nearest = np.empty(len(vectors))
+    neighbour = np.empty(len(vectors), np.int64)
+    nearest[order], neighbour[order] = squared, order[which]
+    return nearest, neighbour
+
+
 @numba.njit(cache=True, nogil=True)
-def _nearest_squared(vectors):
-    nearest = np.full(len(vectors), np.inf)
-    which = np.zeros(len(vectors), np.int64)
-    for i in range(len(vectors)):
-        for j in range(i + 1, len(vectors)):
-            squared = (vectors[i, 0] - vectors[j, 0]) ** 2 + (vectors[i, 1] - vectors[j, 1]) ** 2 \
-                + (vectors[i, 2] - vectors[j, 2]) ** 2
-            if squared < nearest[i]:
-                nearest[i] = squared
-                which[i] = j
-            if squared < nearest[j]:
-                nearest[j] = squared
-                which[j] = i
+def _nearest_sweep(vectors, axis, original):
+    """Nearest neighbours (squared distance, position) of vectors sorted by their coordinate
+    ``axis``: from each, the others are visited outwards in that order until that coordinate alone
+    lies further apart than the nearest found (a still's spots spread over a cap: each visits the few in
+    a thin slab, not all n — 16.7 million pairs for 5,800 spots). Of neighbours equally near, the
+    one first in the ``original`` order (each position's index there)."""
+    n = len(vectors)
+    nearest = np.full(n, np.inf)
+    which = np.zeros(n, np.int64)
+    for i in range(n):
+        for step in (1, -1):
+            j = i + step
+            while 0 <= j < n:
+                along = vectors[j, axis] - vectors[i, axis]
+                if along * along > nearest[i]:
+                    break
+                squared = (vectors[i, 0] - vectors[j, 0]) ** 2 + (vectors[i, 1] - vectors[j, 1]) ** 2 \
+                    + (vectors[i, 2] - vectors[j, 2]) ** 2
+                if squared < nearest[i] or (squared == nearest[i] and original[j] < original[which[i]]):
+                    nearest[i] = squared
+                    which[i] = j
+                j += step
     return nearest, which
 
 
