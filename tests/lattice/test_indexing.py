@@ -221,6 +221,12 @@ def test_grid_lattice_sums_are_the_lattice_sums_of_the_grid_points():
     sums = grid_lattice_sums(vectors, centre, steps)
     assert sums.shape == (5, 5, 5)
     np.testing.assert_allclose(sums.ravel(), lattice_sum(vectors, grid), rtol=1e-9, atol=1e-12)
+    offsets = np.linspace(-2.0, 1.0, 7)  # any evenly spaced offsets, not only the refinement's
+    grid = np.array([centre + np.array([i, j, k]) @ steps for i in offsets for j in offsets for k in offsets])
+    np.testing.assert_allclose(grid_lattice_sums(vectors, centre, steps, offsets).ravel(), lattice_sum(vectors, grid),
+                               rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="evenly spaced"):
+        grid_lattice_sums(vectors, centre, steps, np.array([-1.0, 0.0, 0.3, 1.0]))
 
 
 def test_the_basis_search_reach_resolves_the_longest_edge_and_holds_enough_spots():

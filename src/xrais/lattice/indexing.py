@@ -492,11 +492,16 @@ GRID_OFFSETS = np.linspace(-1.0, 1.0, 5)
 def grid_lattice_sums(vectors: np.ndarray, centre: np.ndarray, steps: np.ndarray,
                       offsets: np.ndarray = GRID_OFFSETS) -> np.ndarray:
     """Lattice sums S(t) (:func:`lattice_sum`) over the grid t = centre + oᵢ·s₀ + oⱼ·s₁ + oₖ·s₂
-    (o ∈ ``offsets``, sₘ the rows of ``steps``, Å): array [i, j, k]. The phase 2π r·t is a sum of
-    one term per axis, so each spot costs one sine and cosine per axis and offset and the grid's
-    products, where the sums one by one cost one per grid point."""
+    (o ∈ ``offsets``, evenly spaced; sₘ the rows of ``steps``, Å): array [i, j, k]. The phase
+    2π r·t is a sum of one term per axis, and along an axis the offsets' phase factors are powers of
+    one step's, so each spot costs seven sines and cosines (the centre's, and per axis the first
+    offset's and the step's) and the grid's products, where the sums one by one cost one per grid
+    point."""
+    offsets = np.asarray(offsets, np.float64)
+    if len(offsets) > 2 and not np.allclose(np.diff(offsets), offsets[1] - offsets[0]):
+        raise ValueError(f"grid offsets must be evenly spaced, got {offsets}")
     return _grid_lattice_sums(np.ascontiguousarray(vectors, np.float64), np.asarray(centre, np.float64),
-                              np.ascontiguousarray(steps, np.float64), np.asarray(offsets, np.float64))
+                              np.ascontiguousarray(steps, np.float64), offsets)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -505,13 +510,17 @@ def _grid_lattice_sums(vectors, centre, steps, offsets):
     real = np.zeros((m, m, m))
     imaginary = np.zeros((m, m, m))
     factors = np.empty((3, m), np.complex128)
+    spacing = offsets[1] - offsets[0] if m > 1 else 0.0
     for n in range(len(vectors)):
         r = vectors[n]
         base = 2.0 * math.pi * (r[0] * centre[0] + r[1] * centre[1] + r[2] * centre[2])
         for axis in range(3):
             phase = 2.0 * math.pi * (r[0] * steps[axis, 0] + r[1] * steps[axis, 1] + r[2] * steps[axis, 2])
+            factor = complex(math.cos(offsets[0] * phase), math.sin(offsets[0] * phase))
+            step = complex(math.cos(spacing * phase), math.sin(spacing * phase))
             for o in range(m):
-                factors[axis, o] = complex(math.cos(offsets[o] * phase), math.sin(offsets[o] * phase))
+                factors[axis, o] = factor
+                factor *= step
         first = complex(math.cos(base), math.sin(base))
         for i in range(m):
             fi = first * factors[0, i]
