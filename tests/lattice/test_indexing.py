@@ -202,11 +202,11 @@ def test_nearest_neighbours_are_the_brute_force_ones_on_a_cap_with_ties(thin_axi
     vectors[301, :] = vectors[200] - 1.0 / 256.0
     distances = np.linalg.norm(vectors[:, None] - vectors[None], axis=2)
     np.fill_diagonal(distances, np.inf)
-    np.testing.assert_allclose(nearest_neighbour_distances(vectors), distances.min(axis=1), rtol=1e-12, atol=1e-15)
+    # exact binary fractions: every distance is exact, ties are real ties, and argmin takes the first
+    np.testing.assert_array_equal(nearest_neighbour_distances(vectors), distances.min(axis=1))
     which = nearest_neighbours(vectors)
-    np.testing.assert_allclose(distances[np.arange(len(vectors)), which], distances.min(axis=1), rtol=1e-12, atol=1e-15)
-    assert which[12] == 40 and which[40] == 12 and which[90] == 12
-    assert which[200] == 300
+    np.testing.assert_array_equal(which, distances.argmin(axis=1))
+    assert which[12] == 40 and which[40] == 12 and which[90] == 12 and which[200] == 300
 
 
 def test_grid_lattice_sums_are_the_lattice_sums_of_the_grid_points():
@@ -221,12 +221,17 @@ def test_grid_lattice_sums_are_the_lattice_sums_of_the_grid_points():
     sums = grid_lattice_sums(vectors, centre, steps)
     assert sums.shape == (5, 5, 5)
     np.testing.assert_allclose(sums.ravel(), lattice_sum(vectors, grid), rtol=1e-9, atol=1e-12)
-    offsets = np.linspace(-2.0, 1.0, 7)  # any evenly spaced offsets, not only the refinement's
-    grid = np.array([centre + np.array([i, j, k]) @ steps for i in offsets for j in offsets for k in offsets])
-    np.testing.assert_allclose(grid_lattice_sums(vectors, centre, steps, offsets).ravel(), lattice_sum(vectors, grid),
-                               rtol=1e-9, atol=1e-12)
-    with pytest.raises(ValueError, match="evenly spaced"):
-        grid_lattice_sums(vectors, centre, steps, np.array([-1.0, 0.0, 0.3, 1.0]))
+    # any evenly spaced offsets, not only the refinement's (another spacing, one offset), and steps of
+    # a long cell's size, whose phases run to hundreds of radians
+    long_steps = rng.normal(0.0, 80.0, (3, 3))
+    for offsets, grid_steps in ((np.linspace(-1.0, 1.0, 4), steps), (np.array([0.7]), steps),
+                                (np.linspace(-2.0, 1.0, 7), long_steps)):
+        grid = np.array([centre + np.array([i, j, k]) @ grid_steps for i in offsets for j in offsets for k in offsets])
+        np.testing.assert_allclose(grid_lattice_sums(vectors, centre, grid_steps, offsets).ravel(),
+                                   lattice_sum(vectors, grid), rtol=1e-9, atol=1e-12)
+    for uneven in (np.array([-1.0, 0.0, 0.3, 1.0]), np.array([0.0, 0.5, 1.000004]), np.array([])):
+        with pytest.raises(ValueError, match="evenly spaced"):
+            grid_lattice_sums(vectors, centre, steps, uneven)
 
 
 def test_the_basis_search_reach_resolves_the_longest_edge_and_holds_enough_spots():

@@ -254,7 +254,7 @@ def _nearest_sweep(vectors, axis, original):
     """Nearest neighbours (squared distance, position) of vectors sorted by their coordinate
     ``axis``: from each, the others are visited outwards in that order until that coordinate alone
     lies further apart than the nearest found (a still's spots spread over a cap: each visits the few in
-    a thin slab, not all n — 16.7 million pairs for 5,800 spots). Of neighbours equally near, the
+    a thin slab, not all n — 16.7 million pairs for 5,786 spots). Of neighbours equally near, the
     one first in the ``original`` order (each position's index there)."""
     n = len(vectors)
     nearest = np.full(n, np.inf)
@@ -497,9 +497,11 @@ def grid_lattice_sums(vectors: np.ndarray, centre: np.ndarray, steps: np.ndarray
     one step's, so each spot costs seven sines and cosines (the centre's, and per axis the first
     offset's and the step's) and the grid's products, where the sums one by one cost one per grid
     point."""
-    offsets = np.asarray(offsets, np.float64)
-    if len(offsets) > 2 and not np.allclose(np.diff(offsets), offsets[1] - offsets[0]):
-        raise ValueError(f"grid offsets must be evenly spaced, got {offsets}")
+    offsets = np.asarray(offsets, np.float64).reshape(-1)
+    spacing = offsets[1] - offsets[0] if len(offsets) > 1 else 0.0
+    if not len(offsets) or not np.allclose(offsets, offsets[0] + spacing * np.arange(len(offsets)), rtol=1e-12,
+                                           atol=0.0):
+        raise ValueError(f"grid offsets must be one or more evenly spaced numbers, got {offsets}")
     return _grid_lattice_sums(np.ascontiguousarray(vectors, np.float64), np.asarray(centre, np.float64),
                               np.ascontiguousarray(steps, np.float64), offsets)
 
