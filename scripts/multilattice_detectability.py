@@ -21,7 +21,7 @@ import json
 import numpy as np
 
 from xrais.models.evidence import EvidenceArchitecture
-from xrais.training.evidence import detectable_rows, fit_evidence_net
+from xrais.training.evidence import detectable_rows, fit_evidence_net, rows_mosaic_spread
 from xrais.training.metrics import roc_auc
 
 MOSAIC_RANGES = ((0.02, 0.08), (0.08, 0.2), (0.2, 0.5))
@@ -31,20 +31,14 @@ SPLIT_RANGES = ((0.3, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 5.0), (5.0, 180.0))
 def load_training(feature_paths, spots_paths):
     """(features, is_multi, split °, mosaic °, feature names) of the training rows: the spots files
     give each row's mosaic spread (blanks left out, as in the feature files)."""
-    if len(feature_paths) != len(spots_paths):
-        raise SystemExit("give one --train-spots file per --train file, in the same order")
-    parts, mosaic = [], []
-    for path, spots_path in zip(feature_paths, spots_paths):
-        data = np.load(path)
-        spots = np.load(spots_path)
-        column = spots["label_mosaic_spread_deg"][spots["label_n_lattices"] > 0]
-        if len(column) != len(data["is_multi"]):
-            raise SystemExit(f"{spots_path} is not the spots of {path}")
-        parts.append(data)
-        mosaic.append(column)
+    parts = [np.load(path) for path in feature_paths]
+    try:
+        mosaic = rows_mosaic_spread(spots_paths, [len(part["is_multi"]) for part in parts])
+    except ValueError as exc:
+        raise SystemExit(f"{exc} (give one --train-spots file per --train file, in the same order)") from None
     names = [str(name) for name in parts[0]["feature_names"]]
     return (np.concatenate([p["features"] for p in parts]), np.concatenate([p["is_multi"] for p in parts]).astype(bool),
-            np.concatenate([p["split_deg"] for p in parts]), np.concatenate(mosaic), names)
+            np.concatenate([p["split_deg"] for p in parts]), mosaic, names)
 
 
 def cross_validated(features, is_multi, split, mosaic, names, folds: int, members: int, seed: int = 0):

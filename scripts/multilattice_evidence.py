@@ -38,10 +38,10 @@ def simulated_jobs(path, centroid_scatter_px=None):
     """Jobs and labels of a simulated spots file; ``centroid_scatter_px`` (low, high): each image's
     spot centroids moved by σ pixels, log-uniform between them
     (:func:`xrais.training.evidence.scatter_centroids`), drawn from the image's seed and index."""
-    from xrais.training.evidence import scatter_centroids
+    from xrais.training.evidence import evidence_images, scatter_centroids
 
     data = np.load(path)
-    offsets, keep_image = data["offsets"], data["label_n_lattices"] > 0
+    offsets, keep_image = data["offsets"], evidence_images(data)
     jobs, sigma_px = [], []
     for i in np.flatnonzero(keep_image):
         part = slice(offsets[i], offsets[i + 1])

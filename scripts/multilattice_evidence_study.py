@@ -26,7 +26,7 @@ import torch
 from xrais.sim.recipes import RECIPE_VERSIONS
 from xrais.models.evidence import EvidenceArchitecture
 from xrais.training.evidence import (CENTROID_SCATTER_PX, DETECTABLE_SPLIT_MOSAIC, TARGETS, detectable_rows,
-                                     fit_evidence_net, targets_missed)
+                                     evidence_images, fit_evidence_net, rows_mosaic_spread, targets_missed)
 from xrais.training.metrics import roc_auc
 
 SPLIT_RANGES = ((0.3, 1.0), (1.0, 3.0), (3.0, 180.0))
@@ -70,14 +70,10 @@ MOSAIC_RANGES = ((0.02, 0.08), (0.08, 0.2), (0.2, 0.5))
 def training_mosaic(spots_paths, parts):
     """The mosaic spread (degrees) of every training row: the spots files each feature file was
     computed from, blanks left out as in the features (``parts``: the feature files, in order)."""
-    mosaic = []
-    for path, part in zip(spots_paths, parts):
-        spots = np.load(path)
-        column = spots["label_mosaic_spread_deg"][spots["label_n_lattices"] > 0]
-        if len(column) != len(part["is_multi"]) or len(spots_paths) != len(parts):
-            sys.exit(f"{path} is not the spots of its --train feature file (give --train-spots in --train's order)")
-        mosaic.append(column)
-    return np.concatenate(mosaic)
+    try:
+        return rows_mosaic_spread(spots_paths, [len(part["is_multi"]) for part in parts])
+    except ValueError as exc:
+        sys.exit(f"{exc} (give --train-spots in --train's order)")
 
 
 def mosaic_table(scores, data, spots_path):
@@ -89,8 +85,7 @@ def mosaic_table(scores, data, spots_path):
     except OSError:
         print(f"(no per-mosaic table: {spots_path} not found)")
         return None
-    keep = spots["label_n_lattices"] > 0
-    mosaic = spots["label_mosaic_spread_deg"][keep]
+    mosaic = spots["label_mosaic_spread_deg"][evidence_images(spots)]
     if len(mosaic) != len(scores):
         print(f"(no per-mosaic table: {spots_path} is not the spots of the held-out features)")
         return None

@@ -41,6 +41,29 @@ def scatter_centroids(vectors: np.ndarray, distance_mm: float, wavelength_a: flo
 DETECTABLE_SPLIT_MOSAIC = 3.0
 
 
+def evidence_images(spots) -> np.ndarray:
+    """Which images of a simulated spots file (``scripts/multilattice_spots.py``: its label
+    columns) become rows of lattice-evidence features (boolean): all but the blanks, which hold no
+    lattice to tell."""
+    return np.asarray(spots["label_n_lattices"]) > 0
+
+
+def rows_mosaic_spread(spots_paths, row_counts) -> np.ndarray:
+    """The mosaic spread (degrees) of every feature row of the feature files made from these spots
+    files (``row_counts``: each feature file's rows, in the same order), blanks left out as there
+    (:func:`evidence_images`). ValueError naming the spots file whose rows do not match."""
+    if len(spots_paths) != len(row_counts):
+        raise ValueError(f"{len(spots_paths)} spots files for {len(row_counts)} feature files")
+    columns = []
+    for path, rows in zip(spots_paths, row_counts):
+        spots = np.load(path)
+        column = spots["label_mosaic_spread_deg"][evidence_images(spots)]
+        if len(column) != rows:
+            raise ValueError(f"{path} is not the spots of its feature file ({len(column)} images, {rows} rows)")
+        columns.append(column)
+    return np.concatenate(columns)
+
+
 def detectable_rows(is_multi: np.ndarray, split_deg: np.ndarray, mosaic_deg: np.ndarray,
                     multiple: float = DETECTABLE_SPLIT_MOSAIC) -> np.ndarray:
     """Which training images (boolean) show what their label says: every single crystal, and the
