@@ -212,7 +212,7 @@ def test_dispersion_threshold_follows_its_definition_pixel_by_pixel():
     """The running-sum kernels against the definition, window by window: count, mean and variance
     of the valid pixels of each (2k+1)² window (cut at the edges and by the mask), the two tests,
     and the background of each strong pixel over the valid, non-strong pixels of the doubled window."""
-    from xrais.spotfinder import _background_under, _strong_pixels
+    from xrais.spotfinder import _background_under, _strong_pixels, _strong_rows
 
     rng = np.random.default_rng(11)
     pixels = _spot_image([(10.0, 12.0), (30.5, 40.2), (58.0, 3.0), (47.0, 47.0)], shape=(64, 61), seed=3,
@@ -222,7 +222,8 @@ def test_dispersion_threshold_follows_its_definition_pixel_by_pixel():
     mask[20:23, :] = True  # a gap
     half, sigma_b, sigma_s, min_local, gain, offset = 3, 6.0, 3.0, 2, 1.0, 2.25
     strong = _strong_pixels(pixels, mask, half, sigma_b, sigma_s, min_local, gain, offset)
-    background = _background_under(pixels, mask, strong, 2 * half)
+    row_start, columns = _strong_rows(strong)
+    background = _background_under(pixels, mask, strong, 2 * half, row_start, columns)
     margins = []  # how far each pixel is from the threshold it fell on (scale-free)
     expected = np.zeros(pixels.shape, bool)
     for s in range(pixels.shape[0]):
@@ -239,7 +240,41 @@ def test_dispersion_threshold_follows_its_definition_pixel_by_pixel():
             margins.append(min(abs(dispersion), abs(standout)))
     assert expected.sum() >= 20 and np.min(margins) > 1e-9  # no pixel on a knife edge
     np.testing.assert_array_equal(strong, expected)
-    for s, f in zip(*np.nonzero(strong)):
+    for position, (s, f) in enumerate(zip(*np.nonzero(strong))):  # row-major, as the strong rows
+        assert columns[position] == f and row_start[s] <= position < row_start[s + 1]
         window = (slice(max(0, s - 2 * half), s + 2 * half + 1), slice(max(0, f - 2 * half), f + 2 * half + 1))
         values = pixels[window][~(mask[window] | strong[window])]
-        assert background[s, f] == pytest.approx(values.mean(), rel=1e-5)
+        assert background[position] == pytest.approx(values.mean(), rel=1e-5)
+
+
+def test_screen_keeps_every_pixel_the_standing_out_test_passes():
+    """The dispersion kernel's division-free screen (:func:`_may_stand_out`) may let through pixels
+    that then fail, never drop one that passes I > m + σ_s·√(g·m + c): tried on pixels placed at the
+    threshold and a hair either side of it, over many magnitudes, gains and offsets of either sign
+    (a calibrated noise model can fit c < 0); on plain Poisson background it passes few pixels."""
+    from xrais.spotfinder import _may_stand_out
+
+    rng = np.random.default_rng(5)
+    size = 200_000
+    n = rng.integers(2, 170, size).astype(float)
+    mean = 10.0 ** rng.uniform(-3, 6, size)
+    t = mean * n
+    gain = 10.0 ** rng.uniform(-2, 2)
+    offset = rng.choice([0.0, 1.0, -0.9 * gain * mean.min(), 50.0])
+    sigma_s = 3.0
+    m = t / n  # as the kernel computes them
+    expected = gain * m + offset
+    threshold = m + sigma_s * np.sqrt(np.maximum(expected, 0.0))
+    checked = 0
+    for nudge in (0.0, 1e-15, 1e-13, 1e-10, -1e-15):
+        value = threshold * (1.0 + nudge) + rng.choice([0.0, 1e-300], size)
+        passes = (expected > 0) & (m > 0) & (value > threshold)
+        screened = np.empty(size, bool)
+        _may_stand_out(value, n, t, sigma_s, gain, offset, screened)
+        assert not (passes & ~screened).any()
+        checked += passes.sum()
+    assert checked > 100_000  # the threshold's neighbourhood was reached
+    counts = rng.poisson(20.0, size).astype(float)
+    screened = np.empty(size, bool)
+    _may_stand_out(counts, np.full(size, 49.0), np.full(size, 49.0 * 20.0), sigma_s, 1.0, 0.0, screened)
+    assert screened.mean() < 0.01

@@ -103,11 +103,17 @@ def _strong_pixels(pixels, mask, half, sigma_b, sigma_s, min_local, gain, offset
 
     The window's count, Σv and Σv² are running sums: per column over the window's rows (a row
     added, one dropped, as the window moves down), then along the row (a column added, one
-    dropped), so the pass reads each pixel a few times and keeps only O(columns) sums."""
+    dropped), so the pass reads each pixel a few times and keeps only O(columns) sums. Each row's
+    pixels are first screened without a division or a square root (:func:`_may_stand_out`, which
+    the compiler vectorises); the few that pass are tested as defined."""
     ns, nf = pixels.shape
     column_n = np.zeros(nf, np.float64)
     column_t = np.zeros(nf, np.float64)
     column_q = np.zeros(nf, np.float64)
+    window_n = np.empty(nf, np.float64)
+    window_t = np.empty(nf, np.float64)
+    window_q = np.empty(nf, np.float64)
+    screened = np.empty(nf, np.bool_)
     strong = np.zeros((ns, nf), np.bool_)
     for s in range(min(half, ns)):
         _add_row(pixels, mask, s, column_n, column_t, column_q, 1.0)
@@ -132,7 +138,16 @@ def _strong_pixels(pixels, mask, half, sigma_b, sigma_s, min_local, gain, offset
                 n -= column_n[f - half - 1]
                 t -= column_t[f - half - 1]
                 q -= column_q[f - half - 1]
-            if mask[s, f] or n < min_local:
+            window_n[f] = n
+            window_t[f] = t
+            window_q[f] = q
+        _may_stand_out(pixels[s], window_n, window_t, sigma_s, gain, offset, screened)
+        for f in range(nf):
+            if not screened[f] or mask[s, f]:
+                continue
+            n = window_n[f]
+            t = window_t[f]
+            if n < min_local:
                 continue
             mean = t / n
             expected = gain * mean + offset
@@ -141,65 +156,152 @@ def _strong_pixels(pixels, mask, half, sigma_b, sigma_s, min_local, gain, offset
             value = float(pixels[s, f])
             if value <= mean + sigma_s * math.sqrt(expected):
                 continue
-            variance = (n * q - t * t) / (n * (n - 1.0))
+            variance = (n * window_q[f] - t * t) / (n * (n - 1.0))
             if variance > expected * (1.0 + sigma_b * math.sqrt(2.0 / (n - 1.0))):
                 strong[s, f] = True
     return strong
+
+
+#: Relative slack of :func:`_may_stand_out`'s screen: rounding moves its terms by ~10⁻¹⁶ of their
+#: size, so a pixel the exact test passes never fails the screen.
+SCREEN_SLACK = 1e-9
+
+
+@numba.njit(cache=True, nogil=True)
+def _may_stand_out(values, window_n, window_t, sigma_s, gain, offset, out):
+    """out[f]: whether pixel f of a row may pass the standing-out test I > m + σ_s·√(g·m + c)
+    (m = t/n, the window's mean): (nI − t)² > σ_s²·n·(g·t + c·n) with nI − t > 0, each side
+    loosened by :data:`SCREEN_SLACK` of its terms' sizes, so that it holds for every pixel the
+    exact test passes (and for few others). No division, square root or branch: one pass the
+    compiler vectorises, where the exact test costs two of each per pixel."""
+    for f in range(len(values)):
+        n = window_n[f]
+        t = window_t[f]
+        product = float(values[f]) * n
+        excess = product - t + SCREEN_SLACK * (abs(product) + abs(t))
+        noise = n * (gain * t + offset * n) - SCREEN_SLACK * n * (abs(gain * t) + abs(offset) * n)
+        out[f] = (excess > 0.0) & (excess * excess > sigma_s * sigma_s * (1.0 - SCREEN_SLACK) * noise)
 
 
 @numba.njit(cache=True, nogil=True)
 def _add_row(pixels, mask, s, column_n, column_t, column_q, sign):
     """Add (sign 1) or remove (−1) row s's valid pixels to the per-column running sums."""
     for f in range(pixels.shape[1]):
-        if not mask[s, f]:
-            v = float(pixels[s, f])
-            column_n[f] += sign
-            column_t[f] += sign * v
-            column_q[f] += sign * v * v
+        valid = not mask[s, f]
+        v = float(pixels[s, f]) if valid else 0.0
+        column_n[f] += sign if valid else 0.0
+        column_t[f] += sign * v
+        column_q[f] += sign * v * v
 
 
 @numba.njit(cache=True, nogil=True)
-def _background_under(pixels, mask, strong, half):
-    """Local background (counts) at each strong pixel: mean of the valid, non-strong pixels of
-    its window (twice the threshold window, so that a spot does not fill it), summed directly at
-    the strong pixels only (a few per cent of the image)."""
-    ns, nf = pixels.shape
-    background = np.zeros((ns, nf), np.float32)
+def _strong_rows(strong):
+    """The strong pixels in row-major order: (first position of each row, with one past the last
+    at the end; their columns)."""
+    ns, nf = strong.shape
+    row_start = np.zeros(ns + 1, np.int64)
     for s in range(ns):
+        count = 0
         for f in range(nf):
-            if not strong[s, f]:
-                continue
+            count += strong[s, f]
+        row_start[s + 1] = row_start[s] + count
+    columns = np.empty(row_start[ns], np.int64)
+    k = 0
+    for s in range(ns):
+        if row_start[s + 1] == row_start[s]:
+            continue
+        for f in range(nf):
+            if strong[s, f]:
+                columns[k] = f
+                k += 1
+    return row_start, columns
+
+
+@numba.njit(cache=True, nogil=True)
+def _position(row_start, columns, s, f):
+    """Row-major position of strong pixel (s, f) among the strong pixels (binary search in its row)."""
+    low = row_start[s]
+    high = row_start[s + 1]
+    while high - low > 1:
+        middle = (low + high) // 2
+        if columns[middle] <= f:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+@numba.njit(cache=True, nogil=True)
+def _background_under(pixels, mask, strong, half, row_start, columns):
+    """Local background (counts) at each strong pixel, in row-major order (:func:`_strong_rows`):
+    mean of the valid, non-strong pixels of its window (twice the threshold window, so that a spot
+    does not fill it). Along a run of strong pixels in a row the window slides, a column of sums
+    added and one dropped; nothing the size of the image is made (an EIGER 16M frame's would be
+    72 MB)."""
+    ns, nf = pixels.shape
+    background = np.zeros(len(columns), np.float32)
+    for s in range(ns):
+        top = max(0, s - half)
+        bottom = min(ns, s + half + 1)
+        k = row_start[s]
+        while k < row_start[s + 1]:
+            f = columns[k]
             n = 0
             total = 0.0
-            for s2 in range(max(0, s - half), min(ns, s + half + 1)):
-                for f2 in range(max(0, f - half), min(nf, f + half + 1)):
-                    if not (mask[s2, f2] or strong[s2, f2]):
-                        n += 1
-                        total += float(pixels[s2, f2])
-            if n > 0:
-                background[s, f] = total / n
+            for f2 in range(max(0, f - half), min(nf, f + half + 1)):
+                count, column = _column_background(pixels, mask, strong, top, bottom, f2)
+                n += count
+                total += column
+            while True:
+                if n > 0:
+                    background[k] = total / n
+                k += 1
+                if k >= row_start[s + 1] or columns[k] != f + 1:
+                    break
+                f += 1
+                if f + half < nf:
+                    count, column = _column_background(pixels, mask, strong, top, bottom, f + half)
+                    n += count
+                    total += column
+                if f - half - 1 >= 0:
+                    count, column = _column_background(pixels, mask, strong, top, bottom, f - half - 1)
+                    n -= count
+                    total -= column
     return background
 
 
 @numba.njit(cache=True, nogil=True)
-def _label_spots(strong, pixels, background, min_size, max_size):
+def _column_background(pixels, mask, strong, top, bottom, f):
+    """(count, sum) of the valid, non-strong pixels of column f in rows top…bottom − 1."""
+    count = 0
+    total = 0.0
+    for s in range(top, bottom):
+        if not (mask[s, f] or strong[s, f]):
+            count += 1
+            total += float(pixels[s, f])
+    return count, total
+
+
+@numba.njit(cache=True, nogil=True)
+def _label_spots(strong, pixels, row_start, columns, background, min_size, max_size):
     """8-connected components of strong pixels → per-spot sums (flood fill with an explicit stack).
+    background: each strong pixel's, in row-major order (:func:`_background_under`).
 
     Returns arrays (n_spots, 5): intensity sum, Σ I·f, Σ I·s, size, summed background.
     """
     ns, nf = strong.shape
-    seen = np.zeros((ns, nf), np.bool_)
-    stack = np.empty(max(int(strong.sum()), 1), np.int64)
+    seen = np.zeros(len(columns), np.bool_)  # by row-major position: no image-sized array
+    stack = np.empty(max(len(columns), 1), np.int64)
     out = np.zeros((1024, 5), np.float64)
     n_out = 0
     for s_seed in range(ns):
-        for f_seed in range(nf):
-            if not strong[s_seed, f_seed] or seen[s_seed, f_seed]:
+        for k_seed in range(row_start[s_seed], row_start[s_seed + 1]):
+            if seen[k_seed]:
                 continue
             top = 0
-            stack[top] = s_seed * nf + f_seed
+            stack[top] = s_seed * nf + columns[k_seed]
             top += 1
-            seen[s_seed, f_seed] = True
+            seen[k_seed] = True
             signal = 0.0
             sum_f = 0.0
             sum_s = 0.0
@@ -210,10 +312,11 @@ def _label_spots(strong, pixels, background, min_size, max_size):
                 index = stack[top]
                 s = index // nf
                 f = index - s * nf
-                value = float(pixels[s, f]) - background[s, f]
+                under = background[_position(row_start, columns, s, f)]
+                value = float(pixels[s, f]) - under
                 weight = max(value, 0.0)
                 signal += value
-                back += background[s, f]
+                back += under
                 sum_f += weight * (f + 0.5)
                 sum_s += weight * (s + 0.5)
                 size += 1
@@ -221,10 +324,12 @@ def _label_spots(strong, pixels, background, min_size, max_size):
                     for df in range(-1, 2):
                         s2 = s + ds
                         f2 = f + df
-                        if 0 <= s2 < ns and 0 <= f2 < nf and strong[s2, f2] and not seen[s2, f2]:
-                            seen[s2, f2] = True
-                            stack[top] = s2 * nf + f2
-                            top += 1
+                        if 0 <= s2 < ns and 0 <= f2 < nf and strong[s2, f2]:
+                            k = _position(row_start, columns, s2, f2)
+                            if not seen[k]:
+                                seen[k] = True
+                                stack[top] = s2 * nf + f2
+                                top += 1
             if size < min_size or size > max_size or signal <= 0.0:
                 continue
             if n_out == out.shape[0]:
@@ -302,8 +407,10 @@ def find_spots(pixels: np.ndarray, mask: Optional[np.ndarray], geometry: Geometr
     gain, offset = noise_model(pixels, mask, geometry, settings)
     strong = _strong_pixels(pixels, mask, settings.kernel_half_size, settings.sigma_background,
                             settings.sigma_strong, settings.min_local, gain, offset)
-    background = _background_under(pixels, mask, strong, 2 * settings.kernel_half_size)
-    sums = _label_spots(strong, pixels, background, settings.min_spot_size, settings.max_spot_size)
+    row_start, columns = _strong_rows(strong)
+    background = _background_under(pixels, mask, strong, 2 * settings.kernel_half_size, row_start, columns)
+    sums = _label_spots(strong, pixels, row_start, columns, background, settings.min_spot_size,
+                        settings.max_spot_size)
     intensity = sums[:, 0]
     weights = np.where(intensity > 0, intensity, 1.0)
     fast = sums[:, 1] / weights
