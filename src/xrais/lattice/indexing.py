@@ -518,30 +518,52 @@ def grid_lattice_sums(vectors: np.ndarray, centre: np.ndarray, steps: np.ndarray
 @numba.njit(cache=True, nogil=True)
 def _grid_lattice_sums(vectors, centre, steps, offsets):
     m = len(offsets)
-    real = np.zeros((m, m, m))
-    imaginary = np.zeros((m, m, m))
-    factors = np.empty((3, m), np.complex128)
+    mm = m * m
+    # Σ of each grid point's phase factor, by spot; rows k, columns i·m + j, so that the m² products
+    # of a spot's (i, j) factors with each k factor are one loop the compiler vectorises. Complex
+    # products written out as numba's complex type computes them (ac − bd, ad + bc).
+    real = np.zeros((m, mm))
+    imaginary = np.zeros((m, mm))
+    factor_real = np.empty((3, m))
+    factor_imag = np.empty((3, m))
+    pair_real = np.empty(mm)
+    pair_imag = np.empty(mm)
     spacing = offsets[1] - offsets[0] if m > 1 else 0.0
     for n in range(len(vectors)):
         r = vectors[n]
         base = 2.0 * math.pi * (r[0] * centre[0] + r[1] * centre[1] + r[2] * centre[2])
         for axis in range(3):
             phase = 2.0 * math.pi * (r[0] * steps[axis, 0] + r[1] * steps[axis, 1] + r[2] * steps[axis, 2])
-            factor = complex(math.cos(offsets[0] * phase), math.sin(offsets[0] * phase))
-            step = complex(math.cos(spacing * phase), math.sin(spacing * phase))
+            a = math.cos(offsets[0] * phase)
+            b = math.sin(offsets[0] * phase)
+            c = math.cos(spacing * phase)
+            d = math.sin(spacing * phase)
             for o in range(m):
-                factors[axis, o] = factor
-                factor *= step
-        first = complex(math.cos(base), math.sin(base))
+                factor_real[axis, o] = a
+                factor_imag[axis, o] = b
+                a, b = a * c - b * d, a * d + b * c
+        first_real = math.cos(base)
+        first_imag = math.sin(base)
         for i in range(m):
-            fi = first * factors[0, i]
+            a = first_real * factor_real[0, i] - first_imag * factor_imag[0, i]
+            b = first_real * factor_imag[0, i] + first_imag * factor_real[0, i]
             for j in range(m):
-                fij = fi * factors[1, j]
-                for k in range(m):
-                    term = fij * factors[2, k]
-                    real[i, j, k] += term.real
-                    imaginary[i, j, k] += term.imag
-    return np.sqrt(real ** 2 + imaginary ** 2) / len(vectors)
+                pair_real[i * m + j] = a * factor_real[1, j] - b * factor_imag[1, j]
+                pair_imag[i * m + j] = a * factor_imag[1, j] + b * factor_real[1, j]
+        for k in range(m):
+            c = factor_real[2, k]
+            d = factor_imag[2, k]
+            row_real = real[k]
+            row_imag = imaginary[k]
+            for ij in range(mm):
+                row_real[ij] += pair_real[ij] * c - pair_imag[ij] * d
+                row_imag[ij] += pair_real[ij] * d + pair_imag[ij] * c
+    sums = np.empty((m, m, m))
+    for i in range(m):
+        for j in range(m):
+            for k in range(m):
+                sums[i, j, k] = math.sqrt(real[k, i * m + j] ** 2 + imaginary[k, i * m + j] ** 2) / len(vectors)
+    return sums
 
 
 def _fundamental(vectors: np.ndarray, vector: np.ndarray, min_cell: float) -> np.ndarray:
