@@ -249,32 +249,53 @@ def test_dispersion_threshold_follows_its_definition_pixel_by_pixel():
 
 def test_screen_keeps_every_pixel_the_standing_out_test_passes():
     """The dispersion kernel's division-free screen (:func:`_may_stand_out`) may let through pixels
-    that then fail, never drop one that passes I > m + σ_s·√(g·m + c): tried on pixels placed at the
-    threshold and a hair either side of it, over many magnitudes, gains and offsets of either sign
-    (a calibrated noise model can fit c < 0); on plain Poisson background it passes few pixels."""
+    that then fail, never drop one that passes I > m + σ_s·√(g·m + c) as the kernel computes it:
+    tried on pixels placed on the threshold and one to four floating-point steps either side of it,
+    over nine decades of counts and window sizes, for gains and offsets of either sign (a calibrated
+    noise model can fit c < 0); on plain Poisson background it passes few pixels."""
     from xrais.spotfinder import _may_stand_out
 
     rng = np.random.default_rng(5)
-    size = 200_000
-    n = rng.integers(2, 170, size).astype(float)
-    mean = 10.0 ** rng.uniform(-3, 6, size)
-    t = mean * n
-    gain = 10.0 ** rng.uniform(-2, 2)
-    offset = rng.choice([0.0, 1.0, -0.9 * gain * mean.min(), 50.0])
+    size = 50_000
     sigma_s = 3.0
-    m = t / n  # as the kernel computes them
-    expected = gain * m + offset
-    threshold = m + sigma_s * np.sqrt(np.maximum(expected, 0.0))
     checked = 0
-    for nudge in (0.0, 1e-15, 1e-13, 1e-10, -1e-15):
-        value = threshold * (1.0 + nudge) + rng.choice([0.0, 1e-300], size)
-        passes = (expected > 0) & (m > 0) & (value > threshold)
-        screened = np.empty(size, bool)
-        _may_stand_out(value, n, t, sigma_s, gain, offset, screened)
-        assert not (passes & ~screened).any()
-        checked += passes.sum()
-    assert checked > 100_000  # the threshold's neighbourhood was reached
+    for gain, offset in ((1.0, 0.0), (25.0, 1.0), (0.3, 50.0), (1.0, -0.5), (2.0, -3.0), (0.0, 4.0)):
+        n = rng.integers(2, 170, size).astype(float)
+        mean = 10.0 ** rng.uniform(-3, 6, size)
+        t = mean * n
+        m = t / n  # as the kernel computes them
+        expected = gain * m + offset
+        threshold = m + sigma_s * np.sqrt(np.maximum(expected, 0.0))
+        value = threshold.copy()
+        for _ in range(4):
+            value = np.nextafter(value, -np.inf)
+        for step in range(-4, 5):  # four representable numbers below the threshold, it, four above
+            passes = (expected > 0) & (m > 0) & (value > threshold)
+            screened = np.empty(size, bool)
+            _may_stand_out(value, n, t, sigma_s, gain, offset, screened)
+            assert not (passes & ~screened).any(), (gain, offset, step)
+            checked += passes.sum()
+            value = np.nextafter(value, np.inf)
+    assert checked > 500_000  # the threshold's neighbourhood was reached
     counts = rng.poisson(20.0, size).astype(float)
     screened = np.empty(size, bool)
     _may_stand_out(counts, np.full(size, 49.0), np.full(size, 49.0 * 20.0), sigma_s, 1.0, 0.0, screened)
     assert screened.mean() < 0.01
+
+
+def test_non_finite_pixels_count_as_masked():
+    """A float image's NaN or infinite pixels are masked (as the readers mask them): the spots of an
+    image with such pixels near its spots are those of the image with the pixels masked."""
+    geometry = Geometry(distance=200.0, wavelength=1.0, pixel_size=0.172, beam_centre=(30.0, 30.0), shape=(64, 61),
+                        detector="PILATUS 6M")
+    pixels = _spot_image([(10.0, 12.0), (30.5, 40.2), (47.0, 47.0)], shape=(64, 61), seed=3,
+                         background=4.0).astype(np.float64)
+    bad = np.zeros(pixels.shape, bool)
+    bad[[5, 16, 36, 52], [12, 9, 40, 44]] = True  # within the background windows of the spots
+    spoiled = pixels.copy()
+    spoiled[bad] = [np.inf, np.nan, -np.inf, np.nan]
+    expected = find_spots(pixels, bad, geometry)
+    found = find_spots(spoiled, None, geometry)
+    assert len(expected) == 3
+    for name in ("fast", "slow", "intensity", "sigma", "size"):
+        np.testing.assert_array_equal(getattr(found, name), getattr(expected, name))

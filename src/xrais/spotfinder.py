@@ -173,7 +173,8 @@ def _may_stand_out(values, window_n, window_t, sigma_s, gain, offset, out):
     (m = t/n, the window's mean): (nI − t)² > σ_s²·n·(g·t + c·n) with nI − t > 0, each side
     loosened by :data:`SCREEN_SLACK` of its terms' sizes, so that it holds for every pixel the
     exact test passes (and for few others). No division, square root or branch: one pass the
-    compiler vectorises, where the exact test costs two of each per pixel."""
+    compiler vectorises, where the exact test costs two of each per pixel. Holds within the
+    double range of counts (squares of n·I below ~10³⁰⁸, offsets not subnormal)."""
     for f in range(len(values)):
         n = window_n[f]
         t = window_t[f]
@@ -401,9 +402,13 @@ def calibrate_noise(pixels: np.ndarray, mask: np.ndarray, block: int = 7,
 
 def find_spots(pixels: np.ndarray, mask: Optional[np.ndarray], geometry: Geometry,
                settings: SpotFinderSettings = SpotFinderSettings()) -> SpotList:
-    """Strong spots of one image (dispersion threshold, 8-connected), with their d (Å)."""
+    """Strong spots of one image (dispersion threshold, 8-connected), with their d (Å). Pixels
+    that are not finite numbers (NaN, ±inf in a float image) count as masked, as the readers mask
+    them."""
     pixels = np.asarray(pixels)
     mask = np.zeros(pixels.shape, bool) if mask is None else np.asarray(mask, bool)
+    if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
+        mask = mask | ~np.isfinite(pixels)
     gain, offset = noise_model(pixels, mask, geometry, settings)
     strong = _strong_pixels(pixels, mask, settings.kernel_half_size, settings.sigma_background,
                             settings.sigma_strong, settings.min_local, gain, offset)
