@@ -103,12 +103,32 @@ def _accumulate(values, shells, histogram, area):
             if shell < 0:
                 continue
             area[shell] += 1
-            v = values[i, j]
-            if v < 0:
-                v = 0
-            elif v > N_VALUES - 1:
-                v = N_VALUES - 1
-            histogram[shell, v] += 1
+            histogram[shell, _value_bin(values[i, j])] += 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _value_bin(value):
+    """A conditioned value's bin, 0…N_VALUES − 1: its whole part, clamped (any real or integer type;
+    NaN: 0)."""
+    if not value > 0:
+        return 0
+    if value >= N_VALUES - 1:
+        return N_VALUES - 1
+    return int(value)
+
+
+@numba.njit(cache=True, nogil=True)
+def _value_counts(values):
+    counts = np.zeros(N_VALUES, np.int64)
+    for value in values.ravel():
+        counts[_value_bin(value)] += 1
+    return counts
+
+
+def value_histogram(values: np.ndarray) -> np.ndarray:
+    """int64 (N_VALUES,): how many of the conditioned ``values`` (any shape) hold each value 0–255
+    (whole parts, clamped to the range)."""
+    return _value_counts(np.ascontiguousarray(values))
 
 
 def shell_histogram(quadrant: np.ndarray, wavelength: float, distance: float, pixel_size: float,
@@ -122,7 +142,7 @@ def shell_histogram(quadrant: np.ndarray, wavelength: float, distance: float, pi
     shells = _shell_index(quadrant.shape, float(wavelength), float(distance), float(pixel_size), int(downsample))
     histogram = np.zeros((N_SHELLS, N_VALUES), dtype=np.int64)
     area = np.zeros(N_SHELLS, dtype=np.int64)
-    _accumulate(np.ascontiguousarray(quadrant, dtype=np.int64), shells, histogram, area)
+    _accumulate(np.ascontiguousarray(quadrant), shells, histogram, area)
     return histogram, area
 
 
@@ -140,7 +160,7 @@ def whole_shell_histogram(conditioned: np.ndarray, inverse_d: np.ndarray, wavele
         raise ValueError(f"a conditioned frame {conditioned.shape} needs 1/d of the same shape, got {np.shape(inverse_d)}")
     histogram = np.zeros((N_SHELLS, N_VALUES), dtype=np.int64)
     area = np.zeros(N_SHELLS, dtype=np.int64)
-    _accumulate(np.ascontiguousarray(conditioned, dtype=np.int64), shell_of(inverse_d), histogram, area)
+    _accumulate(np.ascontiguousarray(conditioned), shell_of(inverse_d), histogram, area)
     shells = _shell_index((512, 512), float(wavelength), float(distance), float(pixel_size), int(downsample))
     facing = 4 * np.bincount(shells[shells >= 0], minlength=N_SHELLS)
     return histogram, np.maximum(area, facing)
@@ -159,23 +179,28 @@ def profile_features(histogram: np.ndarray, area: np.ndarray) -> np.ndarray:
     each photon threshold, plus 5 (so that none reads 0 and all reads 5)."""
     histogram = np.asarray(histogram, dtype=np.float64)
     area = np.asarray(area, dtype=np.float64)
-    values = np.arange(N_VALUES)
     usable = histogram[:, 1:N_VALUES - 1]  # neither zero (padding, masks) nor hot/overloaded
     covered = usable.sum(axis=1)
     cumulative = np.cumsum(usable, axis=1)
     median_index = np.argmax(cumulative >= 0.5 * covered[:, None], axis=1)
     background = np.where(covered > 0, median_index + 1, 0)
-    excess = values[None, :] ** 2 - background[:, None] ** 2  # photons above background, per value
-    significant = values[None, :] >= background[:, None] + SIGNIFICANCE
-    significant[:, 0] = significant[:, N_VALUES - 1] = False
     out = np.empty((N_CHANNELS, N_SHELLS), dtype=np.float64)
     out[0] = np.divide(covered, area, out=np.zeros_like(covered), where=area > 0)
     out[1] = np.log10(1.0 + area) / 6.0
     out[2] = background / 16.0
+    # A shell's spot pixels above threshold E_k: the values v from the least with v ≥ b + SIGNIFICANCE
+    # and v² − b² ≥ E_k up to 254 (255: hot or overloaded), read off the suffix sums of its row
+    # (whole counts: every order of summation gives the same number)
+    square = background.astype(np.int64) ** 2
+    energies = thresholds()[:, None]
+    least = np.ceil(np.sqrt(energies + square[None, :])).astype(np.int64)  # within one of the least v
+    least = np.where((least - 1) ** 2 - square >= energies, least - 1, least)
+    least = np.where(least ** 2 - square < energies, least + 1, least)
+    start = np.minimum(np.maximum(least, background[None, :] + SIGNIFICANCE), N_VALUES - 1)
+    suffix = np.cumsum(histogram[:, ::-1], axis=1)[:, ::-1]  # [s, v]: pixels of shell s with value ≥ v
+    counts = suffix[np.arange(N_SHELLS)[None, :], start] - suffix[:, N_VALUES - 1][None, :]
     denominator = np.maximum(covered, 1.0)
-    for k, energy in enumerate(thresholds()):
-        count = (histogram * (significant & (excess >= energy))).sum(axis=1)
-        out[3 + k] = np.log10(count / denominator + LOG_FLOOR) - math.log10(LOG_FLOOR)
+    out[3:] = np.log10(counts / denominator + LOG_FLOOR) - math.log10(LOG_FLOOR)
     return out.astype(np.float32)
 
 

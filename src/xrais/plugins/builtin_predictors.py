@@ -54,8 +54,9 @@ def bragg_pixel_count(quadrant: np.ndarray) -> int:
     the blank frames of the real thaumatin scan 9–111 per quadrant, the weakest real image here
     (EIGER2, 1.1 % transmission) 5–8, frames with diffraction hundreds to tens of thousands.
     """
-    values = np.clip(quadrant, 0, 255).astype(np.int64).ravel()
-    histogram = np.bincount(values, minlength=256)
+    from ..models.profile import value_histogram
+
+    histogram = value_histogram(quadrant)
     nonzero = histogram[1:255]
     if nonzero.sum() == 0:
         return 0
