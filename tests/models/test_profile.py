@@ -45,6 +45,31 @@ def test_histogram_counts_every_pixel_once():
     assert np.array_equal(histogram[shell], np.bincount(quadrant[inside], minlength=256)[:256])
 
 
+def test_spot_channels_count_the_pixels_the_definition_names():
+    """Each spot channel, shell by shell, from a plain count: of the covered pixels (values 1–254),
+    the background b is the median value, and a pixel counts at threshold E_k when v ≥ b + 3 and
+    v² − b² ≥ E_k; the channel is log10(count / covered + 10⁻⁵) + 5. Histograms of every kind:
+    empty shells, all-hot shells, backgrounds high enough that no value is significant."""
+    rng = np.random.default_rng(7)
+    values = np.arange(profile.N_VALUES)
+    for trial in range(8):
+        histogram = rng.poisson(rng.uniform(0, 30, (profile.N_SHELLS, 1)) * np.exp(-values / rng.uniform(2, 120)))
+        histogram[rng.integers(0, profile.N_SHELLS, 8)] = 0
+        histogram[rng.integers(0, profile.N_SHELLS, 3), 255] += 50
+        histogram[rng.integers(0, profile.N_SHELLS, 3), 240:] += 5
+        area = histogram.sum(axis=1) + rng.integers(0, 50, profile.N_SHELLS)
+        features = profile.profile_features(histogram, area)
+        for shell in range(profile.N_SHELLS):
+            pixels = np.repeat(values, histogram[shell])
+            covered = pixels[(pixels > 0) & (pixels < 255)]
+            background = int(np.sort(covered)[(len(covered) - 1) // 2]) if len(covered) else 0
+            assert features[2, shell] == pytest.approx(background / 16.0)
+            for k, energy in enumerate(profile.thresholds()):
+                count = sum(1 for v in covered if v >= background + profile.SIGNIFICANCE and v * v - background ** 2 >= energy)
+                expected = math.log10(count / max(len(covered), 1) + profile.LOG_FLOOR) - math.log10(profile.LOG_FLOOR)
+                assert features[3 + k, shell] == pytest.approx(expected, abs=1e-6), (trial, shell, k)
+
+
 def test_features_are_symmetric_under_transposition():
     quadrant = np.random.default_rng(1).poisson(4.0, (SIZE, SIZE))
     quadrant[100:103, 40:43] = 60
