@@ -86,6 +86,30 @@ def test_masked_and_negative_pixels_never_win():
     assert fully_masked.max() == 0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quadrant_kernel_reads_nan_and_negative_pixels_as_zero(dtype):
+    """The quadrant kernel (``condition_whole`` pools from pixel (0, 0) with it) against the block
+    definition on a float image with NaN, ±inf and negative pixels, masked and not: NaN and values
+    < 0 count as 0, masked pixels never win, +inf wins (√inf = inf), with and without a mask."""
+    from xrais.conditioning import condition_whole
+
+    rng = np.random.default_rng(4)
+    pixels = rng.normal(20.0, 30.0, (40, 36)).astype(dtype)
+    pixels[rng.random(pixels.shape) < 0.05] = np.nan
+    pixels[rng.random(pixels.shape) < 0.01] = -np.inf
+    pixels[3, 5] = np.inf
+    pixels[8:10, 8:10] = np.nan  # a block of NaN alone
+    mask = rng.random(pixels.shape) < 0.1
+    mask[3, 5] = False
+    geometry = _geometry(shape=pixels.shape, beam=(18.0, 20.0))
+    for given in (mask, None):
+        valid = np.where((given if given is not None else False) | ~(pixels > 0), 0.0, pixels.astype(np.float64))
+        expected = np.floor(np.sqrt(valid.reshape(20, 2, 18, 2).max(axis=(1, 3))))
+        whole = condition_whole(pixels, given, geometry, factor=2)
+        np.testing.assert_array_equal(whole, expected)
+    assert np.isinf(expected[1, 2]) and expected[4, 4] == 0.0
+
+
 def test_zero_padding_where_the_detector_ends():
     geometry = _geometry(shape=(30, 30), beam=(15.0, 15.0))
     pixels = np.ones(geometry.shape, dtype=np.int32) * 4

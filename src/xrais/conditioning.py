@@ -97,7 +97,7 @@ def beam_offset_in_quadrant(geometry: Geometry, quadrant: int, factor: Optional[
 # --------------------------------------------------------------------------------------------
 # NumPy/numba path (CPU)
 # --------------------------------------------------------------------------------------------
-@numba.njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
+@numba.njit(cache=True, nogil=True, boundscheck=False)  # IEEE selects: NaN pixels read 0
 def _block_max(pixels, mask, use_mask, s0, f0, ds, df, factor, size, out):
     """out[i, j] = floor(sqrt(max(0, max over valid pixels of the block))) for one quadrant.
 
@@ -144,7 +144,7 @@ def _block_max(pixels, mask, use_mask, s0, f0, ds, df, factor, size, out):
                 f = f0 + df * (j * factor + b)
                 if c_lo <= f < c_hi:
                     best = max(best, row_max[f - c_lo])
-            out[i, j] = math.floor(math.sqrt(best))
+            out[i, j] = np.floor(math.sqrt(best))  # float: √inf stays inf (an int overflowed)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -162,7 +162,7 @@ def _maxpool_sqrt(pixels, mask, use_mask, factor, out):
                 out[i, j] = v
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
-            out[i, j] = math.floor(math.sqrt(out[i, j]))
+            out[i, j] = np.floor(math.sqrt(out[i, j]))
 
 
 def _as_kernel_input(pixels, mask):

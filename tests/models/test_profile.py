@@ -70,6 +70,21 @@ def test_spot_channels_count_the_pixels_the_definition_names():
                 assert features[3 + k, shell] == pytest.approx(expected, abs=1e-6), (trial, shell, k)
 
 
+def test_values_are_binned_by_their_whole_part_clamped_to_the_range():
+    """A conditioned value's bin is its whole part, 0–255: negative values, NaN and −inf read 0;
+    255 and above, +inf included, read 255; any dtype (big-endian, float16 and uint64 converted)."""
+    values = np.array([np.nan, -1.0, -0.0, 0.5, 1.0, 254.9999, 255.0, 1e30, np.inf, -np.inf])
+    counts = profile.value_histogram(values)
+    assert counts[0] == 5 and counts[1] == 1 and counts[254] == 1 and counts[255] == 3 and counts.sum() == 10
+    integers = np.array([0, 7, 300, 255, 254])
+    for dtype in (np.uint8, np.uint16, np.int32, np.int64, np.uint64, np.float16, ">f4", ">i4"):
+        expected = np.bincount(np.clip(integers.astype(dtype).astype(np.int64), 0, 255), minlength=256)
+        np.testing.assert_array_equal(profile.value_histogram(integers.astype(dtype)), expected)
+    quadrant = np.full((SIZE, SIZE), np.nan, dtype=np.float32)
+    histogram, area = profile.shell_histogram(quadrant, **GEOMETRY)
+    assert np.array_equal(histogram[:, 0], area)  # NaN pixels counted in bin 0 of their shell
+
+
 def test_features_are_symmetric_under_transposition():
     quadrant = np.random.default_rng(1).poisson(4.0, (SIZE, SIZE))
     quadrant[100:103, 40:43] = 60
