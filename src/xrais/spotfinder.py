@@ -407,8 +407,10 @@ def find_spots(pixels: np.ndarray, mask: Optional[np.ndarray], geometry: Geometr
     them."""
     pixels = np.asarray(pixels)
     mask = np.zeros(pixels.shape, bool) if mask is None else np.asarray(mask, bool)
-    if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
-        mask = mask | ~np.isfinite(pixels)
+    if pixels.dtype.kind == "f":
+        finite = np.isfinite(pixels)
+        if not finite.all():
+            mask = mask | ~finite
     gain, offset = noise_model(pixels, mask, geometry, settings)
     strong = _strong_pixels(pixels, mask, settings.kernel_half_size, settings.sigma_background,
                             settings.sigma_strong, settings.min_local, gain, offset)

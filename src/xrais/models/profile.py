@@ -124,7 +124,7 @@ def _value_bins(values):
 def value_histogram(values: np.ndarray) -> np.ndarray:
     """int64 (N_VALUES,): how many of the conditioned ``values`` (any shape) hold each value 0–255
     (whole parts, clamped to the range)."""
-    return _count_bins(_value_bins(_binnable(values)).ravel())
+    return _count_bins(_bins_of(values).ravel())
 
 
 @numba.njit(cache=True, nogil=True)
@@ -137,14 +137,15 @@ def _count_bins(bins):
     return copies[0] + copies[1] + copies[2] + copies[3]
 
 
-def _binnable(values: np.ndarray) -> np.ndarray:
-    """``values`` as a contiguous array of a type the binning kernels take: native-order integers
-    up to 32 bits, int64, float32 or float64; any other (uint64, float16, big-endian) as float64."""
+def _bins_of(values: np.ndarray) -> np.ndarray:
+    """uint8 bins of conditioned values (:func:`_value_bins`) of any dtype: native-order integers up
+    to 32 bits, int64, float32 and float64 as they are, any other (uint64, float16, big-endian) as
+    float64."""
     values = np.ascontiguousarray(values)
     kind, size = values.dtype.kind, values.dtype.itemsize
     if not values.dtype.isnative or (kind == "f" and size < 4) or (kind == "u" and size > 4) or kind not in "iuf":
-        return values.astype(np.float64)
-    return values
+        values = values.astype(np.float64)
+    return _value_bins(values)
 
 
 def shell_histogram(quadrant: np.ndarray, wavelength: float, distance: float, pixel_size: float,
@@ -158,7 +159,7 @@ def shell_histogram(quadrant: np.ndarray, wavelength: float, distance: float, pi
     shells = _shell_index(quadrant.shape, float(wavelength), float(distance), float(pixel_size), int(downsample))
     histogram = np.zeros((N_SHELLS, N_VALUES), dtype=np.int64)
     area = np.zeros(N_SHELLS, dtype=np.int64)
-    _accumulate(_value_bins(_binnable(quadrant)), shells, histogram, area)
+    _accumulate(_bins_of(quadrant), shells, histogram, area)
     return histogram, area
 
 
@@ -176,7 +177,7 @@ def whole_shell_histogram(conditioned: np.ndarray, inverse_d: np.ndarray, wavele
         raise ValueError(f"a conditioned frame {conditioned.shape} needs 1/d of the same shape, got {np.shape(inverse_d)}")
     histogram = np.zeros((N_SHELLS, N_VALUES), dtype=np.int64)
     area = np.zeros(N_SHELLS, dtype=np.int64)
-    _accumulate(_value_bins(_binnable(conditioned)), shell_of(inverse_d), histogram, area)
+    _accumulate(_bins_of(conditioned), shell_of(inverse_d), histogram, area)
     shells = _shell_index((512, 512), float(wavelength), float(distance), float(pixel_size), int(downsample))
     facing = 4 * np.bincount(shells[shells >= 0], minlength=N_SHELLS)
     return histogram, np.maximum(area, facing)
