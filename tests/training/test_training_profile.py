@@ -94,3 +94,35 @@ def test_train_several_members_and_refuse_members_for_a_resnet(resolution_shards
     code = train_program([str(resolution_shards), "model.members=2", "output.log=None", "output.directory=run2"])
     err = capsys.readouterr().err
     assert code != 0 and "model.members is the shell-profile network's" in err and "Traceback" not in err
+
+
+def test_feature_gap_names_the_channel_in_which_the_measured_frames_differ(tmp_path):
+    """The same simulated quadrants seen with 400 more background photons in every pixel (a higher
+    background, as a measured frame's air and solvent scatter may give): the background channel is
+    the one furthest from the simulated images, above them; the same images give no gap at all."""
+    from xrais.models.profile import N_CHANNELS, profile_features, shell_histogram
+    from xrais.training.profile import channel_names, feature_gap
+    from xrais.training.stream import StreamDataset
+
+    settings = StreamSettings(recipe="resolution", seed=7, images_per_epoch=6, validation_images=0, pool_size=1,
+                              cache=str(tmp_path), detector="PILATUS 2M")
+    stream = StreamDataset(settings, "resolution", 6)
+    simulated, measured = [], []
+    for index in range(6):
+        image, geometry, _ = stream[index]
+        values = image.numpy()
+        brighter = np.where(values > 0, np.floor(np.sqrt(values.astype(np.float64) ** 2 + 400.0)), 0.0)
+        fields = (float(geometry[0]), float(geometry[1]), float(geometry[2]), int(geometry[3]))
+        simulated.append(profile_features(*shell_histogram(values, *fields)))
+        measured.append(profile_features(*shell_histogram(brighter.astype(values.dtype), *fields)))
+    as_set = lambda rows: FeatureSet(np.stack(rows), np.zeros((len(rows), 3), np.float32),  # noqa: E731
+                                     np.zeros(len(rows), np.float32), {})
+    same = feature_gap(as_set(simulated), as_set(simulated))
+    assert len(same) == N_CHANNELS and [row["name"] for row in same] == channel_names()
+    assert all(row["mean_abs_z"] == 0.0 for row in same)
+    gap = feature_gap(as_set(measured), as_set(simulated))
+    background = gap[2]
+    assert background["mean_abs_z"] == max(row["mean_abs_z"] for row in gap[:3])
+    assert background["mean_abs_z"] > 1.0 and all(shell["z"] > 0 for shell in background["largest"])
+    with pytest.raises(ValueError, match="at least two simulated"):
+        feature_gap(as_set(measured), as_set(simulated[:1]))

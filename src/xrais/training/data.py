@@ -29,8 +29,9 @@ IMAGE_BYTES = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * 2
 GEOMETRY_LABELS = ("wavelength", "distance", "pixel_size", "downsample")
 TARGET_LABEL = {"resolution": "inverse_d", "multilattice": "is_multi"}
 #: Columns read when the shards record them (all of them; a column only some shards have is left
-#: out): the detector's name, and the smallest misorientation between lattices (degrees).
-OPTIONAL_LABELS = ("detector", "lattice_split_deg")
+#: out): the detector's name, the smallest misorientation between lattices (degrees), the rotation
+#: wedge (degrees; 0 for a still) and the ice's thickness (µm; recipes from resolution v6 on).
+OPTIONAL_LABELS = ("detector", "lattice_split_deg", "rotation_wedge_deg", "ice_um")
 
 
 class DataError(XraisError):

@@ -267,6 +267,44 @@ class _StreamFeatures(torch.utils.data.Dataset):
                 np.float32(target))
 
 
+def channel_names() -> List[str]:
+    """Names of the shell profile's channels (:func:`xrais.models.profile.profile_features`), for tables."""
+    from ..models.profile import thresholds
+
+    return ["coverage", "log10 shell pixels / 6", "background / 16"] + [
+        f"spot pixels ≥ {energy:.0f} photons (log10 fraction + 5)" for energy in thresholds()]
+
+
+def feature_gap(measured: FeatureSet, simulated: FeatureSet, top: int = 3) -> List[dict]:
+    """Where the images a model reads (``measured``: frames, pooled as the predictor pools them) lie
+    outside what it was trained on (``simulated``), channel by channel of the shell profile: per
+    shell, z = (measured mean − simulated mean) / simulated standard deviation, over the shells the
+    measured images cover (mean coverage > 0). Per channel: its name, the mean |z| over those shells,
+    and the ``top`` shells of largest |z| with s (Å⁻¹), z and both means. A gap of several σ in a
+    channel means the simulation (or the pipeline: pooling, conditioning) lacks something the
+    measured frames have, or the reverse. The simulated set's spread is floored at 10⁻³ (shells
+    that never vary, beyond every training image's reach)."""
+    from ..models.profile import S_MAX
+
+    if not len(measured) or len(simulated) < 2:
+        raise ValueError("feature_gap needs measured images and at least two simulated ones")
+    mean = simulated.features.astype(np.float64).mean(axis=0)
+    spread = np.maximum(simulated.features.astype(np.float64).std(axis=0), 1e-3)
+    seen = measured.features.astype(np.float64).mean(axis=0)
+    z = (seen - mean) / spread
+    covered = np.flatnonzero(seen[0] > 0)
+    centres = (np.arange(N_SHELLS) + 0.5) * S_MAX / N_SHELLS
+    rows = []
+    for channel, name in enumerate(channel_names()):
+        order = covered[np.argsort(-np.abs(z[channel, covered]), kind="stable")][:top]
+        rows.append({"channel": channel, "name": name,
+                     "mean_abs_z": float(np.abs(z[channel, covered]).mean()) if len(covered) else 0.0,
+                     "largest": [{"s": round(float(centres[k]), 4), "z": round(float(z[channel, k]), 2),
+                                  "measured": round(float(seen[channel, k]), 3),
+                                  "simulated": round(float(mean[channel, k]), 3)} for k in order]})
+    return rows
+
+
 def stream_features(settings, first: int, count: int, workers: int, progress=None) -> FeatureSet:
     """Features of stream images ``first … first + count − 1`` of (recipe, seed), simulated by
     ``workers`` processes (0: in this one)."""
