@@ -8,8 +8,9 @@ pipeline lacks.
         --inverse-d 0.5 0.7 --frames ../shared/data/thaumatin_grid/thau_3_2_000[1-6].cbf.bz2 \\
         --json docs/resolution_feature_gap.json
 
-The frames' quadrants are pooled into one profile, as the ``resolution`` predictor pools them; the
-simulated images are single quadrants (their shell-size channel therefore reads a quarter of a
+The frames' quadrants are pooled into one profile, as the ``resolution`` predictor pools them (all
+four here; the predictor leaves out quadrants of too little image data); the simulated images are
+single quadrants (their shell-size channel therefore reads a quarter of a
 pooled frame's pixels). Simulated features are cached in data/study/feature_gap_cache.
 """
 import argparse
@@ -22,6 +23,7 @@ import numpy as np
 
 from xrais.conditioning import condition_frame
 from xrais.io import open_images
+from xrais.models.predictor import geometry_tensor
 from xrais.models.profile import quadrant_inputs
 from xrais.io.errors import XraisError
 from xrais.training.data import open_shards
@@ -34,9 +36,8 @@ def frame_features(paths) -> FeatureSet:
     """Pooled shell-profile features of measured frames (all their quadrants)."""
     features, globals_ = [], []
     for frame in open_images(paths, on_error="raise"):
-        g = frame.geometry
         quadrants = condition_frame(frame)
-        table = np.tile([g.wavelength, g.distance, g.pixel_size, g.downsample], (len(quadrants), 1))
+        table = geometry_tensor(frame.geometry, len(quadrants)).numpy()  # the predictor's own table
         f, inputs = quadrant_inputs(quadrants, table, pool=np.ones(len(quadrants), bool), per_quadrant=False)
         features.append(f.numpy()[0])
         globals_.append(inputs.numpy()[0])
